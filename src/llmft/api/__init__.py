@@ -1,0 +1,57 @@
+"""The typed spec and status of each llmft custom resource, shared by operator and workloads.
+
+This package imports pydantic only: the operator, the workloads and the local runner all
+parse manifests through it, so a manifest means the same thing everywhere.
+"""
+
+from llmft.api.common import (
+    API_VERSION,
+    GROUP,
+    VERSION,
+    ArtifactOutput,
+    Condition,
+    HuggingFaceRepo,
+    ModelSource,
+    Phase,
+    Progress,
+    Resources,
+    SecretKeyRef,
+)
+from llmft.api.datasetgeneration import DatasetGenerationSpec
+from llmft.api.evaluation import EvaluationSpec
+from llmft.api.finetunejob import FineTuneJobSpec
+from llmft.api.resource import (
+    KINDS,
+    DatasetGeneration,
+    Evaluation,
+    FineTuneJob,
+    ManifestError,
+    Resource,
+    load_manifests,
+    parse_resource,
+)
+
+__all__ = [
+    "API_VERSION",
+    "GROUP",
+    "KINDS",
+    "VERSION",
+    "ArtifactOutput",
+    "Condition",
+    "DatasetGeneration",
+    "DatasetGenerationSpec",
+    "Evaluation",
+    "ManifestError",
+    "EvaluationSpec",
+    "FineTuneJob",
+    "FineTuneJobSpec",
+    "HuggingFaceRepo",
+    "ModelSource",
+    "Phase",
+    "Progress",
+    "Resource",
+    "Resources",
+    "SecretKeyRef",
+    "load_manifests",
+    "parse_resource",
+]

@@ -1,0 +1,166 @@
+"""Types shared by every llmft kind: references, resources, outputs, status shapes."""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+GROUP = "llmft.io"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+
+DEFAULT_GPU_PRODUCT = "NVIDIA-A10"
+GPU_RESOURCE = "nvidia.com/gpu"
+GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
+
+DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+
+
+class ApiModel(BaseModel):
+    """Base for API types: camelCase on the wire, unknown fields refused (typos fail loudly)."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        use_enum_values=True,
+        validate_default=True,
+    )
+
+    def to_wire(self) -> dict[str, Any]:
+        """The camelCase JSON form, without unset optional fields."""
+        return self.model_dump(by_alias=True, exclude_none=True, mode="json")
+
+
+class SecretKeyRef(ApiModel):
+    """A key in a Secret of the resource's namespace; the value is never copied anywhere."""
+
+    name: str = Field(description="Name of the Secret in the resource's namespace.", min_length=1)
+    key: str = Field(description="Key within the Secret whose value is used.", min_length=1)
+
+
+class HuggingFaceRepo(ApiModel):
+    """Where on the Hugging Face Hub an artefact is pushed."""
+
+    repo: str = Field(
+        description="Repository id on the Hub, as owner/name.",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$",
+    )
+    private: bool = Field(default=True, description="Create the repository as private.")
+    token_secret_ref: SecretKeyRef = Field(
+        description="Secret key holding a Hugging Face token with write access."
+    )
+    branch: str = Field(default="main", description="Branch (revision) to push to.")
+    endpoint: str | None = Field(
+        default=None, description="Hub endpoint URL; empty means the public Hugging Face Hub."
+    )
+
+
+class ModelSource(ApiModel):
+    """A base model: a Hugging Face id or a path on the artefact volume or in the image."""
+
+    name: str = Field(
+        description="Hugging Face model id (owner/name) or an absolute local path.", min_length=1
+    )
+    revision: str | None = Field(default=None, description="Hub revision (branch, tag or commit).")
+    gguf_file: str | None = Field(
+        default=None,
+        description="GGUF file inside the model directory or repo; transformers dequantises it.",
+    )
+    offline: bool = Field(
+        default=False, description="Never contact the Hub; the model must already be local."
+    )
+    token_secret_ref: SecretKeyRef | None = Field(
+        default=None, description="Secret key holding a Hub token, for gated or private models."
+    )
+    chat_template: str | None = Field(
+        default=None,
+        description="Jinja chat template to use when the tokenizer has none.",
+    )
+
+
+class Resources(ApiModel):
+    """Compute for the workload's pod. GPU product picks the node pool (default A10)."""
+
+    gpu_count: int = Field(default=1, ge=0, le=16, description="GPUs per pod (nvidia.com/gpu).")
+    gpu_product: str = Field(
+        default=DEFAULT_GPU_PRODUCT,
+        description="GPU product label value the pod is scheduled onto (nvidia.com/gpu.product).",
+    )
+    cpu: str = Field(default="4", description="CPU request and limit, as a Kubernetes quantity.")
+    memory: str = Field(default="24Gi", description="Memory request and limit (quantity).")
+    shared_memory: str = Field(default="8Gi", description="Size of the /dev/shm memory volume.")
+    node_selector: dict[str, str] = Field(
+        default_factory=dict, description="Extra node selector labels, merged with the GPU one."
+    )
+    queue_name: str | None = Field(
+        default=None, description="Kueue LocalQueue to submit the Job to (kueue.x-k8s.io label)."
+    )
+    active_deadline_seconds: int | None = Field(
+        default=None, ge=60, description="Hard limit on the Job's run time, in seconds."
+    )
+    backoff_limit: int = Field(
+        default=2, ge=0, le=10, description="Pod restarts before the Job is marked failed."
+    )
+
+
+class ArtifactOutput(ApiModel):
+    """Where a workload writes its artefacts: a directory on the artefact PVC."""
+
+    pvc: str | None = Field(
+        default=None,
+        description="PersistentVolumeClaim for artefacts; empty uses the operator's default.",
+    )
+    path: str | None = Field(
+        default=None,
+        description="Directory under the volume root; empty uses <kind>/<name>.",
+        pattern=r"^[^.][^\s]*$",
+    )
+    hugging_face: HuggingFaceRepo | None = Field(
+        default=None, description="Also push the result to this Hugging Face repository."
+    )
+
+
+class Phase(str, Enum):
+    """The coarse state of a resource, as printed by kubectl."""
+
+    PENDING = "Pending"
+    WAITING = "Waiting"
+    RUNNING = "Running"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+
+
+class Condition(ApiModel):
+    """A standard Kubernetes status condition."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str = Field(description="Condition type, e.g. Ready, InputsReady, Complete, Failed.")
+    status: str = Field(description="True, False or Unknown.")
+    reason: str = Field(default="", description="CamelCase machine-readable reason.")
+    message: str = Field(default="", description="Human-readable detail.")
+    last_transition_time: str | None = Field(default=None, description="RFC 3339 time.")
+    observed_generation: int | None = Field(default=None, description="Spec generation seen.")
+
+
+class Progress(ApiModel):
+    """How far the workload is; written by the workload, shown by kubectl."""
+
+    model_config = ConfigDict(extra="allow")
+
+    step: int | None = Field(default=None, description="Units done (steps, chunks or items).")
+    total: int | None = Field(default=None, description="Units in all.")
+    percent: float | None = Field(default=None, description="Done, as a percentage.")
+    unit: str | None = Field(default=None, description="What a step counts: steps, chunks, items.")
+    loss: float | None = Field(default=None, description="Latest training loss.")
+    eval_loss: float | None = Field(default=None, description="Latest evaluation loss.")
+    learning_rate: float | None = Field(default=None, description="Current learning rate.")
+    tokens_per_second: float | None = Field(default=None, description="Training throughput.")
+    eta_seconds: float | None = Field(default=None, description="Estimated seconds to finish.")
+    resumed_from_step: int | None = Field(default=None, description="Checkpoint step resumed.")
+    message: str | None = Field(default=None, description="Latest human-readable note.")
+    updated_at: str | None = Field(default=None, description="RFC 3339 time of this report.")

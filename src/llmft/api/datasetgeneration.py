@@ -1,0 +1,149 @@
+"""DatasetGeneration: documents in, instruction pairs and a causal corpus out, written by an LLM."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from llmft.api.common import ApiModel, ArtifactOutput, ModelSource, Resources
+
+QuestionKind = Literal["factual", "procedural", "yesno", "multihop"]
+
+
+class PvcSource(ApiModel):
+    """Documents on a PersistentVolumeClaim."""
+
+    claim_name: str = Field(description="Name of the PersistentVolumeClaim.", min_length=1)
+    path: str = Field(default="", description="Directory inside the volume.")
+
+
+class DocumentSource(ApiModel):
+    """Where the documents come from: exactly one of configMap, pvc, urls or path."""
+
+    config_map: str | None = Field(
+        default=None, description="ConfigMap whose keys are document files (name -> content)."
+    )
+    pvc: PvcSource | None = Field(default=None, description="Directory on a PVC.")
+    urls: list[str] | None = Field(
+        default=None, description="HTTP(S) URLs of documents to fetch.", min_length=1
+    )
+    path: str | None = Field(
+        default=None,
+        description="Local directory or file (the local runner; relative to the manifest).",
+    )
+    include: list[str] = Field(
+        default_factory=lambda: ["**/*.md", "**/*.txt", "**/*.html", "**/*.htm", "**/*.pdf"],
+        description="Glob patterns of files to ingest from a directory.",
+    )
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> DocumentSource:
+        given = [n for n in ("config_map", "pvc", "urls", "path") if getattr(self, n) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                "spec.source: set exactly one of configMap, pvc, urls, path "
+                f"(got {', '.join(given) or 'none'})"
+            )
+        return self
+
+
+class Chunking(ApiModel):
+    """How documents are cut: by headings first, then by a token budget with overlap."""
+
+    max_tokens: int = Field(default=384, ge=32, le=8192, description="Token budget per chunk.")
+    overlap_tokens: int = Field(
+        default=48, ge=0, le=2048, description="Tokens shared by neighbouring chunks."
+    )
+    min_tokens: int = Field(
+        default=24, ge=1, description="Chunks shorter than this (near-empty) are skipped."
+    )
+
+    @model_validator(mode="after")
+    def _overlap_below_budget(self) -> Chunking:
+        if self.overlap_tokens >= self.max_tokens:
+            raise ValueError("spec.chunking.overlapTokens must be smaller than maxTokens")
+        return self
+
+
+class Generator(ApiModel):
+    """The LLM served by Ollama that writes question/answer pairs."""
+
+    backend: Literal["ollama", "transformers", "auto"] = Field(
+        default="ollama",
+        description=(
+            "ollama: the Ollama server; transformers: localModel in-process with the same "
+            "prompts; auto: Ollama if it answers, else in-process."
+        ),
+    )
+    local_model: ModelSource | None = Field(
+        default=None, description="Model for the transformers backend (and auto's fallback)."
+    )
+    ollama_host: str = Field(
+        default="http://ollama:11434", description="Base URL of the Ollama server."
+    )
+    model: str = Field(default="llama3:8b", description="Model name on the Ollama server.")
+    system_prompt: str | None = Field(
+        default=None, description="System prompt; empty uses llmft's built-in prompt."
+    )
+    prompt_template: str | None = Field(
+        default=None,
+        description=(
+            "User prompt template; placeholders {context}, {neighbour_context}, "
+            "{num_questions}, {kinds}. Empty uses the built-in template."
+        ),
+    )
+    questions_per_chunk: int = Field(default=3, ge=1, le=20, description="Pairs asked per chunk.")
+    question_kinds: list[QuestionKind] = Field(
+        default_factory=lambda: ["factual", "procedural", "yesno", "multihop"],
+        description="Kinds of question to ask for, rotated across chunks.",
+        min_length=1,
+    )
+    temperature: float = Field(default=0.7, ge=0.0, le=2.0, description="Sampling temperature.")
+    concurrency: int = Field(default=4, ge=1, le=64, description="Requests in flight at once.")
+    max_retries: int = Field(default=3, ge=0, le=10, description="Retries on server errors.")
+    timeout_seconds: float = Field(default=300, gt=0, description="Per-request timeout.")
+    num_predict: int = Field(default=768, ge=16, description="Max tokens the model may write.")
+    seed: int | None = Field(default=None, description="Generation seed, for reproducibility.")
+
+
+class Quality(ApiModel):
+    """Filters applied to generated pairs."""
+
+    min_answer_support: float = Field(
+        default=0.5,
+        ge=0.0,
+        le=1.0,
+        description="Share of the answer's content words that must appear in the chunk(s).",
+    )
+    near_duplicate_threshold: float = Field(
+        default=0.85,
+        ge=0.0,
+        le=1.0,
+        description="Question similarity (Jaccard of word 3-grams) above which pairs are dropped.",
+    )
+    min_answer_chars: int = Field(default=2, ge=1, description="Shorter answers are dropped.")
+
+
+class Split(ApiModel):
+    """Train/eval split, by chunk so that no chunk's pairs leak across it."""
+
+    eval_fraction: float = Field(default=0.2, gt=0.0, lt=1.0, description="Share held out.")
+    seed: int = Field(default=42, description="Shuffle seed; the same seed gives the same split.")
+
+
+class DatasetGenerationSpec(ApiModel):
+    """What dataset to generate, from which documents, with which model."""
+
+    source: DocumentSource = Field(description="Where the documents come from.")
+    chunking: Chunking = Field(default_factory=Chunking, description="How documents are cut.")
+    generator: Generator = Field(default_factory=Generator, description="The generating LLM.")
+    quality: Quality = Field(default_factory=Quality, description="Filters on generated pairs.")
+    split: Split = Field(default_factory=Split, description="Train/eval split.")
+    output: ArtifactOutput = Field(
+        default_factory=ArtifactOutput, description="Where the dataset files are written."
+    )
+    resources: Resources = Field(
+        default_factory=lambda: Resources(gpu_count=0, cpu="2", memory="4Gi", shared_memory="1Gi"),
+        description="Compute for the generation pod (the LLM runs in Ollama, so no GPU by default).",
+    )

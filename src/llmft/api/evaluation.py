@@ -1,0 +1,141 @@
+"""Evaluation: answer held-out questions with several arms and score them side by side."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from llmft.api.common import ApiModel, ArtifactOutput, ModelSource, Resources, SecretKeyRef
+from llmft.api.finetunejob import DatasetInput
+
+Metric = Literal["bleu", "chrf", "rouge", "ngram", "accuracy", "relevance", "faithfulness"]
+TEXT_METRICS: tuple[Metric, ...] = ("bleu", "chrf", "rouge", "ngram")
+JUDGE_METRICS: tuple[Metric, ...] = ("accuracy", "relevance", "faithfulness")
+
+
+class ArmRag(ApiModel):
+    """Retrieval for one arm."""
+
+    enabled: bool = Field(default=False, description="Retrieve context from Weaviate.")
+    top_k: int = Field(default=3, ge=1, le=20, description="Chunks retrieved per question.")
+
+
+class Arm(ApiModel):
+    """One contestant: a base model, optionally with a fine-tuned adapter, with or without RAG."""
+
+    name: str = Field(
+        description="Arm name, unique in the evaluation.",
+        pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
+        max_length=63,
+    )
+    base_model: ModelSource | None = Field(
+        default=None, description="Base model; empty takes the FineTuneJob's base model."
+    )
+    fine_tune_job_ref: str | None = Field(
+        default=None, description="FineTuneJob whose adapter is applied; waits for it to succeed."
+    )
+    adapter_path: str | None = Field(
+        default=None, description="Directory of a saved adapter (instead of a FineTuneJob)."
+    )
+    rag: ArmRag = Field(default_factory=ArmRag, description="Retrieval for this arm.")
+
+    @model_validator(mode="after")
+    def _model_known(self) -> Arm:
+        if self.base_model is None and self.fine_tune_job_ref is None:
+            raise ValueError(f"arms[{self.name}]: set baseModel or fineTuneJobRef")
+        if self.fine_tune_job_ref is not None and self.adapter_path is not None:
+            raise ValueError(f"arms[{self.name}]: set at most one of fineTuneJobRef, adapterPath")
+        return self
+
+
+class Retrieval(ApiModel):
+    """The Weaviate index the RAG arms retrieve from."""
+
+    backend: Literal["weaviate", "embedded", "auto"] = Field(
+        default="weaviate",
+        description="weaviate: the Weaviate server; embedded: in-process; auto: Weaviate if up.",
+    )
+    weaviate_url: str = Field(
+        default="http://weaviate:8080", description="Weaviate HTTP endpoint."
+    )
+    weaviate_grpc_port: int = Field(default=50051, ge=1, le=65535, description="Weaviate gRPC port.")
+    collection: str | None = Field(
+        default=None, description="Collection name; empty derives one from the evaluation name."
+    )
+    embedding_model: str = Field(
+        default="sentence-transformers/all-MiniLM-L6-v2",
+        description="Sentence-embedding model (Hub id or local path) for chunks and questions.",
+    )
+    api_key_secret_ref: SecretKeyRef | None = Field(
+        default=None, description="Secret key with a Weaviate API key."
+    )
+
+
+class Generation(ApiModel):
+    """How arms answer."""
+
+    max_new_tokens: int = Field(default=256, ge=1, le=8192, description="Answer length limit.")
+    batch_size: int = Field(default=8, ge=1, le=512, description="Questions per batch.")
+    temperature: float = Field(default=0.0, ge=0.0, le=2.0, description="0 means greedy.")
+    max_items: int | None = Field(
+        default=None, ge=1, description="Evaluate only the first N eval items."
+    )
+
+
+class Judge(ApiModel):
+    """The LLM judge (through RAGAS): an Ollama or OpenAI-compatible endpoint."""
+
+    provider: Literal["ollama", "openai"] = Field(default="ollama", description="API flavour.")
+    endpoint: str = Field(default="http://ollama:11434", description="Base URL of the judge.")
+    model: str = Field(default="llama3:8b", description="Judge model name.")
+    api_key_secret_ref: SecretKeyRef | None = Field(
+        default=None, description="Secret key with the judge's API key (openai provider)."
+    )
+    max_retries: int = Field(default=2, ge=0, le=10, description="Retries on unusable output.")
+    timeout_seconds: float = Field(default=120, gt=0, description="Per-call timeout.")
+    embedding_model: str | None = Field(
+        default=None,
+        description="Embedding model for answer relevancy; empty uses retrieval.embeddingModel.",
+    )
+
+
+class Bootstrap(ApiModel):
+    """Confidence intervals on per-arm means."""
+
+    samples: int = Field(default=1000, ge=100, le=100000, description="Bootstrap resamples.")
+    confidence: float = Field(default=0.95, gt=0.5, lt=1.0, description="Interval level.")
+    seed: int = Field(default=0, description="Resampling seed.")
+
+
+class EvaluationSpec(ApiModel):
+    """Which arms answer which held-out questions, and how answers are scored."""
+
+    dataset: DatasetInput = Field(description="Eval data (the eval split of a dataset).")
+    arms: list[Arm] = Field(description="Contestants; the first is the baseline.", min_length=1)
+    metrics: list[Metric] = Field(
+        default_factory=lambda: ["bleu", "chrf", "rouge", "ngram", "accuracy", "relevance"],
+        description="Metrics to compute; judge metrics need spec.judge.",
+        min_length=1,
+    )
+    primary_metric: Metric = Field(default="rouge", description="Metric that ranks the arms.")
+    generation: Generation = Field(default_factory=Generation, description="How arms answer.")
+    retrieval: Retrieval = Field(default_factory=Retrieval, description="Index for RAG arms.")
+    judge: Judge | None = Field(default=None, description="LLM judge for judge metrics.")
+    bootstrap: Bootstrap = Field(default_factory=Bootstrap, description="Confidence intervals.")
+    resources: Resources = Field(default_factory=Resources, description="Compute for the pod.")
+    output: ArtifactOutput = Field(
+        default_factory=ArtifactOutput, description="Where answers and scores are written."
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> EvaluationSpec:
+        names = [a.name for a in self.arms]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"spec.arms: duplicate arm names {dupes}")
+        if any(m in JUDGE_METRICS for m in self.metrics) and self.judge is None:
+            raise ValueError("spec.metrics asks for judge metrics but spec.judge is not set")
+        if self.primary_metric not in self.metrics:
+            raise ValueError("spec.primaryMetric must be one of spec.metrics")
+        return self

@@ -1,0 +1,123 @@
+"""FineTuneJob: QLoRA or LoRA fine-tuning of a base model, causal or instruct, with or without RAG."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from llmft.api.common import ApiModel, ArtifactOutput, ModelSource, Resources
+
+Method = Literal["qlora", "lora"]
+Mode = Literal["causal", "instruct"]
+
+
+class DatasetInput(ApiModel):
+    """The training data: a DatasetGeneration in this namespace, or a directory of its files."""
+
+    dataset_generation_ref: str | None = Field(
+        default=None, description="Name of a DatasetGeneration; the job waits until it succeeds."
+    )
+    path: str | None = Field(
+        default=None, description="Directory holding train.jsonl/eval.jsonl (and corpus files)."
+    )
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> DatasetInput:
+        if (self.dataset_generation_ref is None) == (self.path is None):
+            raise ValueError("dataset: set exactly one of datasetGenerationRef, path")
+        return self
+
+
+class Rag(ApiModel):
+    """Retrieved context in prompts, exactly as the evaluation will use it."""
+
+    enabled: bool = Field(default=False, description="Put retrieved context in the prompt.")
+    top_k: int = Field(default=3, ge=1, le=20, description="Chunks of context per question.")
+    context_source: Literal["dataset", "retriever"] = Field(
+        default="dataset",
+        description="dataset: the pair's own context field; retriever: top-k from the index.",
+    )
+
+
+class Lora(ApiModel):
+    """LoRA adapter shape."""
+
+    r: int = Field(default=16, ge=1, le=512, description="Adapter rank.")
+    alpha: int = Field(default=32, ge=1, description="Scaling numerator (alpha / r).")
+    dropout: float = Field(default=0.05, ge=0.0, lt=1.0, description="Dropout on adapter input.")
+    target_modules: list[str] = Field(
+        default_factory=lambda: ["all-linear"],
+        description="Module names to adapt, or [all-linear] for every linear layer.",
+        min_length=1,
+    )
+
+
+class HyperParameters(ApiModel):
+    """Optimisation settings; the defaults suit a 7B model on one A10 with QLoRA."""
+
+    learning_rate: float = Field(default=2e-4, gt=0, le=1, description="Peak learning rate.")
+    epochs: float = Field(default=3, gt=0, description="Passes over the data (if maxSteps unset).")
+    max_steps: int | None = Field(default=None, ge=1, description="Stop after this many steps.")
+    batch_size: int = Field(default=4, ge=1, description="Per-device batch size.")
+    gradient_accumulation_steps: int = Field(default=4, ge=1, description="Steps per update.")
+    max_seq_length: int = Field(default=1024, ge=16, le=131072, description="Tokens per sequence.")
+    warmup_ratio: float = Field(default=0.03, ge=0, lt=1, description="Warm-up share of steps.")
+    lr_scheduler: Literal["cosine", "linear", "constant", "constant_with_warmup"] = Field(
+        default="cosine", description="Learning-rate schedule."
+    )
+    weight_decay: float = Field(default=0.0, ge=0, description="AdamW weight decay.")
+    optimizer: str = Field(default="adamw_torch", description="transformers optimizer name.")
+    seed: int = Field(default=42, description="Seed for data order and adapter init.")
+    gradient_checkpointing: bool = Field(default=True, description="Trade compute for memory.")
+    packing: bool = Field(default=True, description="Pack causal sequences (causal mode).")
+    lora: Lora = Field(default_factory=Lora, description="LoRA adapter shape.")
+    eval_steps: int | None = Field(default=None, ge=1, description="Evaluate every N steps.")
+    save_steps: int = Field(default=50, ge=1, description="Checkpoint every N steps.")
+    save_total_limit: int = Field(default=3, ge=1, description="Checkpoints kept.")
+    logging_steps: int = Field(default=5, ge=1, description="Log (and report) every N steps.")
+    early_stopping_patience: int | None = Field(
+        default=None, ge=1, description="Stop after N evaluations without eval-loss improvement."
+    )
+
+
+class Tracking(ApiModel):
+    """Experiment trackers besides TensorBoard (always written)."""
+
+    mlflow_tracking_uri: str | None = Field(default=None, description="MLflow server URI.")
+    wandb_project: str | None = Field(default=None, description="Weights & Biases project.")
+
+
+class FineTuneOutput(ArtifactOutput):
+    """Where the adapter goes; optionally a merged model and a Hub push."""
+
+    merge_adapter: bool = Field(
+        default=False, description="Also save the base model with the adapter merged in."
+    )
+
+
+class FineTuneJobSpec(ApiModel):
+    """A fine-tuning run: base model, data, method, mode, hyper-parameters, output."""
+
+    base_model: ModelSource = Field(description="The model to fine-tune.")
+    dataset: DatasetInput = Field(description="Training data.")
+    method: Method = Field(default="qlora", description="qlora (4-bit NF4 base) or lora.")
+    mode: Mode = Field(
+        default="instruct",
+        description="causal: continued pre-training on the corpus; instruct: Q/A chat pairs.",
+    )
+    rag: Rag = Field(default_factory=Rag, description="Retrieved context in training prompts.")
+    hyperparameters: HyperParameters = Field(
+        default_factory=HyperParameters, description="Optimisation settings."
+    )
+    resources: Resources = Field(default_factory=Resources, description="Compute for the pod.")
+    output: FineTuneOutput = Field(
+        default_factory=FineTuneOutput, description="Where the adapter is written and pushed."
+    )
+    tracking: Tracking = Field(default_factory=Tracking, description="Experiment trackers.")
+
+    @model_validator(mode="after")
+    def _rag_needs_instruct(self) -> FineTuneJobSpec:
+        if self.rag.enabled and self.mode != "instruct":
+            raise ValueError("spec.rag.enabled requires spec.mode: instruct")
+        return self

@@ -1,0 +1,34 @@
+"""Where each kind's artefacts live under the artefact root, and the names of its files."""
+
+from __future__ import annotations
+
+from pathlib import PurePosixPath
+
+# Files a DatasetGeneration writes into its output directory.
+INSTRUCT_TRAIN = "train.jsonl"
+INSTRUCT_EVAL = "eval.jsonl"
+CORPUS_TRAIN = "corpus_train.jsonl"
+CORPUS_EVAL = "corpus_eval.jsonl"
+CHUNKS = "chunks.jsonl"
+DATASET_MANIFEST = "manifest.json"
+
+# Files a FineTuneJob writes.
+ADAPTER_DIR = "adapter"
+MERGED_DIR = "merged"
+CHECKPOINTS_DIR = "checkpoints"
+TRAIN_METRICS = "metrics.json"
+TRAIN_LOG = "log_history.jsonl"
+
+# Files an Evaluation writes.
+EVAL_ITEMS = "items.jsonl"
+EVAL_SUMMARY = "summary.json"
+
+# Every workload writes its final result here too (also sent as the termination message).
+RESULT = "result.json"
+
+KIND_DIRS = {"DatasetGeneration": "datasets", "FineTuneJob": "finetune", "Evaluation": "evaluations"}
+
+
+def default_output_path(kind: str, name: str) -> str:
+    """The directory, relative to the artefact root, where a resource writes by default."""
+    return str(PurePosixPath(KIND_DIRS[kind]) / name)

@@ -1,0 +1,135 @@
+"""The manifest envelope (apiVersion, kind, metadata, spec) and loading manifests from files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from llmft.api.common import API_VERSION, DNS_LABEL
+from llmft.api.datasetgeneration import DatasetGenerationSpec
+from llmft.api.evaluation import EvaluationSpec
+from llmft.api.finetunejob import FineTuneJobSpec
+
+SpecT = TypeVar("SpecT", bound=BaseModel)
+
+
+class Metadata(BaseModel):
+    """The part of ObjectMeta llmft reads; everything else is kept as is."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str = Field(pattern=DNS_LABEL, max_length=63)
+    namespace: str = "default"
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+
+
+class Resource(BaseModel, Generic[SpecT]):
+    """A parsed llmft object: the typed spec plus where it came from."""
+
+    model_config = ConfigDict(extra="allow")
+
+    api_version: str = Field(alias="apiVersion")
+    kind: str
+    metadata: Metadata
+    spec: SpecT
+    source_file: Path | None = Field(default=None, exclude=True)
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.kind, self.metadata.name)
+
+
+class DatasetGeneration(Resource[DatasetGenerationSpec]):
+    """A DatasetGeneration object."""
+
+
+class FineTuneJob(Resource[FineTuneJobSpec]):
+    """A FineTuneJob object."""
+
+
+class Evaluation(Resource[EvaluationSpec]):
+    """An Evaluation object."""
+
+
+KINDS: dict[str, type[Resource[Any]]] = {
+    "DatasetGeneration": DatasetGeneration,
+    "FineTuneJob": FineTuneJob,
+    "Evaluation": Evaluation,
+}
+PLURALS = {
+    "DatasetGeneration": "datasetgenerations",
+    "FineTuneJob": "finetunejobs",
+    "Evaluation": "evaluations",
+}
+
+
+class ManifestError(ValueError):
+    """A manifest that cannot be used; the message names the object and the field."""
+
+
+def _field_path(loc: tuple[int | str, ...]) -> str:
+    parts: list[str] = []
+    for p in loc:
+        if isinstance(p, int):
+            parts.append(f"[{p}]")
+        elif "[" in str(p) or "-" in str(p) and parts:
+            continue  # pydantic's union/validator tags carry no field name
+        else:
+            parts.append(("." if parts else "") + str(p))
+    return "".join(parts)
+
+
+def format_validation_error(err: ValidationError, where: str) -> str:
+    lines = [f"{where} is invalid:"]
+    for e in err.errors():
+        path = _field_path(tuple(e["loc"])) or "(object)"
+        msg = e["msg"].removeprefix("Value error, ")
+        lines.append(f"  {path}: {msg}")
+    return "\n".join(lines)
+
+
+def parse_resource(obj: dict[str, Any], source: Path | None = None) -> Resource[Any]:
+    """Validate one manifest dict into its typed resource, or raise ManifestError."""
+    kind = obj.get("kind")
+    name = (obj.get("metadata") or {}).get("name", "?")
+    where = f"{kind or '?'}/{name}" + (f" ({source})" if source else "")
+    if obj.get("apiVersion") != API_VERSION:
+        raise ManifestError(f"{where}: apiVersion must be {API_VERSION}, got {obj.get('apiVersion')!r}")
+    if kind not in KINDS:
+        raise ManifestError(f"{where}: kind must be one of {', '.join(KINDS)}, got {kind!r}")
+    try:
+        res = KINDS[kind].model_validate(obj)
+    except ValidationError as err:
+        raise ManifestError(format_validation_error(err, where)) from None
+    res.source_file = source
+    return res
+
+
+def load_manifests(target: str | Path) -> list[Resource[Any]]:
+    """All llmft objects in a YAML file or a directory of them (non-llmft kinds are skipped)."""
+    root = Path(target)
+    if not root.exists():
+        raise ManifestError(f"{root}: no such file or directory")
+    files = sorted(root.glob("*.y*ml")) if root.is_dir() else [root]
+    resources: list[Resource[Any]] = []
+    seen: set[tuple[str, str]] = set()
+    for f in files:
+        try:
+            docs = list(yaml.safe_load_all(f.read_text()))
+        except yaml.YAMLError as err:
+            raise ManifestError(f"{f}: not valid YAML: {err}") from None
+        for doc in docs:
+            if not doc or not str(doc.get("apiVersion", "")).startswith("llmft.io/"):
+                continue
+            res = parse_resource(doc, f)
+            if res.key in seen:
+                raise ManifestError(f"{f}: {res.kind}/{res.metadata.name} is defined twice")
+            seen.add(res.key)
+            resources.append(res)
+    if not resources:
+        raise ManifestError(f"{root}: no llmft.io objects found")
+    return resources

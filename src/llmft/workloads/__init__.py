@@ -1,0 +1,1 @@
+"""The GPU workloads (dataset generation, training, evaluation) run inside the Jobs' pods."""

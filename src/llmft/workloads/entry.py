@@ -1,0 +1,82 @@
+"""The shared `python -m llmft.workloads.X --spec FILE` entrypoint: parse, run, report, exit."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from llmft.api.resource import ManifestError, Resource, parse_resource
+from llmft.reporting import Reporter, reporter_from_env
+
+
+class WorkloadError(Exception):
+    """Bad input or an environment the workload cannot run in; the message says what to fix."""
+
+
+def load_spec_file(path: Path, kind: str) -> Resource[Any]:
+    """Read a resolved spec (the manifest with references turned into paths) from JSON or YAML."""
+    if not path.exists():
+        raise WorkloadError(f"--spec {path}: no such file")
+    text = path.read_text()
+    obj = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    res = parse_resource(obj, path)
+    if res.kind != kind:
+        raise WorkloadError(f"--spec {path}: expected a {kind}, got a {res.kind}")
+    return res
+
+
+def configure_logging(verbose: bool = False) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format='{"time":"%(asctime)s","level":"%(levelname)s","logger":"%(name)s","msg":%(message)r}',
+        stream=sys.stderr,
+    )
+
+
+def run_workload(
+    kind: str,
+    description: str,
+    main: Callable[[Resource[Any], Reporter], None],
+    argv: list[str] | None = None,
+) -> int:
+    """Parse `--spec`, build the reporter, run `main`; a clear one-line error and exit 1 on failure."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--spec", type=Path, required=True, help="resolved spec (JSON or YAML)")
+    parser.add_argument("--verbose", action="store_true", help="debug logging")
+    args = parser.parse_args(argv)
+    configure_logging(args.verbose)
+    try:
+        res = load_spec_file(args.spec, kind)
+    except (WorkloadError, ManifestError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    output = getattr(res.spec, "output", None)
+    out_dir = Path(output.path) if output is not None and output.path else None
+    reporter = reporter_from_env(kind, res.metadata.name, res.metadata.namespace, out_dir)
+    try:
+        main(res, reporter)
+    except WorkloadError as err:
+        _fail(reporter, str(err))
+        return 1
+    except KeyboardInterrupt:
+        _fail(reporter, "interrupted")
+        return 130
+    except Exception as err:  # unexpected: keep the traceback in the log, a line in status
+        traceback.print_exc()
+        _fail(reporter, f"{type(err).__name__}: {err}")
+        return 1
+    return 0
+
+
+def _fail(reporter: Reporter, message: str) -> None:
+    print(f"error: {message}", file=sys.stderr)
+    reporter.progress(force=True, message=f"failed: {message}"[:1000])
+    reporter._write_termination_message({"error": message[:3500], "metrics": {}})

@@ -1,0 +1,115 @@
+#!/usr/bin/env bash
+# Builds the real servers the test tiers talk to (Kubernetes control plane, etcd, kwok,
+# Ollama, Weaviate) from their Go modules into a cache outside the repo; skips what is built.
+set -euo pipefail
+
+CACHE="${LLMFT_CACHE:-$HOME/.cache/llmft}"
+BIN="$CACHE/bin"
+WORK="$CACHE/build"
+mkdir -p "$BIN" "$WORK"
+
+K8S_VERSION="${K8S_VERSION:-v1.37.2}"
+ETCD_VERSION="${ETCD_VERSION:-v3.7.0}"
+KWOK_VERSION="${KWOK_VERSION:-v0.8.0}"
+OLLAMA_VERSION="${OLLAMA_VERSION:-v0.17.4}"
+WEAVIATE_VERSION="${WEAVIATE_VERSION:-v1.35.2}"
+
+export GOFLAGS="${GOFLAGS:--buildvcs=false} -trimpath"
+LDFLAGS="-s -w"
+
+log() { printf '[build %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+
+# A stamp file beside each binary records the version it was built from.
+is_built() { [ -x "$BIN/$1" ] && [ "$(cat "$BIN/$1.version" 2>/dev/null)" = "$2" ]; }
+stamp() { printf '%s\n' "$2" >"$BIN/$1.version"; }
+
+build_kubernetes() {
+  local v="$K8S_VERSION" staging="v0.${K8S_VERSION#v1.}"
+  if is_built kube-apiserver "$v" && is_built kube-controller-manager "$v" && is_built kube-scheduler "$v"; then
+    return
+  fi
+  log "kubernetes $v (apiserver, controller-manager, scheduler)"
+  local dir="$WORK/kubernetes-$v"
+  mkdir -p "$dir"
+  local gomod
+  gomod=$(go mod download -json "k8s.io/kubernetes@$v" | sed -n 's/.*"GoMod": "\(.*\)",*/\1/p')
+  {
+    echo "module llmft.local/kubebin"
+    echo
+    echo "go $(sed -n 's/^go //p' "$gomod")"
+    echo
+    echo "require k8s.io/kubernetes $v"
+    echo
+    echo "replace ("
+    # Each staging module k8s.io/kubernetes replaces with ./staging is published as v0.X.Y.
+    sed -n 's#^[[:space:]]*\(k8s.io/[a-z0-9-]*\) => ./staging/.*#\t\1 => \1 '"$staging"'#p' "$gomod"
+    echo ")"
+  } >"$dir/go.mod"
+  cat >"$dir/tools.go" <<'GO'
+//go:build tools
+
+package tools
+
+import (
+	_ "k8s.io/kubernetes/cmd/kube-apiserver"
+	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
+	_ "k8s.io/kubernetes/cmd/kube-scheduler"
+)
+GO
+  (cd "$dir" && go mod tidy && go build -ldflags "$LDFLAGS" -o "$BIN/" \
+    k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
+    k8s.io/kubernetes/cmd/kube-scheduler)
+  for b in kube-apiserver kube-controller-manager kube-scheduler; do stamp "$b" "$v"; done
+}
+
+build_etcd() {
+  is_built etcd "$ETCD_VERSION" && return
+  log "etcd $ETCD_VERSION"
+  local dir="$WORK/etcd-$ETCD_VERSION"
+  mkdir -p "$dir"
+  cat >"$dir/go.mod" <<GOMOD
+module llmft.local/etcdbin
+
+go 1.25
+
+require go.etcd.io/etcd/server/v3 $ETCD_VERSION
+GOMOD
+  cat >"$dir/main.go" <<'GO'
+// Command etcd runs etcd's own server entrypoint.
+package main
+
+import (
+	"os"
+
+	"go.etcd.io/etcd/server/v3/etcdmain"
+)
+
+func main() { etcdmain.Main(os.Args) }
+GO
+  (cd "$dir" && go mod tidy && go build -ldflags "$LDFLAGS" -o "$BIN/etcd" .)
+  stamp etcd "$ETCD_VERSION"
+}
+
+go_install() { # name module/pkg version [env...]
+  local name=$1 pkg=$2 v=$3
+  shift 3
+  is_built "$name" "$v" && return
+  log "$name $v"
+  env GOBIN="$BIN" "$@" go install -ldflags "$LDFLAGS" "$pkg@$v"
+  stamp "$name" "$v"
+}
+
+build_kwok() { go_install kwok sigs.k8s.io/kwok/cmd/kwok "$KWOK_VERSION"; }
+build_ollama() { go_install ollama github.com/ollama/ollama "$OLLAMA_VERSION" CGO_ENABLED=1; }
+build_weaviate() {
+  go_install weaviate-server github.com/weaviate/weaviate/cmd/weaviate-server "$WEAVIATE_VERSION"
+}
+
+targets=("$@")
+[ ${#targets[@]} -gt 0 ] || targets=(kubernetes etcd kwok ollama weaviate)
+for t in "${targets[@]}"; do
+  start=$(date +%s)
+  "build_$t"
+  log "$t ready ($(($(date +%s) - start))s)"
+done
+ls -la "$BIN" >&2
