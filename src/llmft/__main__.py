@@ -1,0 +1,7 @@
+"""`python -m llmft`: the same as the `llmft` command."""
+
+import sys
+
+from llmft.cli import main
+
+sys.exit(main())

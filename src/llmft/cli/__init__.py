@@ -1,0 +1,136 @@
+"""The `llmft` command line: `run` manifests locally, `report` the comparison, `version`."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from llmft import __version__
+from llmft.api.common import API_VERSION
+
+DEFAULT_STATE_DIR = os.environ.get("LLMFT_STATE_DIR", ".llmft")
+
+EPILOG = """\
+examples:
+  llmft run -f examples/quickstart/          run the quickstart on this machine
+  llmft run -f examples/quickstart/ --only ftj/quickstart-lora --force
+  llmft report                               table + charts from the local run
+  llmft report --cluster -n ml-team          the same from Evaluations on a cluster
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="llmft",
+        description=(
+            "LLM fine-tuning experiments as Kubernetes resources. Without a cluster, "
+            "`llmft run` runs the same manifests on this machine."
+        ),
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"llmft {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = sub.add_parser(
+        "run",
+        help="run DatasetGeneration, FineTuneJob and Evaluation manifests on this machine",
+        description=(
+            "Run the manifests you would `kubectl apply`, on this machine (the CPU, or one local "
+            "GPU for resources that ask for one), in dependency order, with the same workload "
+            "code the operator runs in its pods. Status and artefacts go to the state directory; "
+            "run again to resume after Ctrl-C. Resources that succeeded with an unchanged spec "
+            "are skipped; a changed spec reruns the resource and everything that depends on it."
+        ),
+    )
+    run.add_argument(
+        "-f",
+        "--filename",
+        required=True,
+        metavar="DIR_OR_FILE",
+        help="a YAML manifest, or a directory of them (*.yaml, *.yml)",
+    )
+    run.add_argument(
+        "--state-dir",
+        default=DEFAULT_STATE_DIR,
+        metavar="DIR",
+        help="where status, resolved specs, logs and artefacts go (default: %(default)s; "
+        "env LLMFT_STATE_DIR)",
+    )
+    run.add_argument(
+        "--only",
+        metavar="KIND/NAME",
+        help="run only this resource (and whatever it needs that is not up to date), "
+        "e.g. ftj/my-job; kinds: DatasetGeneration|dsgen, FineTuneJob|ftj, Evaluation|eval",
+    )
+    run.add_argument(
+        "--force",
+        action="store_true",
+        help="rerun from scratch even if up to date (all resources, or the --only one)",
+    )
+    run.add_argument(
+        "-v", "--verbose", action="store_true", help="also print the workloads' own output"
+    )
+
+    report = sub.add_parser(
+        "report",
+        help="print the ranked comparison and write charts (PNG + one HTML page)",
+        description=(
+            "Print each Evaluation's arms ranked by the primary metric (mean ± CI, other "
+            "metrics, delta vs the baseline arm, retrieval hit rate) and write charts: metric "
+            "bars with CI error bars, fine-tuning loss curves, base-vs-tuned deltas, and one "
+            "self-contained HTML page with all of them. Reads a local state directory by "
+            "default, or Evaluations on a cluster with --cluster."
+        ),
+    )
+    report.add_argument(
+        "--state-dir",
+        default=None,
+        metavar="DIR",
+        help=f"state directory of `llmft run` (default: {DEFAULT_STATE_DIR})",
+    )
+    report.add_argument(
+        "--cluster", action="store_true", help="read Evaluations through the Kubernetes API"
+    )
+    report.add_argument(
+        "-n", "--namespace", help="namespace (with --cluster; default: the context's namespace)"
+    )
+    report.add_argument("--kubeconfig", help="kubeconfig file (with --cluster; default: ~/.kube)")
+    report.add_argument("--evaluation", metavar="NAME", help="only this Evaluation")
+    report.add_argument(
+        "--out",
+        metavar="DIR",
+        help="where charts and report.html go (default: <state-dir>/report, or ./llmft-report "
+        "with --cluster)",
+    )
+
+    sub.add_parser(
+        "version", help="print the llmft version", description="Print the llmft version."
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    if args.command == "version":
+        print(f"llmft {__version__} (API {API_VERSION}, Python {sys.version.split()[0]})")
+        return 0
+    if args.command == "run":
+        from llmft.cli.run import run_command
+
+        return run_command(args)
+    if args.command == "report":
+        if not args.cluster and (args.namespace or args.kubeconfig):
+            parser.error("--namespace and --kubeconfig go with --cluster")
+        if args.cluster and args.state_dir:
+            parser.error("--state-dir and --cluster exclude each other")
+        from llmft.cli.report import report_command
+
+        return report_command(args)
+    parser.error(f"unknown command {args.command}")
+    return 2

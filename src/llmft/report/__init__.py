@@ -1,0 +1,70 @@
+"""`llmft report`: the ranked comparison table and its charts (PNG files and one HTML page)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rich.console import Console
+
+from llmft.report.charts import delta_bars, loss_curves, metric_bars
+from llmft.report.html import HtmlSection, write_html
+from llmft.report.sources import ReportInput, ReportSourceError, cluster_inputs, local_inputs
+from llmft.report.summary import EvaluationSummary, SummaryError, load_summary
+from llmft.report.table import comparison_rows, render_table, table_cells, table_headers
+
+__all__ = [
+    "EvaluationSummary",
+    "ReportInput",
+    "ReportSourceError",
+    "SummaryError",
+    "WrittenReport",
+    "cluster_inputs",
+    "load_summary",
+    "local_inputs",
+    "write_report",
+]
+
+
+@dataclass
+class WrittenReport:
+    """The files a report wrote."""
+
+    pngs: list[Path] = field(default_factory=list)
+    html: Path | None = None
+
+
+def write_report(inputs: list[ReportInput], out_dir: Path, console: Console) -> WrittenReport:
+    """Print each evaluation's table and write its charts, then one HTML page with everything."""
+    written = WrittenReport()
+    sections: list[HtmlSection] = []
+    for item in inputs:
+        summary = item.summary
+        console.print(render_table(summary))
+        for note in item.notes:
+            console.print(f"[dim]{note}[/dim]", highlight=False)
+        images: list[tuple[str, Path]] = []
+        bars = metric_bars(summary, out_dir / f"{summary.name}-metrics.png")
+        images.append(("Mean score per metric and arm; error bars are bootstrap CIs.", bars))
+        deltas = delta_bars(summary, out_dir / f"{summary.name}-deltas.png")
+        if deltas is not None:
+            images.append(("Base versus fine-tuned: difference in mean score.", deltas))
+        loss = loss_curves(item.curves, out_dir / f"{summary.name}-loss.png")
+        if loss is not None:
+            images.append(("Training and evaluation loss of the fine-tune jobs.", loss))
+        written.pngs += [p for _, p in images]
+        rows = comparison_rows(summary)
+        sections.append(
+            HtmlSection(
+                title=f"Evaluation {summary.name} — ranked by {summary.primary_metric}",
+                headers=table_headers(summary),
+                rows=[table_cells(r) for r in rows],
+                winner_rows={i for i, r in enumerate(rows) if r.winner},
+                images=images,
+                notes=[*item.notes, f"Source: {summary.source}"],
+            )
+        )
+    written.html = write_html(sections, out_dir / "report.html")
+    console.print(f"Charts: {', '.join(str(p) for p in written.pngs)}", highlight=False)
+    console.print(f"HTML:   {written.html}", highlight=False)
+    return written

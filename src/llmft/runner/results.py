@@ -1,0 +1,66 @@
+"""The few lines `llmft run` prints about a finished workload: what it made and with what."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from llmft.api.layout import DATASET_MANIFEST, EVAL_SUMMARY
+from llmft.runner.plan import Step
+
+
+def _read(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def _pick(metrics: dict[str, Any], names: list[str]) -> str:
+    return ", ".join(f"{n} {_fmt(metrics[n])}" for n in names if metrics.get(n) is not None)
+
+
+def result_notes(step: Step, status: dict[str, Any]) -> list[str]:
+    """Human lines for a succeeded step, read from its status and its own output files."""
+    metrics = status.get("metrics") or {}
+    out = step.output_dir
+    notes: list[str] = []
+    if step.resource.kind == "DatasetGeneration":
+        manifest = _read(out / DATASET_MANIFEST)
+        generator = manifest.get("generator") or {}
+        backend = generator.get("backend") or metrics.get("backend")
+        model = generator.get("model") or metrics.get("generatorModel")
+        if backend:
+            notes.append(
+                f"generator: {backend}"
+                + (f" ({model})" if model else "")
+                + (
+                    f" — asked for {step.resource.spec.generator.backend}"
+                    if step.resource.spec.generator.backend == "auto"
+                    else ""
+                )
+            )
+        counts = _pick(metrics, ["chunks", "pairs", "trainPairs", "evalPairs", "dropped"])
+        if counts:
+            notes.append(counts)
+    elif step.resource.kind == "FineTuneJob":
+        line = _pick(metrics, ["steps", "trainLoss", "evalLoss", "tokensPerSecond"])
+        if line:
+            notes.append(line)
+    elif step.resource.kind == "Evaluation":
+        summary = _read(out / EVAL_SUMMARY)
+        retrieval = summary.get("retrieval") or {}
+        if isinstance(retrieval, dict) and retrieval.get("backend"):
+            notes.append(f"retrieval: {retrieval['backend']}")
+        winner = summary.get("winner") or metrics.get("winner")
+        if winner:
+            notes.append(f"winner: {winner} (by {summary.get('primaryMetric', 'primary metric')})")
+        notes.append("see the comparison with `llmft report`")
+    notes.append(f"artefacts: {out}")
+    return notes

@@ -1,0 +1,1 @@
+"""Tests of the `llmft` command line, the local runner and the report."""
