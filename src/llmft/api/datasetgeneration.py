@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from llmft.api.common import ApiModel, ArtifactOutput, ModelSource, Resources
+from llmft.api.common import ApiModel, cel, cel_rules, ArtifactOutput, ModelSource, Resources
 
 QuestionKind = Literal["factual", "procedural", "yesno", "multihop"]
 
@@ -20,6 +20,14 @@ class PvcSource(ApiModel):
 
 class DocumentSource(ApiModel):
     """Where the documents come from: exactly one of configMap, pvc, urls or path."""
+
+    model_config = cel_rules(
+        cel(
+            "(has(self.configMap) ? 1 : 0) + (has(self.pvc) ? 1 : 0) + (has(self.urls) ? 1 : 0)"
+            " + (has(self.path) ? 1 : 0) == 1",
+            "set exactly one of configMap, pvc, urls, path",
+        )
+    )
 
     config_map: str | None = Field(
         default=None, description="ConfigMap whose keys are document files (name -> content)."
@@ -50,6 +58,14 @@ class DocumentSource(ApiModel):
 
 class Chunking(ApiModel):
     """How documents are cut: by headings first, then by a token budget with overlap."""
+
+    model_config = cel_rules(
+        cel(
+            "self.overlapTokens < self.maxTokens",
+            "overlapTokens must be smaller than maxTokens",
+            ".overlapTokens",
+        )
+    )
 
     max_tokens: int = Field(default=384, ge=32, le=8192, description="Token budget per chunk.")
     overlap_tokens: int = Field(
@@ -130,6 +146,15 @@ class Split(ApiModel):
 
     eval_fraction: float = Field(default=0.2, gt=0.0, lt=1.0, description="Share held out.")
     seed: int = Field(default=42, description="Shuffle seed; the same seed gives the same split.")
+    group_chunks: int = Field(
+        default=4,
+        ge=1,
+        le=64,
+        description=(
+            "Neighbouring chunks of a document that move to the same side of the split together; "
+            "multi-hop questions only pair chunks of one group, so none spans the split."
+        ),
+    )
 
 
 class DatasetGenerationSpec(ApiModel):
