@@ -122,7 +122,8 @@ def execute_plan(
 
 
 def begin_run(state: StateDir, step: Step, device: str) -> dict[str, Any]:
-    """Write the Running status of a new attempt: a fresh run id, the spec hash, its inputs."""
+    """Write the resolved spec and the Running status of a new attempt (run id, hash, inputs)."""
+    state.write_spec(step.key, step.manifest)
     previous = state.read_status(step.key) or {}
     status = {
         "phase": Phase.RUNNING.value,
@@ -176,7 +177,6 @@ def run_step(
     if step.decision.fresh and step.output_dir.exists():
         shutil.rmtree(step.output_dir)
     step.output_dir.mkdir(parents=True, exist_ok=True)
-    spec_file = state.write_spec(key, step.manifest)
     log_path = state.log_file(key)
     log_path.parent.mkdir(parents=True, exist_ok=True)
 
@@ -200,7 +200,7 @@ def run_step(
         # A session of its own: the terminal's Ctrl-C reaches only the runner, which then
         # sends the workload exactly one SIGINT and waits for it to save its checkpoint.
         proc = subprocess.Popen(
-            workload_command(step.resource.kind, spec_file),
+            workload_command(step.resource.kind, state.spec_file(key)),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             env=env,
