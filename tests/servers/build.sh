@@ -13,6 +13,7 @@ ETCD_VERSION="${ETCD_VERSION:-v3.7.0}"
 KWOK_VERSION="${KWOK_VERSION:-v0.8.0}"
 OLLAMA_VERSION="${OLLAMA_VERSION:-v0.17.4}"
 WEAVIATE_VERSION="${WEAVIATE_VERSION:-v1.35.2}"
+MINIAUDIO_VERSION="${MINIAUDIO_VERSION:-1.71}"
 
 export GOFLAGS="${GOFLAGS:--buildvcs=false} -trimpath"
 LDFLAGS="-s -w"
@@ -100,7 +101,37 @@ go_install() { # name module/pkg version [env...]
 }
 
 build_kwok() { go_install kwok sigs.k8s.io/kwok/cmd/kwok "$KWOK_VERSION"; }
-build_ollama() { go_install ollama github.com/ollama/ollama "$OLLAMA_VERSION" CGO_ENABLED=1; }
+# Go module zips leave out every vendor/ directory, so llama.cpp's vendored single-header
+# libraries are missing from Ollama's module: nlohmann/json and stb come from Debian, and
+# miniaudio.h from the PyPI sdist of the miniaudio bindings, which ships it.
+ollama_headers() {
+  local missing=()
+  [ -f /usr/include/nlohmann/json_fwd.hpp ] || missing+=(nlohmann-json3-dev)
+  [ -f /usr/include/stb/stb_image.h ] || missing+=(libstb-dev)
+  if [ ${#missing[@]} -gt 0 ]; then
+    log "apt-get install ${missing[*]}"
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}") >&2
+  fi
+  local inc="$WORK/headers"
+  if [ ! -f "$inc/miniaudio/miniaudio.h" ]; then
+    local tmp
+    tmp=$(mktemp -d)
+    python3 -m pip download -q --no-deps --no-binary :all: "miniaudio==$MINIAUDIO_VERSION" -d "$tmp"
+    tar xzf "$tmp"/miniaudio-*.tar.gz -C "$tmp"
+    mkdir -p "$inc/miniaudio"
+    cp "$tmp"/miniaudio-*/miniaudio/miniaudio.h "$inc/miniaudio/"
+    rm -rf "$tmp"
+  fi
+  echo "$inc"
+}
+
+build_ollama() {
+  is_built ollama "$OLLAMA_VERSION" && return
+  local inc
+  inc=$(ollama_headers)
+  go_install ollama github.com/ollama/ollama "$OLLAMA_VERSION" CGO_ENABLED=1 \
+    CGO_CPPFLAGS="-I$inc" CGO_CFLAGS="-O2" CGO_CXXFLAGS="-O2"
+}
 build_weaviate() {
   go_install weaviate-server github.com/weaviate/weaviate/cmd/weaviate-server "$WEAVIATE_VERSION"
 }
