@@ -19,6 +19,23 @@ GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 
 
+def cel_rules(*rules: dict[str, str]) -> ConfigDict:
+    """Model config carrying CEL rules; the CRD generator writes them as x-kubernetes-validations.
+
+    A rule spans fields of one object, so the API server refuses what pydantic's model validator
+    would refuse, at `kubectl apply` time, with the same message.
+    """
+    return ConfigDict(json_schema_extra={"x-kubernetes-validations": list(rules)})
+
+
+def cel(rule: str, message: str, field_path: str | None = None) -> dict[str, str]:
+    """One CEL rule; `field_path` (e.g. ".overlapTokens") points the error at a field."""
+    out = {"rule": rule, "message": message}
+    if field_path:
+        out["fieldPath"] = field_path
+    return out
+
+
 class ApiModel(BaseModel):
     """Base for API types: camelCase on the wire, unknown fields refused (typos fail loudly)."""
 
@@ -105,6 +122,13 @@ class Resources(ApiModel):
     backoff_limit: int = Field(
         default=2, ge=0, le=10, description="Pod restarts before the Job is marked failed."
     )
+    pod_annotations: dict[str, str] = Field(
+        default_factory=dict,
+        description=(
+            "Extra annotations on the workload pod (e.g. sidecar.istio.io/inject, "
+            "cluster-autoscaler.kubernetes.io/safe-to-evict)."
+        ),
+    )
 
 
 class ArtifactOutput(ApiModel):
@@ -164,3 +188,45 @@ class Progress(ApiModel):
     resumed_from_step: int | None = Field(default=None, description="Checkpoint step resumed.")
     message: str | None = Field(default=None, description="Latest human-readable note.")
     updated_at: str | None = Field(default=None, description="RFC 3339 time of this report.")
+
+
+class ArtifactLocation(ApiModel):
+    """Where the operator told the workload to write: a directory on a PVC."""
+
+    pvc: str = Field(description="PersistentVolumeClaim holding the artefacts.")
+    path: str = Field(description="Directory relative to the volume root.")
+    uri: str = Field(description="The same place as pvc://<pvc>/<path>.")
+
+
+class ResourceStatus(ApiModel):
+    """What the operator (and the workload, through its status patch) saw of a resource."""
+
+    phase: Phase | None = Field(
+        default=None, description="Pending, Waiting (for inputs), Running, Succeeded or Failed."
+    )
+    message: str | None = Field(
+        default=None, description="Human-readable summary of the latest state or failure."
+    )
+    conditions: list[Condition] = Field(
+        default_factory=list,
+        description="Standard conditions: Ready, InputsReady, Running, Complete, Failed, ...",
+    )
+    observed_generation: int | None = Field(
+        default=None, description="metadata.generation the Job and this status were made from."
+    )
+    start_time: str | None = Field(default=None, description="When the workload pod started.")
+    completion_time: str | None = Field(default=None, description="When the workload finished.")
+    job_name: str | None = Field(default=None, description="Name of the workload's batch/v1 Job.")
+    artifacts: ArtifactLocation | None = Field(
+        default=None, description="Where the workload writes its artefacts."
+    )
+    progress: Progress | None = Field(
+        default=None, description="How far the workload is (reported by the workload)."
+    )
+    metrics: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Final metrics (reported by the workload or read from its termination message).",
+    )
+    outputs: dict[str, Any] = Field(
+        default_factory=dict, description="Output locations: paths, Hub repository and revision."
+    )

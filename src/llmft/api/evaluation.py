@@ -6,7 +6,15 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from llmft.api.common import ApiModel, ArtifactOutput, ModelSource, Resources, SecretKeyRef
+from llmft.api.common import (
+    ApiModel,
+    ArtifactOutput,
+    ModelSource,
+    Resources,
+    SecretKeyRef,
+    cel,
+    cel_rules,
+)
 from llmft.api.finetunejob import DatasetInput
 
 Metric = Literal["bleu", "chrf", "rouge", "ngram", "accuracy", "relevance", "faithfulness"]
@@ -23,6 +31,14 @@ class ArmRag(ApiModel):
 
 class Arm(ApiModel):
     """One contestant: a base model, optionally with a fine-tuned adapter, with or without RAG."""
+
+    model_config = cel_rules(
+        cel("has(self.baseModel) || has(self.fineTuneJobRef)", "set baseModel or fineTuneJobRef"),
+        cel(
+            "!(has(self.fineTuneJobRef) && has(self.adapterPath))",
+            "set at most one of fineTuneJobRef, adapterPath",
+        ),
+    )
 
     name: str = Field(
         description="Arm name, unique in the evaluation.",
@@ -111,8 +127,29 @@ class Bootstrap(ApiModel):
 class EvaluationSpec(ApiModel):
     """Which arms answer which held-out questions, and how answers are scored."""
 
+    model_config = cel_rules(
+        cel(
+            "self.arms.all(a, self.arms.filter(b, b.name == a.name).size() == 1)",
+            "arm names must be unique",
+            ".arms",
+        ),
+        cel(
+            "!self.metrics.exists(m, m in ['accuracy', 'relevance', 'faithfulness'])"
+            " || has(self.judge)",
+            "judge metrics (accuracy, relevance, faithfulness) need spec.judge",
+            ".judge",
+        ),
+        cel(
+            "self.primaryMetric in self.metrics",
+            "primaryMetric must be one of metrics",
+            ".primaryMetric",
+        ),
+    )
+
     dataset: DatasetInput = Field(description="Eval data (the eval split of a dataset).")
-    arms: list[Arm] = Field(description="Contestants; the first is the baseline.", min_length=1)
+    arms: list[Arm] = Field(
+        description="Contestants; the first is the baseline.", min_length=1, max_length=32
+    )
     metrics: list[Metric] = Field(
         default_factory=lambda: ["bleu", "chrf", "rouge", "ngram", "accuracy", "relevance"],
         description="Metrics to compute; judge metrics need spec.judge.",

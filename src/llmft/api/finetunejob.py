@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from llmft.api.common import ApiModel, ArtifactOutput, ModelSource, Resources
+from llmft.api.common import ApiModel, cel, cel_rules, ArtifactOutput, ModelSource, Resources
 
 Method = Literal["qlora", "lora"]
 Mode = Literal["causal", "instruct"]
@@ -14,6 +14,13 @@ Mode = Literal["causal", "instruct"]
 
 class DatasetInput(ApiModel):
     """The training data: a DatasetGeneration in this namespace, or a directory of its files."""
+
+    model_config = cel_rules(
+        cel(
+            "has(self.datasetGenerationRef) != has(self.path)",
+            "set exactly one of datasetGenerationRef, path",
+        )
+    )
 
     dataset_generation_ref: str | None = Field(
         default=None, description="Name of a DatasetGeneration; the job waits until it succeeds."
@@ -98,6 +105,15 @@ class FineTuneOutput(ArtifactOutput):
 
 class FineTuneJobSpec(ApiModel):
     """A fine-tuning run: base model, data, method, mode, hyper-parameters, output."""
+
+    model_config = cel_rules(
+        cel(
+            "!has(self.rag) || !has(self.rag.enabled) || !self.rag.enabled"
+            " || self.mode == 'instruct'",
+            "rag.enabled requires mode: instruct",
+            ".rag.enabled",
+        )
+    )
 
     base_model: ModelSource = Field(description="The model to fine-tune.")
     dataset: DatasetInput = Field(description="Training data.")

@@ -32,3 +32,15 @@ KIND_DIRS = {"DatasetGeneration": "datasets", "FineTuneJob": "finetune", "Evalua
 def default_output_path(kind: str, name: str) -> str:
     """The directory, relative to the artefact root, where a resource writes by default."""
     return str(PurePosixPath(KIND_DIRS[kind]) / name)
+
+# Where a workload pod finds its inputs (the operator mounts them; the local runner needs none).
+SPEC_FILE = "/etc/llmft/spec.json"
+CONFIGMAP_DOCUMENTS_MOUNT = "/etc/llmft/documents"
+PVC_DOCUMENTS_MOUNT = "/mnt/llmft/documents"
+
+# Environment variables a workload pod gets for the secrets its spec references
+# (always through secretKeyRef: the values never appear in a spec, a status or a log).
+ENV_HF_TOKEN = "HF_TOKEN"  # pulling gated/private models; huggingface_hub reads it by itself
+ENV_HF_PUSH_TOKEN = "LLMFT_HF_PUSH_TOKEN"  # pushing the result (spec.output.huggingFace)
+ENV_JUDGE_API_KEY = "LLMFT_JUDGE_API_KEY"  # spec.judge.apiKeySecretRef
+ENV_WEAVIATE_API_KEY = "LLMFT_WEAVIATE_API_KEY"  # spec.retrieval.apiKeySecretRef
