@@ -1,0 +1,283 @@
+"""Where the generating model runs: an Ollama server, or in-process with transformers.
+
+Both take the same messages and return the model's raw text; the caller parses it. Ollama
+gets the response JSON schema as `format=`, so its sampler can only write valid JSON; the
+in-process model cannot be constrained that way, so its reply is started with the opening
+of the expected JSON object and parsed tolerantly.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+import zlib
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import httpx
+
+from llmft.api.common import ModelSource
+from llmft.api.datasetgeneration import Generator
+from llmft.workloads.datagen.prompting import GenerationRequest
+from llmft.workloads.entry import WorkloadError
+
+log = logging.getLogger("llmft.datagen.backends")
+
+PROBE_TIMEOUT_SECONDS = 3.0
+MAX_BACKOFF_SECONDS = 30.0
+# The in-process model's reply is started with this, so it continues inside the JSON object.
+JSON_PRIMER = '{"pairs": [{"question": "'
+
+
+class BackendUnavailable(WorkloadError):
+    """The model server cannot be reached, or kept failing after the retries."""
+
+
+class ModelMissing(WorkloadError):
+    """The named model is not on the server."""
+
+
+class Backend(Protocol):
+    """Runs one generation request and returns the model's raw reply."""
+
+    name: str
+    model: str
+
+    def check(self) -> None: ...
+
+    def generate(self, request: GenerationRequest) -> tuple[str, int]:
+        """The reply text and the number of attempts it took."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def ollama_answers(host: str, timeout: float = PROBE_TIMEOUT_SECONDS) -> str | None:
+    """The server's version if an Ollama server answers at `host`, else None."""
+    try:
+        resp = httpx.get(host.rstrip("/") + "/api/version", timeout=timeout)
+        resp.raise_for_status()
+        return str(resp.json().get("version", "unknown"))
+    except (httpx.HTTPError, ValueError):
+        return None
+
+
+def _retry_delay(attempt: int, base: float) -> float:
+    # Exponential with jitter, so concurrent workers do not hammer a recovering server together.
+    return min(MAX_BACKOFF_SECONDS, base * 2**attempt) * (0.5 + random.random() / 2)
+
+
+class OllamaBackend:
+    """Chat requests to an Ollama server with a JSON-schema `format` and retries."""
+
+    name = "ollama"
+
+    def __init__(
+        self,
+        host: str,
+        model: str,
+        options: dict[str, Any],
+        timeout: float,
+        max_retries: int,
+        backoff_base: float = 1.0,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        import ollama
+
+        self._ollama = ollama
+        self.host = host.rstrip("/")
+        self.model = model
+        self.options = options
+        self.max_retries = max_retries
+        self.backoff_base = backoff_base
+        self.sleep = sleep
+        self.client = ollama.Client(host=self.host, timeout=timeout)
+
+    def _missing(self) -> ModelMissing:
+        return ModelMissing(
+            f"spec.generator.model: model '{self.model}' not found on {self.host}; "
+            f"run `ollama pull {self.model}`"
+        )
+
+    def _unreachable(self, err: object) -> BackendUnavailable:
+        return BackendUnavailable(
+            f"spec.generator.ollamaHost: Ollama server at {self.host} is unreachable ({err}); "
+            "start it, or set generator.backend to auto or transformers to run in-process"
+        )
+
+    def check(self) -> None:
+        """Fail fast, before any chunk is sent, if the server or the model is not there."""
+        try:
+            resp = httpx.get(self.host + "/api/version", timeout=PROBE_TIMEOUT_SECONDS * 3)
+            resp.raise_for_status()
+        except httpx.HTTPError as err:
+            raise self._unreachable(f"{type(err).__name__}: {err}") from None
+        try:
+            self.client.show(self.model)
+        except self._ollama.ResponseError as err:
+            if err.status_code == 404:
+                raise self._missing() from None
+            raise BackendUnavailable(
+                f"Ollama at {self.host} refused `show {self.model}`: {err.error}"
+            ) from None
+        except ConnectionError as err:
+            raise self._unreachable(err) from None
+
+    def generate(self, request: GenerationRequest) -> tuple[str, int]:
+        last: str = ""
+        for attempt in range(self.max_retries + 1):
+            if attempt:
+                delay = _retry_delay(attempt - 1, self.backoff_base)
+                log.warning(
+                    "chunk %s: %s; retry %d in %.1fs", request.chunk_id, last, attempt, delay
+                )
+                self.sleep(delay)
+            try:
+                resp = self.client.chat(
+                    model=self.model,
+                    messages=request.messages,
+                    format=request.schema,
+                    options=self.options,
+                    stream=False,
+                )
+                return resp.message.content or "", attempt + 1
+            except self._ollama.ResponseError as err:
+                if err.status_code == 404:
+                    raise self._missing() from None
+                if err.status_code != 429 and err.status_code < 500:
+                    raise WorkloadError(
+                        f"Ollama at {self.host} rejected the request for chunk "
+                        f"{request.chunk_id}: {err.error} (HTTP {err.status_code})"
+                    ) from None
+                last = f"server error {err.status_code}: {err.error}"
+            except ConnectionError as err:
+                last = f"connection failed: {err}"
+            except httpx.TimeoutException as err:
+                last = f"timed out ({type(err).__name__})"
+            except httpx.TransportError as err:
+                last = f"transport error: {type(err).__name__}: {err}"
+        raise BackendUnavailable(
+            f"Ollama at {self.host} failed chunk {request.chunk_id} after "
+            f"{self.max_retries + 1} attempt(s): {last}"
+        )
+
+    def close(self) -> None:
+        self.client.close()
+
+
+class TransformersBackend:
+    """The same prompts run in-process on a local model; one request at a time."""
+
+    name = "transformers"
+
+    def __init__(self, source: ModelSource, generator: Generator) -> None:
+        self.source = source
+        self.generator = generator
+        self.model = source.name + (f"/{source.gguf_file}" if source.gguf_file else "")
+        self._lock = threading.Lock()
+        self._tokenizer: Any = None
+        self._lm: Any = None
+
+    def check(self) -> None:
+        """Load the model now, so a bad path fails before any chunk is sent."""
+        try:
+            from transformers import AutoModelForCausalLM, AutoTokenizer
+        except ImportError:
+            raise WorkloadError(
+                "spec.generator.backend: the transformers backend needs transformers and torch "
+                "(pip install 'llmft[trainer]')"
+            ) from None
+        from llmft.models import ModelNotFound, resolve_model
+
+        try:
+            loc = resolve_model(self.source.name, self.source.gguf_file)
+        except ModelNotFound as err:
+            raise WorkloadError(f"spec.generator.localModel: {err}") from None
+        kwargs: dict[str, Any] = {}
+        if loc.gguf_file:
+            kwargs["gguf_file"] = loc.gguf_file
+        if self.source.revision:
+            kwargs["revision"] = self.source.revision
+        log.info("loading %s in-process", self.model)
+        self._tokenizer = AutoTokenizer.from_pretrained(loc.path_or_id, **kwargs)
+        if self.source.chat_template:
+            self._tokenizer.chat_template = self.source.chat_template
+        if not getattr(self._tokenizer, "chat_template", None):
+            raise WorkloadError(
+                f"spec.generator.localModel: {self.source.name} has no chat template; "
+                "set localModel.chatTemplate"
+            )
+        self._lm = AutoModelForCausalLM.from_pretrained(loc.path_or_id, **kwargs)
+        self._lm.eval()
+
+    def generate(self, request: GenerationRequest) -> tuple[str, int]:
+        import torch
+
+        if self._lm is None:
+            self.check()
+        prompt = self._tokenizer.apply_chat_template(
+            request.messages, tokenize=False, add_generation_prompt=True
+        )
+        inputs = self._tokenizer(
+            prompt + JSON_PRIMER, return_tensors="pt", add_special_tokens=False
+        )
+        sample = self.generator.temperature > 0
+        kwargs: dict[str, Any] = {"max_new_tokens": self.generator.num_predict, "do_sample": sample}
+        if sample:
+            kwargs |= {"temperature": self.generator.temperature, "top_p": 0.95}
+        pad = self._tokenizer.pad_token_id
+        kwargs["pad_token_id"] = pad if pad is not None else self._tokenizer.eos_token_id
+        with self._lock, torch.no_grad():
+            if self.generator.seed is not None:
+                # Seeded per chunk, so a resumed run samples each chunk as a fresh run would.
+                torch.manual_seed(self.generator.seed ^ zlib.crc32(request.chunk_id.encode()))
+            out = self._lm.generate(**inputs, **kwargs)
+        new = out[0, inputs["input_ids"].shape[1] :]
+        return JSON_PRIMER + self._tokenizer.decode(new, skip_special_tokens=True), 1
+
+    def close(self) -> None:
+        self._lm = None
+
+
+def ollama_options(generator: Generator) -> dict[str, Any]:
+    options: dict[str, Any] = {
+        "temperature": generator.temperature,
+        "num_predict": generator.num_predict,
+    }
+    if generator.seed is not None:
+        options["seed"] = generator.seed
+    return options
+
+
+def select_backend(generator: Generator) -> Backend:
+    """The backend the spec asks for; `auto` is Ollama when it answers /api/version."""
+    choice = generator.backend
+    if choice == "auto":
+        version = ollama_answers(generator.ollama_host)
+        if version is not None:
+            log.info("Ollama %s answers at %s; using it", version, generator.ollama_host)
+            choice = "ollama"
+        else:
+            log.info("no Ollama at %s; generating in-process", generator.ollama_host)
+            choice = "transformers"
+    if choice == "ollama":
+        return OllamaBackend(
+            generator.ollama_host,
+            generator.model,
+            ollama_options(generator),
+            timeout=generator.timeout_seconds,
+            max_retries=generator.max_retries,
+        )
+    if generator.local_model is None:
+        raise WorkloadError(
+            "spec.generator.localModel: required when generating in-process "
+            f"(backend {generator.backend!r}"
+            + (
+                f", no Ollama answered at {generator.ollama_host})"
+                if generator.backend == "auto"
+                else ")"
+            )
+        )
+    return TransformersBackend(generator.local_model, generator)
