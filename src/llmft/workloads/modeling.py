@@ -1,0 +1,318 @@
+"""Loading base models, tokenizers and adapters the same way for training and evaluation.
+
+Both workloads name a model with a `ModelSource` (a Hub id, a local path, or `pkg:<package>`
+for a model shipped in a Python package, possibly as a GGUF file). This module turns that into
+a tokenizer and a model: plain precision or 4-bit NF4 (QLoRA), with a pad token and a chat
+template always present, offline when the spec asks for it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from llmft.api.common import ModelSource
+from llmft.models import SMOLLM2, SMOLLM2_GGUF, ModelLocation, ModelNotFound, resolve_model
+from llmft.workloads.entry import WorkloadError
+
+if TYPE_CHECKING:
+    import torch
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+log = logging.getLogger("llmft.modeling")
+
+# A ChatML template for tokenizers that ship none; ChatML because SmolLM2, Qwen and many small
+# instruct models already speak it, so their special tokens line up when they exist.
+FALLBACK_CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+CACHE_ENV = "LLMFT_MODEL_CACHE"
+
+
+def resolve_source(source: ModelSource) -> ModelLocation:
+    """Where the model's files are; a clear error naming the field when they are nowhere."""
+    try:
+        return resolve_model(source.name, source.gguf_file)
+    except ModelNotFound as err:
+        raise WorkloadError(f"baseModel.name: {err}") from None
+
+
+def best_device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def compute_dtype(device: str | None = None) -> torch.dtype:
+    """bf16 where the GPU does it natively, fp16 on older GPUs, fp32 on CPU (fp16 on CPU crawls)."""
+    import torch
+
+    device = device or best_device()
+    if device.startswith("cuda"):
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.float32
+
+
+def _cache_root() -> Path:
+    configured = os.environ.get(CACHE_ENV)
+    root = Path(configured) if configured else Path.home() / ".cache" / "llmft" / "models"
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        probe = root / ".write-probe"
+        probe.touch()
+        probe.unlink()
+    except OSError:
+        # A read-only home (common in locked-down pods): convert into the temp dir instead.
+        root = Path(tempfile.gettempdir()) / "llmft-models"
+        root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def _gguf_cache_dir(gguf_path: Path) -> Path:
+    stat = gguf_path.stat()
+    key = hashlib.sha256(f"{gguf_path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+    return _cache_root() / f"{gguf_path.stem}-{key.hexdigest()[:12]}"
+
+
+def _convert_gguf(location: ModelLocation) -> Path:
+    """Dequantise a GGUF model once into a safetensors directory that loads fast and quantises.
+
+    transformers dequantises GGUF on every load (slow) and cannot put bitsandbytes on top of a
+    GGUF load, so both workloads load the converted copy instead.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    assert location.gguf_file is not None
+    target = _gguf_cache_dir(Path(location.path_or_id) / location.gguf_file)
+    if (target / "config.json").exists() and (target / "tokenizer_config.json").exists():
+        return target
+    log.info("converting %s/%s to %s", location.path_or_id, location.gguf_file, target)
+    staging = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=target.parent))
+    try:
+        tok = AutoTokenizer.from_pretrained(location.path_or_id, gguf_file=location.gguf_file)
+        loaded = AutoModelForCausalLM.from_pretrained(
+            location.path_or_id, gguf_file=location.gguf_file
+        )
+        # The load is marked "gguf-quantised" (and so unsaveable) although its weights are plain
+        # dequantised tensors: move them into an unmarked model of the same architecture.
+        config = loaded.config
+        if hasattr(config, "quantization_config"):
+            del config.quantization_config
+        with torch.device("meta"):
+            model = AutoModelForCausalLM.from_config(config, dtype=loaded.dtype)
+        model.load_state_dict(loaded.state_dict(), assign=True)
+        model.tie_weights()
+        del loaded
+        model.save_pretrained(staging)
+        tok.save_pretrained(staging)
+        del model
+        try:
+            staging.rename(target)
+        except OSError:
+            # Another process finished the same conversion first; theirs is as good as ours.
+            shutil.rmtree(staging, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return target
+
+
+def model_files(source: ModelSource) -> tuple[str, dict[str, Any]]:
+    """What `from_pretrained` gets for this source: a path or Hub id, and keyword arguments."""
+    location = resolve_source(source)
+    if location.gguf_file:
+        if not location.local:
+            raise WorkloadError(
+                f"baseModel.ggufFile: GGUF models must be local (a path or pkg:), "
+                f"got Hub id {source.name!r}"
+            )
+        return str(_convert_gguf(location)), {}
+    kwargs: dict[str, Any] = {}
+    if not location.local:
+        kwargs["local_files_only"] = source.offline
+        if source.revision:
+            kwargs["revision"] = source.revision
+    return location.path_or_id, kwargs
+
+
+def _hub_error(source: ModelSource, err: Exception) -> WorkloadError:
+    hint = " (baseModel.offline is set: the model must already be in the local cache)"
+    return WorkloadError(
+        f"baseModel.name: cannot load {source.name!r}: {type(err).__name__}: {err}"
+        + (hint if source.offline else "")
+    )
+
+
+def prepare_tokenizer(tok: PreTrainedTokenizerBase, chat_template: str | None) -> None:
+    """Ensure a chat template and a pad token, which batching and chat formatting both need."""
+    if chat_template:
+        tok.chat_template = chat_template
+    elif not getattr(tok, "chat_template", None):
+        log.info("tokenizer has no chat template; using the ChatML fallback")
+        tok.chat_template = FALLBACK_CHAT_TEMPLATE
+    if tok.pad_token is None:
+        # Reusing EOS (or UNK) keeps the vocabulary, and so the embedding matrix, unchanged.
+        tok.pad_token = tok.eos_token if tok.eos_token is not None else tok.unk_token
+    if tok.pad_token is None:
+        raise WorkloadError("tokenizer has neither a pad, an EOS nor an UNK token to pad with")
+
+
+def load_tokenizer(source: ModelSource) -> PreTrainedTokenizerBase:
+    """The source's tokenizer with a chat template and a pad token."""
+    from transformers import AutoTokenizer
+
+    path, kwargs = model_files(source)
+    try:
+        tok = AutoTokenizer.from_pretrained(path, **kwargs)
+    except (OSError, ValueError) as err:
+        raise _hub_error(source, err) from err
+    prepare_tokenizer(tok, source.chat_template)
+    return tok
+
+
+def check_4bit_support(device: str | None = None) -> None:
+    """Raise a WorkloadError unless bitsandbytes can quantise and dequantise 4-bit on `device`."""
+    device = device or best_device()
+    try:
+        import bitsandbytes.functional as bnbf
+        import torch
+
+        sample = torch.randn(64, 64, device=device, dtype=compute_dtype(device))
+        packed, state = bnbf.quantize_4bit(sample, quant_type="nf4")
+        restored = bnbf.dequantize_4bit(packed, state)
+        if not torch.isfinite(restored).all():
+            raise RuntimeError("4-bit round trip produced non-finite values")
+    except Exception as err:
+        raise WorkloadError(
+            f"method: qlora needs 4-bit bitsandbytes on {device}, which does not work here "
+            f"({type(err).__name__}: {err}); use method: lora or a supported GPU"
+        ) from None
+
+
+def bnb_4bit_config(device: str | None = None) -> Any:
+    """QLoRA's quantisation: NF4 weights, double quantisation, compute in the best dtype."""
+    from transformers import BitsAndBytesConfig
+
+    dtype = compute_dtype(device)
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=dtype,
+        bnb_4bit_quant_storage=dtype,
+    )
+
+
+def count_parameters(source: ModelSource) -> int:
+    """Parameters of the source's architecture, counted on the meta device (no weights read)."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    path, kwargs = model_files(source)
+    try:
+        config = AutoConfig.from_pretrained(path, **kwargs)
+    except (OSError, ValueError) as err:
+        raise _hub_error(source, err) from err
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config)
+    return sum(p.numel() for p in model.parameters())
+
+
+def load_base_model(
+    source: ModelSource,
+    quantize_4bit: bool,
+    *,
+    dtype: torch.dtype | None = None,
+    device_map: str | dict[str, Any] | None = None,
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """The base model (4-bit NF4 when asked) and its prepared tokenizer."""
+    from transformers import AutoModelForCausalLM
+
+    device = best_device()
+    dtype = dtype or compute_dtype(device)
+    tokenizer = load_tokenizer(source)
+    path, kwargs = model_files(source)
+    if quantize_4bit:
+        check_4bit_support(device)
+        kwargs["quantization_config"] = bnb_4bit_config(device)
+    if device_map is None:
+        device_map = {"": 0} if device == "cuda" else {"": "cpu"}
+    try:
+        model = AutoModelForCausalLM.from_pretrained(
+            path, dtype=dtype, device_map=device_map, **kwargs
+        )
+    except (OSError, ValueError) as err:
+        raise _hub_error(source, err) from err
+    if model.config.pad_token_id is None:
+        model.config.pad_token_id = tokenizer.pad_token_id
+    return model, tokenizer
+
+
+def load_with_adapter(
+    source: ModelSource,
+    adapter_path: str | Path,
+    quantize_4bit: bool = False,
+    *,
+    dtype: torch.dtype | None = None,
+    device_map: str | dict[str, Any] | None = None,
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """The base model with a trained PEFT adapter on top, and the tokenizer saved with it."""
+    from peft import PeftModel
+    from transformers import AutoTokenizer
+
+    adapter = Path(adapter_path)
+    if not (adapter / "adapter_config.json").exists():
+        raise WorkloadError(f"adapterPath: {adapter} holds no PEFT adapter (adapter_config.json)")
+    model, tokenizer = load_base_model(source, quantize_4bit, dtype=dtype, device_map=device_map)
+    if (adapter / "tokenizer_config.json").exists():
+        # The trainer saves the tokenizer it used (chat template, pad token) with the adapter.
+        tokenizer = AutoTokenizer.from_pretrained(adapter)
+        prepare_tokenizer(tokenizer, source.chat_template)
+    peft_model = PeftModel.from_pretrained(model, adapter, is_trainable=False)
+    peft_model.eval()
+    return peft_model, tokenizer
+
+
+def build_tiny_model(
+    out_dir: str | Path,
+    *,
+    hidden_size: int = 64,
+    num_layers: int = 2,
+    num_heads: int = 4,
+    seed: int = 0,
+) -> Path:
+    """Save a randomly initialised tiny Llama with SmolLM2's tokenizer, for fast real tests."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    out = Path(out_dir)
+    tokenizer = load_tokenizer(ModelSource(name=SMOLLM2, gguf_file=SMOLLM2_GGUF))
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden_size,
+        intermediate_size=hidden_size * 2,
+        num_hidden_layers=num_layers,
+        num_attention_heads=num_heads,
+        num_key_value_heads=max(1, num_heads // 2),
+        max_position_embeddings=1024,
+        tie_word_embeddings=True,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(config)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
