@@ -1,0 +1,53 @@
+"""Deterministic names and labels of the objects the operator creates for a resource.
+
+Names are a pure function of the resource's name and kind, so an operator that restarts (or
+runs twice) finds what it created before instead of creating a duplicate.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from llmft.api.common import GROUP
+
+SHORT_NAMES = {"DatasetGeneration": "dsgen", "FineTuneJob": "ftj", "Evaluation": "eval"}
+COMPONENTS = {"DatasetGeneration": "datagen", "FineTuneJob": "trainer", "Evaluation": "evaluator"}
+
+LABEL_KIND = f"{GROUP}/kind"
+LABEL_NAME = f"{GROUP}/name"
+MANAGED_BY = "llmft-operator"
+KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
+# Kubernetes label values and the Job name (it becomes a pod label) are limited to 63.
+MAX_LABEL = 63
+
+
+def _bounded(base: str, suffix: str) -> str:
+    name = f"{base}-{suffix}"
+    if len(name) <= MAX_LABEL:
+        return name
+    digest = hashlib.sha256(base.encode()).hexdigest()[:8]
+    keep = MAX_LABEL - len(suffix) - len(digest) - 2
+    return f"{base[:keep].rstrip('-')}-{digest}-{suffix}"
+
+
+def job_name(kind: str, name: str) -> str:
+    """The workload Job's name: <name>-<short kind>, shortened with a hash past 63 characters."""
+    return _bounded(name, SHORT_NAMES[kind])
+
+
+def spec_configmap_name(kind: str, name: str) -> str:
+    """The ConfigMap holding the resolved spec: <name>-<short kind>-spec."""
+    return f"{job_name(kind, name)}-spec"
+
+
+def labels(kind: str, name: str) -> dict[str, str]:
+    """Labels on every object created for a resource (and selectors for them)."""
+    return {
+        "app.kubernetes.io/name": "llmft",
+        "app.kubernetes.io/instance": name[:MAX_LABEL],
+        "app.kubernetes.io/component": COMPONENTS[kind],
+        "app.kubernetes.io/part-of": "llmft",
+        "app.kubernetes.io/managed-by": MANAGED_BY,
+        LABEL_KIND: kind,
+        LABEL_NAME: name[:MAX_LABEL],
+    }

@@ -1,0 +1,378 @@
+"""From a resource to the plan of its workload: what it needs, what is missing, the resolved spec.
+
+Three pure steps, so each can be tested with plain objects:
+`needs_of` lists what must exist before the workload may start (upstream resources, secrets,
+ConfigMaps, PVCs, the workload service account); the reconciler fetches those; `find_problems`
+says what is missing or not ready; `plan_workload` writes the *resolved spec* (absolute output
+directory, references replaced by paths on the artefact volume) and the volumes it needs.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
+from typing import Any
+
+from llmft.api.common import ArtifactLocation, ModelSource, Phase, SecretKeyRef
+from llmft.api.datasetgeneration import Generator
+from llmft.api.evaluation import Judge, Retrieval
+from llmft.api.layout import (
+    ADAPTER_DIR,
+    ENV_HF_PUSH_TOKEN,
+    ENV_HF_TOKEN,
+    ENV_JUDGE_API_KEY,
+    ENV_WEAVIATE_API_KEY,
+    default_output_path,
+)
+from llmft.api.resource import Resource
+from llmft_operator.naming import spec_configmap_name
+from llmft_operator.settings import OperatorSettings
+
+INPUTS_MOUNT_ROOT = "/mnt/llmft/inputs"
+SPEC_KEY = "spec.json"
+
+
+@dataclass(frozen=True)
+class Reference:
+    """An llmft resource this one reads the output of."""
+
+    kind: str
+    name: str
+    field: str
+
+
+@dataclass(frozen=True)
+class SecretUse:
+    """A secret key handed to the workload as an environment variable."""
+
+    env: str
+    ref: SecretKeyRef
+    field: str
+
+
+@dataclass(frozen=True)
+class Needs:
+    """Everything that must exist before the workload of a resource may start."""
+
+    upstream: tuple[Reference, ...] = ()
+    secrets: tuple[SecretUse, ...] = ()
+    config_maps: tuple[tuple[str, str], ...] = ()  # (name, field)
+    claims: tuple[tuple[str, str], ...] = ()  # (PVC name, field)
+    service_account: str = ""
+
+
+@dataclass
+class Fetched:
+    """What the reconciler found for a resource's needs (None: not found).
+
+    Secrets are recorded by their key names only: the operator never holds their values.
+    """
+
+    resources: dict[tuple[str, str], dict[str, Any] | None] = field(default_factory=dict)
+    upstream_specs: dict[tuple[str, str], dict[str, Any] | None] = field(default_factory=dict)
+    secret_keys: dict[str, frozenset[str] | None] = field(default_factory=dict)
+    config_maps: dict[str, bool] = field(default_factory=dict)
+    claims: dict[str, bool] = field(default_factory=dict)
+    service_account: bool = True
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Why the workload cannot start yet; `reason` is a condition reason."""
+
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class ClaimMount:
+    """A PersistentVolumeClaim mounted into the workload pod."""
+
+    claim: str
+    mount_path: str
+    read_only: bool
+
+
+@dataclass(frozen=True)
+class WorkloadPlan:
+    """Everything the Job and ConfigMap builders need, decided; builders add no policy."""
+
+    kind: str
+    name: str
+    namespace: str
+    generation: int
+    manifest: dict[str, Any]
+    resource: Resource[Any]
+    artifacts: ArtifactLocation
+    claims: tuple[ClaimMount, ...]
+    secrets: tuple[SecretUse, ...]
+    documents_config_map: str | None = None
+    documents_claim: str | None = None
+
+    @property
+    def spec_json(self) -> str:
+        return json.dumps(self.manifest, indent=2, sort_keys=True)
+
+
+def output_pvc(res: Resource[Any], settings: OperatorSettings) -> str:
+    return res.spec.output.pvc or settings.artifact_pvc
+
+
+def output_location(res: Resource[Any], settings: OperatorSettings) -> ArtifactLocation:
+    """The PVC and directory (relative to its root) a resource's workload writes to."""
+    pvc = output_pvc(res, settings)
+    rel = (res.spec.output.path or default_output_path(res.kind, res.metadata.name)).strip("/")
+    return ArtifactLocation(pvc=pvc, path=rel, uri=f"pvc://{pvc}/{rel}")
+
+
+def _secret_uses(res: Resource[Any]) -> list[SecretUse]:
+    spec = res.spec
+    uses: list[SecretUse] = []
+
+    def model_token(model: ModelSource | None, where: str) -> None:
+        if model is not None and model.token_secret_ref is not None:
+            uses.append(SecretUse(ENV_HF_TOKEN, model.token_secret_ref, f"{where}.tokenSecretRef"))
+
+    if res.kind == "DatasetGeneration":
+        model_token(spec.generator.local_model, "spec.generator.localModel")
+    if res.kind == "FineTuneJob":
+        model_token(spec.base_model, "spec.baseModel")
+    if res.kind == "Evaluation":
+        for i, arm in enumerate(spec.arms):
+            model_token(arm.base_model, f"spec.arms[{i}].baseModel")
+        if spec.judge is not None and spec.judge.api_key_secret_ref is not None:
+            ref = spec.judge.api_key_secret_ref
+            uses.append(SecretUse(ENV_JUDGE_API_KEY, ref, "spec.judge.apiKeySecretRef"))
+        if spec.retrieval.api_key_secret_ref is not None:
+            ref = spec.retrieval.api_key_secret_ref
+            uses.append(SecretUse(ENV_WEAVIATE_API_KEY, ref, "spec.retrieval.apiKeySecretRef"))
+    hub = spec.output.hugging_face
+    if hub is not None:
+        uses.append(
+            SecretUse(ENV_HF_PUSH_TOKEN, hub.token_secret_ref, "spec.output.huggingFace.tokenSecretRef")
+        )
+    # One variable holds one value: the first reference to a variable wins, the others must agree.
+    first: dict[str, SecretUse] = {}
+    for use in uses:
+        first.setdefault(use.env, use)
+    return [u for u in uses if first[u.env] is u or first[u.env].ref != u.ref] if uses else []
+
+
+def needs_of(res: Resource[Any], settings: OperatorSettings) -> Needs:
+    """What must exist before `res`'s workload may start."""
+    spec = res.spec
+    upstream: list[Reference] = []
+    config_maps: list[tuple[str, str]] = []
+    claims = [(output_pvc(res, settings), "spec.output.pvc")]
+    if res.kind == "DatasetGeneration":
+        if spec.source.config_map is not None:
+            config_maps.append((spec.source.config_map, "spec.source.configMap"))
+        if spec.source.pvc is not None:
+            claims.append((spec.source.pvc.claim_name, "spec.source.pvc.claimName"))
+    if res.kind in ("FineTuneJob", "Evaluation") and spec.dataset.dataset_generation_ref:
+        field_ = "spec.dataset.datasetGenerationRef"
+        upstream.append(Reference("DatasetGeneration", spec.dataset.dataset_generation_ref, field_))
+    if res.kind == "Evaluation":
+        for i, arm in enumerate(spec.arms):
+            if arm.fine_tune_job_ref:
+                ref = Reference("FineTuneJob", arm.fine_tune_job_ref, f"spec.arms[{i}].fineTuneJobRef")
+                if ref.name not in {u.name for u in upstream if u.kind == "FineTuneJob"}:
+                    upstream.append(ref)
+    return Needs(
+        upstream=tuple(upstream),
+        secrets=tuple(_secret_uses(res)),
+        config_maps=tuple(config_maps),
+        claims=tuple(dict.fromkeys(claims)),
+        service_account=settings.workload_service_account,
+    )
+
+
+def _upstream_problem(ref: Reference, body: dict[str, Any] | None, namespace: str) -> Problem | None:
+    what = f"{ref.kind} {ref.name!r} ({ref.field})"
+    if body is None:
+        return Problem("ReferenceNotFound", f"{what} not found in namespace {namespace}")
+    status = body.get("status") or {}
+    phase = status.get("phase")
+    if phase == Phase.FAILED.value:
+        detail = status.get("message") or "no message"
+        return Problem(
+            "UpstreamFailed",
+            f"{what} failed: {detail}; re-create it to let this resource continue",
+        )
+    if phase != Phase.SUCCEEDED.value:
+        percent = (status.get("progress") or {}).get("percent")
+        done = f", {percent}%" if percent is not None else ""
+        return Problem("UpstreamNotReady", f"waiting for {what} to succeed (phase {phase or 'Pending'}{done})")
+    if not status.get("artifacts"):
+        return Problem("UpstreamNotReady", f"{what} succeeded but recorded no artefact location")
+    return None
+
+
+def find_problems(needs: Needs, fetched: Fetched, namespace: str) -> list[Problem]:
+    """Everything that keeps the workload from starting; empty when it may start."""
+    problems: list[Problem] = []
+    # Failures first: a failed upstream is the most useful thing to read in the status.
+    upstream = [
+        p
+        for ref in needs.upstream
+        if (p := _upstream_problem(ref, fetched.resources.get((ref.kind, ref.name)), namespace))
+    ]
+    upstream.sort(key=lambda p: {"UpstreamFailed": 0, "ReferenceNotFound": 1}.get(p.reason, 2))
+    problems.extend(upstream)
+    for use in needs.secrets:
+        keys = fetched.secret_keys.get(use.ref.name)
+        if keys is None:
+            problems.append(
+                Problem("SecretNotFound", f"Secret {use.ref.name!r} ({use.field}) not found in namespace {namespace}")
+            )
+        elif use.ref.key not in keys:
+            problems.append(
+                Problem("SecretKeyNotFound", f"Secret {use.ref.name!r} has no key {use.ref.key!r} ({use.field})")
+            )
+    for name, where in needs.config_maps:
+        if not fetched.config_maps.get(name):
+            problems.append(Problem("ConfigMapNotFound", f"ConfigMap {name!r} ({where}) not found in namespace {namespace}"))
+    for name, where in needs.claims:
+        if not fetched.claims.get(name):
+            problems.append(
+                Problem(
+                    "PVCNotFound",
+                    f"PersistentVolumeClaim {name!r} ({where} or the operator's artifact PVC) "
+                    f"not found in namespace {namespace}",
+                )
+            )
+    if not fetched.service_account:
+        problems.append(
+            Problem(
+                "ServiceAccountNotFound",
+                f"ServiceAccount {needs.service_account!r} for workload pods not found in namespace "
+                f"{namespace} (the Helm chart creates it in the namespaces it is told about)",
+            )
+        )
+    return problems
+
+
+def _on_volume(path: str, mount: str) -> str:
+    """A path from a spec as seen in the pod: relative paths are on the artefact volume."""
+    return path if path.startswith("/") else str(PurePosixPath(mount) / path)
+
+
+class _Mounts:
+    """Mount points of the PVCs a workload reads and writes; its own output PVC at the root."""
+
+    def __init__(self, own: str, settings: OperatorSettings) -> None:
+        self.own = own
+        self.settings = settings
+        self.mounts: dict[str, ClaimMount] = {
+            own: ClaimMount(own, settings.artifact_mount, read_only=False)
+        }
+
+    def path_of(self, location: dict[str, Any]) -> str:
+        pvc, rel = location["pvc"], location["path"].strip("/")
+        if pvc not in self.mounts:
+            self.mounts[pvc] = ClaimMount(pvc, f"{INPUTS_MOUNT_ROOT}/{pvc}", read_only=True)
+        return str(PurePosixPath(self.mounts[pvc].mount_path) / rel)
+
+
+def _apply_service_defaults(res: Resource[Any], settings: OperatorSettings) -> None:
+    # A field left at its built-in default takes the cluster's value (from Helm), so manifests
+    # stay portable; a value written in the manifest wins.
+    spec = res.spec
+    ollama_default = Generator.model_fields["ollama_host"].default
+    weaviate_default = Retrieval.model_fields["weaviate_url"].default
+    judge_default = Judge.model_fields["endpoint"].default
+    if settings.ollama_host:
+        if res.kind == "DatasetGeneration" and spec.generator.ollama_host == ollama_default:
+            spec.generator.ollama_host = settings.ollama_host
+        judge = getattr(spec, "judge", None)
+        if judge is not None and judge.provider == "ollama" and judge.endpoint == judge_default:
+            judge.endpoint = settings.ollama_host
+    if settings.weaviate_url and res.kind == "Evaluation":
+        if spec.retrieval.weaviate_url == weaviate_default:
+            spec.retrieval.weaviate_url = settings.weaviate_url
+
+
+def _upstream_spec(fetched: Fetched, kind: str, name: str) -> dict[str, Any]:
+    # What the upstream workload really ran with (its resolved spec); its live spec otherwise.
+    resolved = fetched.upstream_specs.get((kind, name))
+    if resolved:
+        return dict(resolved.get("spec") or {})
+    body = fetched.resources.get((kind, name)) or {}
+    return dict(body.get("spec") or {})
+
+
+def plan_workload(
+    res: Resource[Any], fetched: Fetched, settings: OperatorSettings, generation: int
+) -> WorkloadPlan:
+    """The resolved spec and volumes of `res`'s workload; call only when find_problems is empty."""
+    res = res.model_copy(deep=True)
+    spec = res.spec
+    location = output_location(res, settings)
+    mounts = _Mounts(location.pvc, settings)
+    spec.output.path = mounts.path_of(location.model_dump())
+    documents_config_map = documents_claim = None
+
+    if res.kind == "DatasetGeneration":
+        source = spec.source
+        if source.config_map is not None:
+            documents_config_map = source.config_map
+        if source.pvc is not None:
+            documents_claim = source.pvc.claim_name
+        if source.path is not None:
+            source.path = _on_volume(source.path, settings.artifact_mount)
+
+    if res.kind in ("FineTuneJob", "Evaluation"):
+        ref = spec.dataset.dataset_generation_ref
+        if ref is not None:
+            body = fetched.resources[("DatasetGeneration", ref)] or {}
+            spec.dataset.path = mounts.path_of(body["status"]["artifacts"])
+            spec.dataset.dataset_generation_ref = None
+        elif spec.dataset.path is not None:
+            spec.dataset.path = _on_volume(spec.dataset.path, settings.artifact_mount)
+
+    if res.kind == "Evaluation":
+        for arm in spec.arms:
+            if arm.fine_tune_job_ref is not None:
+                key = ("FineTuneJob", arm.fine_tune_job_ref)
+                body = fetched.resources[key] or {}
+                arm.adapter_path = str(
+                    PurePosixPath(mounts.path_of(body["status"]["artifacts"])) / ADAPTER_DIR
+                )
+                if arm.base_model is None:
+                    upstream = _upstream_spec(fetched, *key)
+                    arm.base_model = ModelSource.model_validate(upstream["baseModel"])
+                arm.fine_tune_job_ref = None
+            elif arm.adapter_path is not None:
+                arm.adapter_path = _on_volume(arm.adapter_path, settings.artifact_mount)
+
+    _apply_service_defaults(res, settings)
+    manifest = {
+        "apiVersion": res.api_version,
+        "kind": res.kind,
+        "metadata": {
+            "name": res.metadata.name,
+            "namespace": res.metadata.namespace,
+            "labels": dict(res.metadata.labels),
+            "generation": generation,
+        },
+        "spec": spec.to_wire(),
+    }
+    return WorkloadPlan(
+        kind=res.kind,
+        name=res.metadata.name,
+        namespace=res.metadata.namespace,
+        generation=generation,
+        manifest=manifest,
+        resource=res,
+        artifacts=location,
+        claims=tuple(mounts.mounts.values()),
+        secrets=tuple(_secret_uses(res)),
+        documents_config_map=documents_config_map,
+        documents_claim=documents_claim,
+    )
+
+
+def upstream_spec_configmaps(needs: Needs) -> list[tuple[tuple[str, str], str]]:
+    """(kind, name) of each upstream resource and the ConfigMap holding its resolved spec."""
+    return [((r.kind, r.name), spec_configmap_name(r.kind, r.name)) for r in needs.upstream]
