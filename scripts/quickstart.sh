@@ -7,6 +7,6 @@ VENV=$(bash "$ROOT/scripts/setup.sh" | tail -n 1)
 cd "$ROOT"
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 RAGAS_DO_NOT_TRACK=true
 start=$(date +%s)
-"$VENV/bin/llmft" run -f examples/quickstart/ --state .llmft "$@"
-"$VENV/bin/llmft" report --state .llmft --out .llmft/report
+"$VENV/bin/llmft" run -f examples/quickstart/ "$@"
+"$VENV/bin/llmft" report
 echo "quickstart finished in $(( $(date +%s) - start ))s; report in .llmft/report/"
