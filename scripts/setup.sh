@@ -13,6 +13,14 @@ servers=0
 
 log() { printf '[setup %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
+# The Go builds are CPU-bound and the pip install mostly waits on the network and the disk:
+# on a fresh machine they run side by side.
+build_pid=
+if [ "$servers" = 1 ]; then
+  bash "$ROOT/tests/servers/build.sh" >&2 &
+  build_pid=$!
+fi
+
 key=$(sha256sum "$ROOT/pyproject.toml" | cut -c1-12)
 VENV="$CACHE/venv-$key"
 if [ ! -f "$VENV/.complete" ]; then
@@ -33,7 +41,7 @@ else
 fi
 
 if [ "$servers" = 1 ]; then
-  bash "$ROOT/tests/servers/build.sh" >&2
+  wait "$build_pid" || { log "building the test servers failed (see above)"; exit 1; }
   bash "$ROOT/tests/servers/install-cli.sh" >&2
 fi
 echo "$VENV"
