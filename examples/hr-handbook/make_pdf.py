@@ -107,7 +107,7 @@ CHAPTER: list[tuple[str, list[str]]] = [
 
 
 def build_pdf() -> bytes:
-    """The chapter as a PDF of A4 pages with a heading per section."""
+    """The chapter as A4 pages, with a heading and an outline entry per section."""
     from fpdf import FPDF
 
     pdf = FPDF(format="A4")
@@ -118,10 +118,13 @@ def build_pdf() -> bytes:
     pdf.set_auto_page_break(True, margin=25)
     pdf.add_page()
     pdf.set_font("Helvetica", "B", 20)
+    # Sections become the PDF's outline (bookmarks), as a word processor's export would have.
+    pdf.start_section(TITLE, level=0)
     pdf.multi_cell(0, 12, TITLE, new_x="LMARGIN", new_y="NEXT")
     pdf.ln(4)
     for heading, paragraphs in CHAPTER:
         pdf.set_font("Helvetica", "B", 14)
+        pdf.start_section(heading, level=1)
         pdf.multi_cell(0, 9, heading, new_x="LMARGIN", new_y="NEXT")
         pdf.ln(2)
         pdf.set_font("Helvetica", "", 11)

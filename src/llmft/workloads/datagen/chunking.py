@@ -138,64 +138,91 @@ def _best_cut(text: str, spans: Sequence[Span], start: int, end: int) -> int:
     return sentence or line or end
 
 
-def token_windows(text: str, spans: Sequence[Span], max_tokens: int, overlap: int) -> list[Span]:
-    """Character spans of windows of at most `max_tokens` tokens, each sharing `overlap`
-    tokens with the one before."""
+def _overlap_start(text: str, spans: Sequence[Span], end: int, overlap: int) -> int:
+    """Where the next window starts: `overlap` tokens back from `end`, moved forward to the
+    first sentence or line start inside the overlap so no chunk opens mid-sentence."""
+    first = end - overlap
+    line = None
+    for k in range(max(first, 1), end):
+        gap = text[spans[k - 1][1] : spans[k][0]]
+        if _PARAGRAPH_GAP.search(gap) or (text[spans[k - 1][1] - 1] in ".!?" and gap[:1].isspace()):
+            return k
+        if line is None and "\n" in gap:
+            line = k
+    return line or first
+
+
+def token_windows(
+    text: str, spans: Sequence[Span], max_tokens: int, overlap: int, min_tail: int = 0
+) -> list[Span]:
+    """Character spans of windows of at most `max_tokens` tokens; each shares up to `overlap`
+    tokens (whole sentences where possible) with the one before. What would be left for a
+    last window of fewer than `min_tail` (or a quarter of `max_tokens`) new tokens is shared
+    out over the last two windows instead, so no short tail is dropped as near-empty."""
     windows: list[Span] = []
     n, start = len(spans), 0
+    short_tail = max(max_tokens // 4, min_tail)
     while n:
         end = min(start + max_tokens, n)
         if end < n:
+            if n - end < short_tail:
+                end = max(start + 1, min(end, start + (n - start + overlap + 1) // 2))
             end = _best_cut(text, spans, start, end)
         windows.append((spans[start][0], spans[end - 1][1]))
         if end >= n:
             break
-        start = max(end - overlap, start + 1)
+        start = max(_overlap_start(text, spans, end, overlap), start + 1) if overlap else end
     return windows
 
 
-def _merge_small_sections(
-    doc: Document, counter: TokenCounter, min_tokens: int, max_tokens: int
-) -> list[tuple[Section, int]]:
-    """A section below the minimum (often a bare parent heading) joins the next one when both
-    fit the budget together, so its words are kept instead of skipped."""
-    sized = [(s, len(counter.spans(doc.text[s.start : s.end]))) for s in doc.sections]
-    merged: list[tuple[Section, int]] = []
-    pending: tuple[Section, int] | None = None
-    for section, tokens in sized:
+_WORD = re.compile(r"[^\W_]+")
+
+
+def substance(text: str) -> int:
+    """Words in `text`: what decides whether a piece is near-empty. Markup such as a setext
+    underline or a table rule is many tokens but no words."""
+    return len(_WORD.findall(text))
+
+
+def merge_small_sections(sections: Sequence[Section], text: str, min_words: int) -> list[Section]:
+    """A near-empty section (often a bare parent heading) joins the section after it, so its
+    words lead that section's first chunk instead of being skipped; the heading path is the
+    later, deeper one."""
+    merged: list[Section] = []
+    pending: Section | None = None
+    for section in sections:
         if pending is not None:
-            prev, prev_tokens = pending
-            if prev_tokens + tokens <= max_tokens:
-                section = Section(section.heading or prev.heading, prev.start, section.end)
-                tokens += prev_tokens
-            else:
-                merged.append(pending)
+            section = Section(section.heading or pending.heading, pending.start, section.end)
             pending = None
-        if tokens < min_tokens:
-            pending = (section, tokens)
+        if substance(text[section.start : section.end]) < min_words:
+            pending = section
         else:
-            merged.append((section, tokens))
+            merged.append(section)
     if pending is not None:
         merged.append(pending)
     return merged
 
 
 def chunk_document(doc: Document, counter: TokenCounter, settings: Chunking) -> Chunked:
-    """The document's chunks in order; near-empty pieces are counted and dropped."""
+    """The document's chunks in order. A section with fewer than `minTokens` words even after
+    merging (a stub at the end, a near-empty file) is counted and dropped; the windows of a
+    real section are all kept, however short the last one is."""
     chunks: list[Chunk] = []
     skipped = 0
-    for section, _ in _merge_small_sections(doc, counter, settings.min_tokens, settings.max_tokens):
+    for section in merge_small_sections(doc.sections, doc.text, settings.min_tokens):
         body = doc.text[section.start : section.end]
+        if substance(body) < settings.min_tokens or not re.search(r"[^\W\d_]{2}", body):
+            skipped += 1
+            continue
         spans = counter.spans(body)
-        for a, b in token_windows(body, spans, settings.max_tokens, settings.overlap_tokens):
+        windows = token_windows(
+            body, spans, settings.max_tokens, settings.overlap_tokens, settings.min_tokens
+        )
+        for a, b in windows:
             raw = body[a:b]
             lead = len(raw) - len(raw.lstrip())
             text = raw.strip()
             start = section.start + a + lead
-            tokens = len(counter.spans(text))
-            if tokens < settings.min_tokens or not re.search(r"[^\W\d_]{2}", text):
-                skipped += 1
-                continue
             index = len(chunks)
             chunks.append(
                 Chunk(
@@ -207,7 +234,7 @@ def chunk_document(doc: Document, counter: TokenCounter, settings: Chunking) -> 
                     end_char=start + len(text),
                     heading=section.heading,
                     page=doc.page_at(start),
-                    tokens=tokens,
+                    tokens=len(counter.spans(text)),
                 )
             )
     return Chunked(chunks, skipped)

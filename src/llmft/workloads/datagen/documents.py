@@ -18,20 +18,22 @@ import urllib.request
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 from bs4 import BeautifulSoup, Comment, NavigableString, Tag
 from markdown_it import MarkdownIt
 
 from llmft.api.datasetgeneration import DocumentSource
+from llmft.api.layout import CONFIGMAP_DOCUMENTS_MOUNT, PVC_DOCUMENTS_MOUNT
 from llmft.workloads.entry import WorkloadError
 
 log = logging.getLogger("llmft.datagen.documents")
 
 # Where the operator mounts a configMap or PVC source in the pod; LLMFT_SOURCE_DIR overrides both
-# (the local runner, or a chart that mounts elsewhere).
+# (a test, or a chart that mounts elsewhere).
 SOURCE_DIR_ENV = "LLMFT_SOURCE_DIR"
-CONFIGMAP_MOUNT = "/etc/llmft/documents"
-PVC_MOUNT = "/mnt/llmft/documents"
+CONFIGMAP_MOUNT = CONFIGMAP_DOCUMENTS_MOUNT
+PVC_MOUNT = PVC_DOCUMENTS_MOUNT
 
 FORMATS = {".md": "markdown", ".markdown": "markdown", ".txt": "text", ".text": "text"}
 FORMATS |= {".html": "html", ".htm": "html", ".pdf": "pdf"}
@@ -116,10 +118,23 @@ def parse_markdown(text: str, source: str) -> Document:
     return Document(source, "markdown", text, _sections_from_headings(text, headings))
 
 
+# A plain-text heading: one short line standing alone as a paragraph, starting with a capital
+# and not ending like a sentence. ALL-CAPS headings rank above mixed-case ones.
+_TEXT_HEADING = re.compile(
+    r"(?:\A|\n[ \t]*\n)[ \t]*([A-Z][^\n]{0,78}[^\s.,;:!?])[ \t]*(?=\n[ \t]*\n)"
+)
+
+
 def parse_text(text: str, source: str) -> Document:
-    """Plain text has no markup to trust, so it is one section cut later by paragraphs."""
+    """Plain text has no markup, so headings are recognised by shape: a short line on its own,
+    with blank lines around it, that does not end like a sentence."""
     text = _normalise(text)
-    return Document(source, "text", text, [Section(None, 0, len(text))])
+    headings: list[tuple[int, int, str]] = []
+    for m in _TEXT_HEADING.finditer(text):
+        title = m.group(1).strip()
+        level = 1 if title.upper() == title and any(c.isalpha() for c in title) else 2
+        headings.append((m.start(1), level, title))
+    return Document(source, "text", text, _sections_from_headings(text, headings))
 
 
 _SKIP_TAGS = {"script", "style", "noscript", "template", "head", "svg", "nav"}
@@ -195,9 +210,10 @@ class _HtmlText:
             elif child.name == "br":
                 self.line_break()
             elif child.name in _CELL_TAGS:
-                self.emit(" ")
+                # Cells of a row are kept on one line, apart, as in a Markdown table.
+                if self.parts and not self._tail().endswith("\n"):
+                    self.emit(" | ")
                 self.walk(child)
-                self.emit(" ")
             elif child.name in _BLOCK_TAGS:
                 if child.name in ("li", "tr", "dt", "dd"):
                     self.line_break()
@@ -228,8 +244,51 @@ def parse_html(text: str, source: str) -> Document:
     return Document(source, "html", body, _sections_from_headings(body, headings))
 
 
+def _pdf_outline(reader: Any) -> list[tuple[int, int, str]]:
+    """(page index, level, title) of each bookmark, in document order; [] when there are none."""
+    found: list[tuple[int, int, str]] = []
+
+    def walk(items: list[Any], level: int) -> None:
+        for item in items:
+            if isinstance(item, list):  # the children of the item before it
+                walk(item, level + 1)
+                continue
+            page = reader.get_destination_page_number(item)
+            title = re.sub(r"\s+", " ", str(getattr(item, "title", "") or "")).strip()
+            if page is not None and page >= 0 and title:
+                found.append((page, level, title))
+
+    try:
+        walk(list(reader.outline), 1)
+    except Exception as err:  # a broken outline costs the headings, never the text
+        log.info("ignoring the PDF outline: %s: %s", type(err).__name__, err)
+        return []
+    return sorted(found, key=lambda h: h[0])  # stable: same-page items keep outline order
+
+
+def _headings_in_pdf_text(
+    text: str, starts: list[int], outline: list[tuple[int, int, str]]
+) -> list[tuple[int, int, str]]:
+    """Place each bookmark at its title's first occurrence on its page, after the previous one;
+    a title that cannot be found (an image heading, a bookmark to nowhere) is left out."""
+    headings: list[tuple[int, int, str]] = []
+    cursor = 0
+    for page, level, title in outline:
+        if page >= len(starts):
+            continue
+        page_end = starts[page + 1] if page + 1 < len(starts) else len(text)
+        pattern = r"\s+".join(re.escape(w) for w in title.split())
+        m = re.compile(pattern).search(text, max(cursor, starts[page]), page_end)
+        if m is None:
+            continue
+        headings.append((m.start(), level, title))
+        cursor = m.end()
+    return headings
+
+
 def parse_pdf(data: bytes, source: str) -> Document:
-    """Text of each page from pypdf, pages separated by a blank line; page offsets kept."""
+    """Text of each page from pypdf, pages separated by a blank line; page offsets kept, and
+    sections from the PDF's outline (bookmarks) when it has one."""
     from pypdf import PdfReader
     from pypdf.errors import PdfReadError, PyPdfError
 
@@ -250,7 +309,8 @@ def parse_pdf(data: bytes, source: str) -> Document:
             text += "\n\n"
         starts.append(len(text))
         text += page
-    return Document(source, "pdf", text, [Section(None, 0, len(text))], page_starts=starts)
+    headings = _headings_in_pdf_text(text, starts, _pdf_outline(reader))
+    return Document(source, "pdf", text, _sections_from_headings(text, headings), starts)
 
 
 def _sections_from_headings(text: str, headings: list[tuple[int, int, str]]) -> list[Section]:
