@@ -75,7 +75,9 @@ class Retrieval(ApiModel):
     weaviate_url: str = Field(
         default="http://weaviate:8080", description="Weaviate HTTP endpoint."
     )
-    weaviate_grpc_port: int = Field(default=50051, ge=1, le=65535, description="Weaviate gRPC port.")
+    weaviate_grpc_port: int = Field(
+        default=50051, ge=1, le=65535, description="Weaviate gRPC port."
+    )
     collection: str | None = Field(
         default=None, description="Collection name; empty derives one from the evaluation name."
     )
@@ -110,6 +112,15 @@ class Judge(ApiModel):
     )
     max_retries: int = Field(default=2, ge=0, le=10, description="Retries on unusable output.")
     timeout_seconds: float = Field(default=120, gt=0, description="Per-call timeout.")
+    max_tokens: int = Field(
+        default=1024, ge=16, le=16384, description="Token limit of one judge reply."
+    )
+    relevancy_questions: int = Field(
+        default=3,
+        ge=1,
+        le=10,
+        description="Questions the judge writes per answer for answer relevancy (strictness).",
+    )
     embedding_model: str | None = Field(
         default=None,
         description="Embedding model for answer relevancy; empty uses retrieval.embeddingModel.",

@@ -65,9 +65,9 @@ class AnswerGenerator:
         tok = self.tokenizer
         # Left padding: the last prompt token of every row sits right before the first new token.
         tok.padding_side = "left"
-        enc = tok(
-            list(prompts), return_tensors="pt", padding=True, add_special_tokens=False
-        ).to(self.model.device)
+        enc = tok(list(prompts), return_tensors="pt", padding=True, add_special_tokens=False).to(
+            self.model.device
+        )
         sampling: dict[str, Any] = (
             {"do_sample": True, "temperature": self.temperature}
             if self.temperature > 0

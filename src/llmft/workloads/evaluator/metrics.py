@@ -4,9 +4,10 @@ Every score is on a 0..1 scale (sacrebleu's 0..100 BLEU and chrF are divided by 
 summary can put text and judge metrics side by side.
 
 n-gram similarity (`ngram`) is our own simple, order-aware overlap measure: the mean over
-n = 1, 2, 3 of the Jaccard index |A_n ∩ B_n| / |A_n ∪ B_n| between the *sets* of lowercased word
-n-grams of the answer (A) and the reference (B). Orders where neither text has an n-gram (both
-shorter than n words) are left out of the mean; two empty texts score 1, one empty text scores 0.
+n = 1, 2, 3 of the Jaccard index (size of the intersection over size of the union) of the *sets*
+of lowercased word n-grams of the answer and of the reference. Orders where neither text has an
+n-gram (both shorter than n words) are left out of the mean; two empty texts score 1, one empty
+text scores 0.
 """
 
 from __future__ import annotations

@@ -133,8 +133,20 @@ def build_summary(
 
 
 def status_metrics(summary: Mapping[str, Any]) -> dict[str, Any]:
-    """The flat `status.metrics` dict: the winner and every `<arm>.<metric>` mean."""
-    flat: dict[str, Any] = {"winner": summary["winner"]}
+    """The flat `status.metrics` dict: winner, its score, the ranking, every `<arm>.<metric>`.
+
+    `winner`, `winnerScore` and `ranking` (a one-line "a > b > c") are what printer columns and
+    `llmft` status lines show; the per-arm means feed `llmft report` when only a status is at hand.
+    """
+    primary = summary["primaryMetric"]
+    winner = next(a for a in summary["arms"] if a["name"] == summary["winner"])
+    score = winner["metrics"][primary]["mean"]
+    flat: dict[str, Any] = {
+        "winner": summary["winner"],
+        "primaryMetric": primary,
+        "winnerScore": None if score is None else round(score, 4),
+        "ranking": " > ".join(summary["ranking"]),
+    }
     for arm in summary["arms"]:
         for key, stat in arm["metrics"].items():
             if stat["mean"] is not None:

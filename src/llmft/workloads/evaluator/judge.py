@@ -1,0 +1,276 @@
+"""The LLM judge: RAGAS metrics (accuracy, relevance, faithfulness) against an HTTP endpoint.
+
+Both providers are reached through the OpenAI chat-completions API: an OpenAI-compatible server
+at `judge.endpoint`, or Ollama at `judge.endpoint` + `/v1` (Ollama serves the same API there).
+RAGAS asks for JSON (instructor's JSON mode) and validates it into its pydantic output types.
+
+Metrics, per answer, on 0..1:
+- accuracy: RAGAS AnswerAccuracy, two judge prompts rating the answer against the reference
+  0/2/4, averaged and divided by 4;
+- relevance: RAGAS AnswerRelevancy, the judge writes questions the answer would answer and we
+  take their mean cosine similarity to the real question (MiniLM vectors, clamped to 0..1);
+- faithfulness: RAGAS Faithfulness, the share of the answer's statements the judge finds
+  supported by the retrieved context (RAG arms only).
+
+Output the judge cannot produce in the expected shape (invalid JSON, an out-of-range rating, an
+empty question, no statements) is retried `judge.maxRetries` times and then recorded as missing
+(None) with the reason; it is never scored as 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+import os
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from openai import AsyncOpenAI
+from pydantic import BaseModel
+from ragas.embeddings.base import BaseRagasEmbedding
+from ragas.llms.base import InstructorBaseRagasLLM, llm_factory
+from ragas.metrics.collections import (
+    AnswerAccuracy,
+    AnswerRelevancy,
+    Faithfulness,
+)
+
+from llmft.api.evaluation import Judge
+from llmft.api.layout import ENV_JUDGE_API_KEY
+from llmft.retrieval import Embedder
+from llmft.workloads.entry import WorkloadError
+
+log = logging.getLogger("llmft.evaluator.judge")
+
+JUDGE_KEYS = ("accuracy", "relevance", "faithfulness")
+CONCURRENCY = 4
+T = TypeVar("T", bound=BaseModel)
+
+
+class UnusableJudgeOutput(ValueError):
+    """The judge answered, but not with something a metric can score."""
+
+
+@dataclass(frozen=True)
+class JudgeInput:
+    """What the judge sees of one answered question."""
+
+    question: str
+    answer: str
+    reference: str
+    contexts: tuple[str, ...] = ()
+
+
+@dataclass
+class JudgeResult:
+    """Scores (None where missing) and, for each missing one, why."""
+
+    scores: dict[str, float | None] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)
+
+
+class CheckedLLM(InstructorBaseRagasLLM):
+    """Delegates to the RAGAS LLM and refuses parsed outputs that carry nothing to score.
+
+    AnswerRelevancy scores an empty generated question as 0, which would turn a judge failure
+    into a bad score; raising here lets our retry loop handle it instead.
+    """
+
+    def __init__(self, inner: InstructorBaseRagasLLM) -> None:
+        self.inner = inner
+
+    @staticmethod
+    def _check(result: T) -> T:
+        question = getattr(result, "question", None)
+        if isinstance(question, str) and not question.strip():
+            raise UnusableJudgeOutput("the judge wrote an empty question")
+        return result
+
+    def generate(self, prompt: str, response_model: type[T]) -> T:
+        return self._check(self.inner.generate(prompt, response_model))
+
+    async def agenerate(self, prompt: str, response_model: type[T]) -> T:
+        return self._check(await self.inner.agenerate(prompt, response_model))
+
+
+class EmbedderEmbeddings(BaseRagasEmbedding):
+    """RAGAS embeddings backed by our sentence-transformers Embedder (MiniLM by default)."""
+
+    def __init__(self, embedder: Embedder) -> None:
+        super().__init__()
+        self.embedder = embedder
+
+    def embed_text(self, text: str, **kwargs: Any) -> list[float]:
+        return [float(x) for x in self.embedder.encode([text])[0]]
+
+    async def aembed_text(self, text: str, **kwargs: Any) -> list[float]:
+        return self.embed_text(text)
+
+    def embed_texts(self, texts: list[str], **kwargs: Any) -> list[list[float]]:
+        return [[float(x) for x in row] for row in self.embedder.encode(list(texts))]
+
+    async def aembed_texts(self, texts: list[str], **kwargs: Any) -> list[list[float]]:
+        return self.embed_texts(texts)
+
+
+def base_url(cfg: Judge) -> str:
+    """The chat-completions base URL: Ollama's OpenAI-compatible API lives under /v1."""
+    url = cfg.endpoint.rstrip("/")
+    if cfg.provider == "ollama" and not url.endswith("/v1"):
+        url += "/v1"
+    return url
+
+
+def judge_api_key(cfg: Judge) -> str:
+    """The key from the secret the spec references (through its env var), or a placeholder."""
+    key = os.environ.get(ENV_JUDGE_API_KEY, "")
+    if cfg.api_key_secret_ref is not None and not key:
+        raise WorkloadError(
+            f"spec.judge.apiKeySecretRef: set, but {ENV_JUDGE_API_KEY} is empty in the "
+            "workload's environment (is the secret key present?)"
+        )
+    # The OpenAI client refuses an empty key; local servers (Ollama) ignore whatever is sent.
+    return key or "no-key"
+
+
+def check_judge(cfg: Judge, timeout: float = 10.0) -> None:
+    """Fail fast, naming the field, when the judge endpoint is down or lacks the model."""
+    root = cfg.endpoint.rstrip("/").removesuffix("/v1")
+    if cfg.provider == "ollama":
+        url, headers = root + "/api/tags", {}
+    else:
+        url = cfg.endpoint.rstrip("/") + "/models"
+        headers = {"Authorization": f"Bearer {judge_api_key(cfg)}"}
+    try:
+        request = urllib.request.Request(url, headers=headers)
+        with urllib.request.urlopen(request, timeout=timeout) as r:
+            body = r.read()
+    except urllib.error.HTTPError as err:
+        if err.code in (401, 403):
+            raise WorkloadError(
+                f"spec.judge.apiKeySecretRef: the judge at {cfg.endpoint} refused the key "
+                f"(HTTP {err.code})"
+            ) from None
+        return  # some OpenAI-compatible servers have no /models; the first call will tell
+    except (urllib.error.URLError, OSError, ValueError) as err:
+        raise WorkloadError(f"spec.judge.endpoint: cannot reach {cfg.endpoint}: {err}") from None
+    if cfg.provider == "ollama":
+        try:
+            names = {m.get("name", "") for m in json.loads(body).get("models", [])}
+        except (json.JSONDecodeError, AttributeError):
+            return
+        if cfg.model not in names and f"{cfg.model}:latest" not in names:
+            raise WorkloadError(
+                f"spec.judge.model: {cfg.model!r} is not on the Ollama server at {cfg.endpoint} "
+                f"(it has {sorted(names)}; run `ollama pull {cfg.model}`)"
+            )
+
+
+def _usable(value: Any) -> float:
+    if value is None or not isinstance(value, int | float) or math.isnan(float(value)):
+        raise UnusableJudgeOutput("the metric could not score the judge's output")
+    # Cosine similarity can leave 0..1 by rounding or for unrelated questions; keep the scale.
+    return min(1.0, max(0.0, float(value)))
+
+
+class RagasJudge:
+    """Scores answers with the RAGAS metrics the spec asks for."""
+
+    def __init__(self, cfg: Judge, metrics: Sequence[str], embedder: Embedder | None) -> None:
+        self.cfg = cfg
+        self.keys = [m for m in JUDGE_KEYS if m in metrics]
+        if "relevance" in self.keys and embedder is None:
+            raise WorkloadError("spec.judge.embeddingModel: relevance needs an embedding model")
+        self.embedder = embedder
+        self.api_key = judge_api_key(cfg)
+
+    def _metrics(self) -> dict[str, Any]:
+        client = AsyncOpenAI(
+            base_url=base_url(self.cfg),
+            api_key=self.api_key,
+            timeout=self.cfg.timeout_seconds,
+            max_retries=2,  # transport errors; unusable output is retried by `_score_one`
+        )
+        raw = llm_factory(
+            self.cfg.model,
+            provider="openai",
+            client=client,
+            temperature=0.0,
+            max_tokens=self.cfg.max_tokens,
+            seed=0,
+            max_retries=1,  # instructor's own re-asking: off, our loop counts the attempts
+        )
+        llm = CheckedLLM(raw)
+        built: dict[str, Any] = {}
+        if "accuracy" in self.keys:
+            # AnswerAccuracy retries each of its two judge prompts itself, then gives NaN.
+            built["accuracy"] = AnswerAccuracy(llm=llm, max_retries=self.cfg.max_retries + 1)
+        if "relevance" in self.keys:
+            assert self.embedder is not None
+            built["relevance"] = AnswerRelevancy(
+                llm=llm,
+                embeddings=EmbedderEmbeddings(self.embedder),
+                strictness=self.cfg.relevancy_questions,
+            )
+        if "faithfulness" in self.keys:
+            built["faithfulness"] = Faithfulness(llm=llm)
+        return built
+
+    async def _score_one(self, metrics: dict[str, Any], item: JudgeInput) -> JudgeResult:
+        result = JudgeResult()
+        for key, metric in metrics.items():
+            if key == "faithfulness" and not item.contexts:
+                continue  # only RAG arms have a context to be faithful to
+            if not item.answer.strip():
+                result.scores[key], result.errors[key] = None, "empty answer"
+                continue
+            kwargs: dict[str, Any] = {"user_input": item.question, "response": item.answer}
+            if key == "accuracy":
+                kwargs["reference"] = item.reference
+            elif key == "faithfulness":
+                kwargs["retrieved_contexts"] = list(item.contexts)
+            # accuracy retries inside RAGAS; the others get our attempts
+            attempts = 1 if key == "accuracy" else self.cfg.max_retries + 1
+            last = ""
+            for attempt in range(attempts):
+                try:
+                    result.scores[key] = _usable((await metric.ascore(**kwargs)).value)
+                    result.errors.pop(key, None)
+                    break
+                except Exception as err:  # judge output, transport or validation: all "missing"
+                    last = f"{type(err).__name__}: {str(err)[:300]}"
+                    log.info("judge %s attempt %d failed: %s", key, attempt + 1, last)
+            else:
+                result.scores[key], result.errors[key] = None, last
+        return result
+
+    async def _score_all(
+        self, items: Sequence[JudgeInput], on_item: Callable[[int], None] | None
+    ) -> list[JudgeResult]:
+        metrics = self._metrics()
+        gate = asyncio.Semaphore(CONCURRENCY)
+        done = 0
+
+        async def one(item: JudgeInput) -> JudgeResult:
+            nonlocal done
+            async with gate:
+                res = await self._score_one(metrics, item)
+            done += 1
+            if on_item is not None:
+                on_item(done)
+            return res
+
+        return list(await asyncio.gather(*(one(i) for i in items)))
+
+    def score(
+        self, items: Sequence[JudgeInput], on_item: Callable[[int], None] | None = None
+    ) -> list[JudgeResult]:
+        """Judge every item (in input order); `on_item(done)` after each one finishes."""
+        if not self.keys or not items:
+            return [JudgeResult() for _ in items]
+        return asyncio.run(self._score_all(items, on_item))

@@ -1,0 +1,367 @@
+"""The evaluation recipe: every arm answers every eval question, answers are scored, arms ranked.
+
+Per arm: load the base model (and adapter), build the prompts (with retrieved context for RAG
+arms), answer in batches, score each answer with the text metrics and the judge, and save the
+arm's records under `arms/` so a restarted pod skips the arms it already finished. Then
+items.jsonl (every arm's records), summary.json (means, CIs, deltas, ranking) and the result.
+"""
+
+from __future__ import annotations
+
+import gc
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from llmft.api.evaluation import JUDGE_METRICS, TEXT_METRICS, Arm, EvaluationSpec
+from llmft.api.layout import EVAL_ITEMS, EVAL_SUMMARY
+from llmft.api.resource import Resource
+from llmft.reporting import Reporter
+from llmft.workloads.entry import WorkloadError
+from llmft.workloads.evaluator.data import (
+    EvalItem,
+    chunks_path,
+    dataset_dir,
+    items_fingerprint,
+    load_eval_items,
+)
+from llmft.workloads.evaluator.metrics import text_scores
+from llmft.workloads.evaluator.rag import Retrieval, gold_hit
+from llmft.workloads.evaluator.summary import (
+    ArmScores,
+    build_summary,
+    score_keys,
+    status_metrics,
+)
+
+log = logging.getLogger("llmft.evaluator")
+
+ARMS_DIR = "arms"
+
+
+def _json_hash(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
+
+
+class ProgressTracker:
+    """Items done of total for the current arm, and work units done over the whole evaluation.
+
+    An item is one unit when answered and, with a judge, one more when judged.
+    """
+
+    def __init__(self, reporter: Reporter, n_arms: int, n_items: int, judged: bool) -> None:
+        self.reporter = reporter
+        self.n_items = n_items
+        self.per_item = 2 if judged else 1
+        self.total = n_arms * n_items * self.per_item
+        self.base = 0
+
+    def update(self, arm: str, stage: str, done: int, force: bool = False) -> None:
+        offset = self.n_items if stage == "judging" else 0
+        self.reporter.progress(
+            force=force,
+            step=self.base + offset + done,
+            total=self.total,
+            unit="items",
+            itemsDone=done,
+            itemsTotal=self.n_items,
+            arm=arm,
+            message=f"arm {arm}: {stage} {done}/{self.n_items}",
+        )
+
+    def arm_finished(self) -> None:
+        self.base += self.n_items * self.per_item
+
+
+@dataclass
+class ModelCache:
+    """Keeps the last loaded model, so consecutive arms on the same model load it once."""
+
+    key: str | None = None
+    model: Any = None
+    tokenizer: Any = None
+
+    def get(self, arm: Arm, index: int) -> tuple[Any, Any]:
+        from llmft.workloads import modeling
+
+        if arm.base_model is None:
+            raise WorkloadError(
+                f"spec.arms[{index}].baseModel: not set and no FineTuneJob was resolved into it"
+            )
+        key = _json_hash([arm.base_model.to_wire(), arm.adapter_path])
+        if key != self.key:
+            self.model = self.tokenizer = None
+            gc.collect()
+            if arm.adapter_path:
+                self.model, self.tokenizer = modeling.load_with_adapter(
+                    arm.base_model, arm.adapter_path
+                )
+            else:
+                self.model, self.tokenizer = modeling.load_base_model(
+                    arm.base_model, quantize_4bit=False
+                )
+            self.key = key
+        return self.model, self.tokenizer
+
+
+def arm_fingerprint(spec: EvaluationSpec, arm: Arm, data_fp: str, chunks_fp: str | None) -> str:
+    """What an arm's records depend on; a saved arm with this fingerprint is reused as is."""
+    return _json_hash(
+        {
+            "arm": arm.to_wire(),
+            "generation": spec.generation.to_wire(),
+            "metrics": sorted(spec.metrics),
+            "judge": spec.judge.to_wire() if spec.judge else None,
+            "retrieval": spec.retrieval.to_wire() if arm.rag.enabled else None,
+            "chunks": chunks_fp if arm.rag.enabled else None,
+            "data": data_fp,
+        }
+    )
+
+
+def _load_saved_arm(path: Path, fingerprint: str) -> list[dict[str, Any]] | None:
+    if not path.exists():
+        return None
+    try:
+        saved = json.loads(path.read_text())
+    except json.JSONDecodeError:
+        return None
+    if saved.get("fingerprint") != fingerprint:
+        return None
+    records: list[dict[str, Any]] = saved["records"]
+    return records
+
+
+def _save_arm(path: Path, fingerprint: str, records: list[dict[str, Any]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"fingerprint": fingerprint, "records": records}))
+    tmp.replace(path)
+
+
+def answer_arm(
+    arm: Arm,
+    index: int,
+    spec: EvaluationSpec,
+    items: Sequence[EvalItem],
+    retrieval: Retrieval | None,
+    models: ModelCache,
+    on_batch: Any,
+) -> tuple[list[str], list[list[Any]], float]:
+    """The arm's answers, the chunks each prompt carried, and the generation wall time."""
+    from llmft.workloads.evaluator.generation import AnswerGenerator, render_prompt
+
+    model, tokenizer = models.get(arm, index)
+    contexts: list[list[Any]] = []
+    for i in range(len(items)):
+        if arm.rag.enabled:
+            assert retrieval is not None
+            contexts.append(retrieval.top(i, arm.rag.top_k))
+        else:
+            contexts.append([])
+    prompts = [
+        render_prompt(tokenizer, item.question, [r.text for r in ctx] or None)
+        for item, ctx in zip(items, contexts, strict=True)
+    ]
+    generator = AnswerGenerator(
+        model, tokenizer, spec.generation.max_new_tokens, spec.generation.temperature
+    )
+    start = time.perf_counter()
+    answers = generator.generate(prompts, spec.generation.batch_size, on_batch=on_batch)
+    return answers, contexts, time.perf_counter() - start
+
+
+def arm_records(
+    arm: Arm,
+    items: Sequence[EvalItem],
+    answers: Sequence[str],
+    contexts: Sequence[Sequence[Any]],
+    text_metrics: Sequence[str],
+    judged: Sequence[Any] | None,
+) -> list[dict[str, Any]]:
+    """One items.jsonl record per question: answer, retrieved chunks, hit and every score."""
+    records = []
+    for i, (item, answer, ctx) in enumerate(zip(items, answers, contexts, strict=True)):
+        scores: dict[str, float | None] = {}
+        if text_metrics:
+            all_text = text_scores(answer, item.reference)
+            wanted = set(score_keys(text_metrics))
+            scores.update({k: v for k, v in all_text.items() if k in wanted})
+        record: dict[str, Any] = {
+            "arm": arm.name,
+            "id": item.id,
+            "question": item.question,
+            "reference": item.reference,
+            "answer": answer,
+            "rag": arm.rag.enabled,
+            "goldChunkIds": list(item.gold_chunk_ids),
+        }
+        if arm.rag.enabled:
+            record["retrieved"] = [{"id": r.chunk_id, "score": round(r.score, 6)} for r in ctx]
+            record["hit"] = gold_hit(ctx, item.gold_chunk_ids)
+        if judged is not None:
+            scores.update(judged[i].scores)
+            if judged[i].errors:
+                record["judgeErrors"] = judged[i].errors
+        record["scores"] = scores
+        records.append(record)
+    return records
+
+
+def arm_scores(arm: Arm, records: Sequence[dict[str, Any]], keys: Sequence[str]) -> ArmScores:
+    base = arm.base_model.name if arm.base_model else ""
+    scores = ArmScores(arm.name, base, arm.adapter_path, arm.rag.enabled, len(records))
+    for key in keys:
+        scores.scores[key] = [r["scores"].get(key) for r in records]
+    scores.hits = [r.get("hit") for r in records]
+    return scores
+
+
+def _write_jsonl(path: Path, rows: Sequence[dict[str, Any]]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    tmp.replace(path)
+
+
+def run_evaluation(res: Resource[Any], reporter: Reporter) -> dict[str, Any]:
+    """Evaluate every arm of `res` and write the results; returns the summary."""
+    spec: EvaluationSpec = res.spec
+    name, namespace = res.metadata.name, res.metadata.namespace
+    if not spec.output.path:
+        raise WorkloadError("spec.output.path: not set (the resolved spec must name a directory)")
+    out = Path(spec.output.path)
+    out.mkdir(parents=True, exist_ok=True)
+    directory = dataset_dir(spec.dataset.path)
+    items = load_eval_items(directory, spec.generation.max_items)
+    data_fp = items_fingerprint(items)
+    keys = score_keys(spec.metrics)
+    text_metrics = [m for m in spec.metrics if m in TEXT_METRICS]
+    judge_metrics = [m for m in spec.metrics if m in JUDGE_METRICS]
+    rag_arms = [a for a in spec.arms if a.rag.enabled]
+    log.info("evaluating %d arms on %d questions from %s", len(spec.arms), len(items), directory)
+
+    # Work out which arms are already done before loading anything heavy.
+    chunks_fp: str | None = None
+    if rag_arms:
+        chunks_file = chunks_path(directory)
+        chunks_fp = hashlib.sha256(chunks_file.read_bytes()).hexdigest()[:16]
+    fingerprints = [arm_fingerprint(spec, a, data_fp, chunks_fp) for a in spec.arms]
+    saved = [
+        _load_saved_arm(out / ARMS_DIR / f"{a.name}.json", fp)
+        for a, fp in zip(spec.arms, fingerprints, strict=True)
+    ]
+    todo = [a for a, s in zip(spec.arms, saved, strict=True) if s is None]
+
+    embedder = None
+    needs_rag = any(a.rag.enabled for a in todo)
+    needs_judge = bool(judge_metrics) and bool(todo)
+    if needs_rag or (needs_judge and "relevance" in judge_metrics):
+        from llmft.retrieval import Embedder
+
+        embedder = Embedder(spec.retrieval.embedding_model)
+    judge_embedder = embedder
+    judge_model = spec.judge.embedding_model if spec.judge else None
+    if needs_judge and judge_model and judge_model != spec.retrieval.embedding_model:
+        from llmft.retrieval import Embedder
+
+        judge_embedder = Embedder(judge_model)
+
+    judge = None
+    if needs_judge:
+        assert spec.judge is not None
+        from llmft.workloads.evaluator.judge import RagasJudge, check_judge
+
+        check_judge(spec.judge)
+        judge = RagasJudge(spec.judge, judge_metrics, judge_embedder)
+
+    retrieval: Retrieval | None = None
+    retrieval_backend: str | None = None
+    if needs_rag:
+        from llmft.workloads.evaluator.rag import open_index, retrieve_all
+
+        assert embedder is not None
+        retriever = open_index(spec, namespace, name, embedder, chunks_path(directory))
+        try:
+            k = max(a.rag.top_k for a in rag_arms)
+            retrieval = retrieve_all(retriever, [i.question for i in items], k)
+            retrieval_backend = retrieval.backend
+        finally:
+            retriever.close()
+
+    progress = ProgressTracker(reporter, len(spec.arms), len(items), judge is not None)
+    models = ModelCache()
+    all_records: list[dict[str, Any]] = []
+    arms_scores: list[ArmScores] = []
+    timings: dict[str, dict[str, float]] = {}
+    for index, (arm, fp, prior) in enumerate(zip(spec.arms, fingerprints, saved, strict=True)):
+        if prior is not None:
+            log.info("arm %s: reusing the records of a previous run", arm.name)
+            records = prior
+            progress.update(arm.name, "reused", len(items), force=True)
+        else:
+            progress.update(arm.name, "answering", 0, force=True)
+            answers, contexts, seconds = answer_arm(
+                arm,
+                index,
+                spec,
+                items,
+                retrieval,
+                models,
+                on_batch=lambda done, a=arm.name: progress.update(a, "answering", done),
+            )
+            timings[arm.name] = {
+                "generationSeconds": round(seconds, 3),
+                "itemsPerSecond": round(len(items) / seconds, 4) if seconds > 0 else 0.0,
+            }
+            judged = None
+            if judge is not None:
+                from llmft.workloads.evaluator.judge import JudgeInput
+
+                progress.update(arm.name, "judging", 0, force=True)
+                judged = judge.score(
+                    [
+                        JudgeInput(i.question, a, i.reference, tuple(r.text for r in ctx))
+                        for i, a, ctx in zip(items, answers, contexts, strict=True)
+                    ],
+                    on_item=lambda done, a=arm.name: progress.update(a, "judging", done),
+                )
+            records = arm_records(arm, items, answers, contexts, text_metrics, judged)
+            _save_arm(out / ARMS_DIR / f"{arm.name}.json", fp, records)
+        progress.arm_finished()
+        all_records.extend(records)
+        arms_scores.append(arm_scores(arm, records, keys))
+
+    summary = build_summary(arms_scores, keys, spec.primary_metric, spec.bootstrap)
+    for arm_out in summary["arms"]:
+        arm_out.update(timings.get(arm_out["name"], {}))
+    summary["items"] = len(items)
+    if retrieval_backend:
+        summary["retrievalBackend"] = retrieval_backend
+    _write_jsonl(out / EVAL_ITEMS, all_records)
+    (out / EVAL_SUMMARY).write_text(json.dumps(summary, indent=2) + "\n")
+    progress.reporter.progress(
+        force=True,
+        step=progress.total,
+        total=progress.total,
+        unit="items",
+        itemsDone=len(items),
+        itemsTotal=len(items),
+        message=f"done: winner {summary['winner']}",
+    )
+    reporter.result(
+        status_metrics(summary),
+        {"items": str(out / EVAL_ITEMS), "summary": str(out / EVAL_SUMMARY)},
+    )
+    return summary
+
+
+def main(res: Resource[Any], reporter: Reporter) -> None:
+    """The workload's entry (see `python -m llmft.workloads.evaluator`)."""
+    run_evaluation(res, reporter)
