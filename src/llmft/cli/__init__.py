@@ -12,12 +12,53 @@ from llmft.api.common import API_VERSION
 DEFAULT_STATE_DIR = os.environ.get("LLMFT_STATE_DIR", ".llmft")
 
 EPILOG = """\
+the flow:
+  DatasetGeneration (documents -> Q/A pairs) -> FineTuneJob (LoRA/QLoRA adapter)
+    -> Evaluation (base vs tuned, with and without RAG) -> llmft report
+
 examples:
   llmft run -f examples/quickstart/          run the quickstart on this machine
-  llmft run -f examples/quickstart/ --only ftj/quickstart-lora --force
-  llmft report                               table + charts from the local run
+  llmft report                               ranked table + charts from that run
   llmft report --cluster -n ml-team          the same from Evaluations on a cluster
+
+`llmft COMMAND --help` says more about each command.
 """
+
+RUN_EPILOG = """\
+examples:
+  llmft run -f examples/quickstart/                      run (or resume) everything
+  llmft run -f examples/quickstart/ --only ftj/hr-lora   one job and what it needs
+  llmft run -f examples/quickstart/ --only eval/hr-compare --force
+                                                         redo one evaluation from scratch
+
+Ctrl-C stops the running workload after it saves its checkpoint; run the same command
+again to resume. Each resource's status (as the operator would write it) is in
+STATE_DIR/status/<Kind>/<name>.json, its log in STATE_DIR/logs/, its artefacts in
+STATE_DIR/artifacts/.
+
+exit status: 0 all succeeded, 1 a workload failed, 2 bad manifests or usage,
+130 interrupted.
+"""
+
+REPORT_EPILOG = """\
+examples:
+  llmft report                                 from ./.llmft (after `llmft run`)
+  llmft report --state-dir /tmp/run1 --out /tmp/run1-report
+  llmft report --cluster -n ml-team --evaluation hr-compare
+
+Numbers come from each Evaluation's summary.json (locally) or its status.metrics (on a
+cluster); nothing is recomputed. Writes <evaluation>-metrics.png, <evaluation>-deltas.png,
+<evaluation>-loss.png and report.html (images inlined, no external links) into --out.
+"""
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """Wraps one-paragraph descriptions to the terminal; keeps multi-line epilogs as written."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        if "\n" in text:
+            return "".join(indent + line for line in text.splitlines(keepends=True))
+        return super()._fill_text(text, width, indent)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
             "`llmft run` runs the same manifests on this machine."
         ),
         epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"llmft {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -39,10 +80,14 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "Run the manifests you would `kubectl apply`, on this machine (the CPU, or one local "
             "GPU for resources that ask for one), in dependency order, with the same workload "
-            "code the operator runs in its pods. Status and artefacts go to the state directory; "
-            "run again to resume after Ctrl-C. Resources that succeeded with an unchanged spec "
-            "are skipped; a changed spec reruns the resource and everything that depends on it."
+            "code the operator runs in its pods. Manifests are validated as the CRD schemas "
+            "validate them, before anything runs. Status and artefacts go to the state "
+            "directory; run again to resume after Ctrl-C. Resources that succeeded with an "
+            "unchanged spec are skipped; a changed spec reruns the resource and everything "
+            "that depends on it."
         ),
+        epilog=RUN_EPILOG,
+        formatter_class=HelpFormatter,
     )
     run.add_argument(
         "-f",
@@ -83,6 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
             "self-contained HTML page with all of them. Reads a local state directory by "
             "default, or Evaluations on a cluster with --cluster."
         ),
+        epilog=REPORT_EPILOG,
+        formatter_class=HelpFormatter,
     )
     report.add_argument(
         "--state-dir",
@@ -96,7 +143,11 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument(
         "-n", "--namespace", help="namespace (with --cluster; default: the context's namespace)"
     )
-    report.add_argument("--kubeconfig", help="kubeconfig file (with --cluster; default: ~/.kube)")
+    report.add_argument(
+        "--kubeconfig",
+        metavar="FILE",
+        help="kubeconfig file (with --cluster; default: $KUBECONFIG or ~/.kube/config)",
+    )
     report.add_argument("--evaluation", metavar="NAME", help="only this Evaluation")
     report.add_argument(
         "--out",

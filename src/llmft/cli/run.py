@@ -11,6 +11,7 @@ from types import FrameType
 from rich.console import Console
 
 from llmft.api.resource import ManifestError
+from llmft.cli import DEFAULT_STATE_DIR
 from llmft.runner import DependencyError, ResolveError, RunDisplay, StateDir, run_manifests
 from llmft.runner.execute import WorkloadMissing
 from llmft.runner.state import StateLocked
@@ -53,7 +54,7 @@ def run_command(args: argparse.Namespace) -> int:
         return EXIT_FAILED
     console.print(
         f"[green]Done.[/green] State and artefacts in {state.root}; next: llmft report"
-        + ("" if args.state_dir == ".llmft" else f" --state-dir {args.state_dir}"),
+        + ("" if args.state_dir == DEFAULT_STATE_DIR else f" --state-dir {args.state_dir}"),
         highlight=False,
     )
     sys.stdout.flush()

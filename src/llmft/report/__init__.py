@@ -34,6 +34,16 @@ class WrittenReport:
     html: Path | None = None
 
 
+def summary_notes(summary: EvaluationSummary) -> list[str]:
+    """Remarks from the summary itself: where the RAG arms' context came from."""
+    retrieval = summary.extra.get("retrieval")
+    if isinstance(retrieval, dict) and retrieval.get("backend"):
+        backend = str(retrieval["backend"])
+        where = {"embedded": "the in-process vector store", "weaviate": "Weaviate"}
+        return [f"RAG context retrieved from {where.get(backend, backend)}"]
+    return []
+
+
 def write_report(inputs: list[ReportInput], out_dir: Path, console: Console) -> WrittenReport:
     """Print each evaluation's table and write its charts, then one HTML page with everything."""
     written = WrittenReport()
@@ -41,7 +51,8 @@ def write_report(inputs: list[ReportInput], out_dir: Path, console: Console) -> 
     for item in inputs:
         summary = item.summary
         console.print(render_table(summary))
-        for note in item.notes:
+        notes = [*item.notes, *summary_notes(summary)]
+        for note in notes:
             console.print(f"[dim]{note}[/dim]", highlight=False)
         images: list[tuple[str, Path]] = []
         bars = metric_bars(summary, out_dir / f"{summary.name}-metrics.png")
@@ -61,7 +72,7 @@ def write_report(inputs: list[ReportInput], out_dir: Path, console: Console) -> 
                 rows=[table_cells(r) for r in rows],
                 winner_rows={i for i, r in enumerate(rows) if r.winner},
                 images=images,
-                notes=[*item.notes, f"Source: {summary.source}"],
+                notes=[*notes, f"Source: {summary.source}"],
             )
         )
     written.html = write_html(sections, out_dir / "report.html")

@@ -54,10 +54,22 @@ def metric_bars(summary: EvaluationSummary, path: Path) -> Path:
     ax.set_xticks(x, [f"{m}\n(primary)" if m == summary.primary_metric else m for m in metrics])
     ax.set_ylabel("mean score (0..1), 95% CI")
     ax.set_ylim(bottom=0)
-    ax.set_title(f"Evaluation {summary.name}: metrics per arm")
+    ax.set_title(f"Evaluation {summary.name}: metrics per arm (winner outlined)")
     ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize=8, loc="upper right")
+    ax.set_axisbelow(True)
+    _legend_below(ax, len(arms))
     return _save(fig, path)
+
+
+def _legend_below(ax: Any, entries: int) -> None:
+    # Below the axes, so it never hides a bar or an error bar however high they reach.
+    ax.legend(
+        fontsize=8,
+        loc="upper center",
+        bbox_to_anchor=(0.5, -0.16),
+        ncol=min(entries, 4),
+        frameon=False,
+    )
 
 
 @dataclass(frozen=True)
@@ -100,9 +112,9 @@ def loss_curves(curves: Sequence[LossCurve], path: Path) -> Path | None:
             ax.plot(xs, ys, "--s", color=colour, markersize=4, label=f"{curve.label} eval")
     ax.set_xlabel("step")
     ax.set_ylabel("loss")
-    ax.set_title("Fine-tuning loss")
+    ax.set_title("Fine-tuning loss (train solid, eval dashed)")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    _legend_below(ax, 2 * len(curves))
     return _save(fig, path)
 
 
@@ -178,13 +190,14 @@ def delta_bars(summary: EvaluationSummary, path: Path) -> Path | None:
     ax.set_ylabel("difference in mean score")
     ax.set_title(f"Evaluation {summary.name}: {title}")
     ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.set_axisbelow(True)
+    _legend_below(ax, len(sets))
     return _save(fig, path)
 
 
 def _save(fig: Any, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    fig.savefig(path, dpi=DPI)
+    fig.savefig(path, dpi=DPI, bbox_inches="tight")  # keeps the legend below the axes
     plt.close(fig)
     return path

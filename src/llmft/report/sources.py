@@ -11,7 +11,13 @@ from llmft.api.common import GROUP, VERSION, Phase
 from llmft.api.layout import EVAL_SUMMARY, TRAIN_LOG
 from llmft.api.resource import PLURALS
 from llmft.report.charts import LossCurve, loss_curve
-from llmft.report.summary import EvaluationSummary, SummaryError, load_summary, summary_from_status
+from llmft.report.summary import (
+    EvaluationSummary,
+    SummaryError,
+    load_summary,
+    model_name,
+    summary_from_status,
+)
 from llmft.runner.state import StateDir
 
 
@@ -142,8 +148,9 @@ def cluster_inputs(
     for obj in objects:
         name = obj["metadata"]["name"]
         status = obj.get("status") or {}
+        spec = obj.get("spec") or {}
         try:
-            summary = summary_from_status(name, status, obj.get("spec") or {})
+            summary = summary_from_status(name, status, spec, _job_models(api, namespace, spec))
         except SummaryError as err:
             if evaluation is not None:
                 raise ReportSourceError(str(err)) from None
@@ -159,3 +166,24 @@ def cluster_inputs(
     if not inputs:
         raise ReportSourceError(f"no Evaluation in namespace {namespace} has metrics yet")
     return inputs
+
+
+def _job_models(api: Any, namespace: str, spec: dict[str, Any]) -> dict[str, str]:
+    """FineTuneJob name -> its base model, for arms that name only the job."""
+    from kubernetes.client.exceptions import ApiException
+
+    models: dict[str, str] = {}
+    for arm in spec.get("arms") or []:
+        job = arm.get("fineTuneJobRef")
+        if not job or job in models or arm.get("baseModel"):
+            continue
+        try:
+            obj = api.get_namespaced_custom_object(
+                GROUP, VERSION, namespace, PLURALS["FineTuneJob"], job
+            )
+        except ApiException:
+            continue  # deleted since: the table says "(from <job>)" instead
+        base = (obj.get("spec") or {}).get("baseModel")
+        if base:
+            models[job] = model_name(base)
+    return models

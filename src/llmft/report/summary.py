@@ -73,7 +73,7 @@ def _number(value: Any, where: str) -> float | None:
     return float(value)
 
 
-def _model_name(value: Any) -> str:
+def model_name(value: Any) -> str:
     if isinstance(value, dict):  # a ModelSource written out whole
         name = str(value.get("name", ""))
         gguf = value.get("ggufFile")
@@ -114,7 +114,7 @@ def parse_summary(data: Any, name: str, source: str = "summary.json") -> Evaluat
         arms.append(
             ArmResult(
                 name=str(raw["name"]),
-                base_model=_model_name(raw.get("baseModel")),
+                base_model=model_name(raw.get("baseModel")),
                 adapter=str(raw["adapter"]) if raw.get("adapter") else None,
                 rag=bool(raw.get("rag", False)),
                 n=int(n) if isinstance(n, int | float) else None,
@@ -152,59 +152,90 @@ def load_summary(path: Path, name: str | None = None) -> EvaluationSummary:
     return parse_summary(data, name or path.parent.name, str(path))
 
 
+# Optional companions of a flat `<arm>.<metric>` mean in status.metrics.
+STAT_SUFFIXES = {"ciLow", "ciHigh", "n"}
+
+
+def _flat_arm_metrics(metrics: dict[str, Any], arm: str) -> dict[str, dict[str, Any]]:
+    """`{metric: {mean, ciLow, ciHigh, n}}` for one arm from flat status.metrics keys.
+
+    `<arm>.<metric>` is the mean; `<arm>.<metric>.ciLow|ciHigh|n`, when present, the rest.
+    Arm and metric names never contain a dot, so the split is unambiguous.
+    """
+    prefix = f"{arm}."
+    stats: dict[str, dict[str, Any]] = {}
+    for key, value in metrics.items():
+        if not key.startswith(prefix) or isinstance(value, bool):
+            continue
+        if not isinstance(value, int | float):
+            continue
+        metric, _, part = key.removeprefix(prefix).partition(".")
+        if part and part not in STAT_SUFFIXES:
+            continue
+        stats.setdefault(metric, {})[part or "mean"] = value
+    return {m: s for m, s in stats.items() if "mean" in s}
+
+
 def summary_from_status(
-    name: str, status: dict[str, Any], spec: dict[str, Any]
+    name: str,
+    status: dict[str, Any],
+    spec: dict[str, Any],
+    job_models: dict[str, str] | None = None,
 ) -> EvaluationSummary:
     """Rebuild a comparison from an Evaluation's status on a cluster.
 
     The whole summary is used when the status carries it (`status.summary`); otherwise the
-    flat `status.metrics` (`<arm>.<metric>` means and `winner`) and the spec's arms give the
-    means, without confidence intervals.
+    flat `status.metrics` (`<arm>.<metric>` means, with CIs where present, and `winner`) and
+    the spec's arms give it. `job_models` maps a FineTuneJob's name to its base model, for
+    arms that name only the job.
     """
     where = f"Evaluation/{name} status"
     if isinstance(status.get("summary"), dict):
         return parse_summary(status["summary"], name, where + ".summary")
     metrics = status.get("metrics") or {}
-    arms_spec = spec.get("arms") or []
+    job_models = job_models or {}
     primary = spec.get("primaryMetric", "rouge")
     primary = "rougeL" if primary == "rouge" else primary
     arms: list[dict[str, Any]] = []
-    for arm in arms_spec:
-        prefix = f"{arm['name']}."
-        means = {
-            k.removeprefix(prefix): {"mean": v}
-            for k, v in metrics.items()
-            if k.startswith(prefix) and isinstance(v, int | float) and not isinstance(v, bool)
-        }
-        hit = means.pop("retrievalHitRate", None)
-        base = arm.get("baseModel") or {}
-        model = base.get("name", "") if base else f"(from {arm.get('fineTuneJobRef')})"
+    for arm in spec.get("arms") or []:
+        stats = _flat_arm_metrics(metrics, arm["name"])
+        hit = stats.pop("retrievalHitRate", None)
+        job = arm.get("fineTuneJobRef")
+        base = arm.get("baseModel")
+        model = model_name(base) if base else job_models.get(job or "", f"(from {job})")
         arms.append(
             {
                 "name": arm["name"],
                 "baseModel": model,
-                "adapter": arm.get("fineTuneJobRef") or arm.get("adapterPath"),
+                "adapter": job or arm.get("adapterPath"),
                 "rag": bool((arm.get("rag") or {}).get("enabled")),
                 "retrievalHitRate": hit["mean"] if hit else None,
-                "metrics": means,
+                "metrics": stats,
             }
         )
     if not any(a["metrics"] for a in arms):
         raise SummaryError(f"{where}: no per-arm metrics yet (phase {status.get('phase', '?')})")
-    baseline = arms[0]["name"] if arms else None
-    base_means = {m: s["mean"] for m, s in arms[0]["metrics"].items()} if arms else {}
+    baseline = arms[0]["name"]
+    base_means = {m: s["mean"] for m, s in arms[0]["metrics"].items()}
     for arm in arms:
+        arm["n"] = max((s.get("n") or 0 for s in arm["metrics"].values()), default=0) or None
         arm["delta"] = {
             m: s["mean"] - base_means[m] for m, s in arm["metrics"].items() if m in base_means
         }
-    by_primary = sorted(
-        arms, key=lambda a: -a["metrics"].get(primary, {}).get("mean", float("-inf"))
-    )
-    ranking = [a["name"] for a in by_primary]
+    ranking = [
+        a["name"]
+        for a in sorted(
+            arms,
+            key=lambda a: (
+                primary not in a["metrics"],
+                -a["metrics"].get(primary, {"mean": 0})["mean"],
+            ),
+        )
+    ]
     data = {
         "primaryMetric": primary,
         "baseline": baseline,
-        "winner": metrics.get("winner") or (ranking[0] if ranking else None),
+        "winner": metrics.get("winner") or ranking[0],
         "ranking": ranking,
         "arms": arms,
     }

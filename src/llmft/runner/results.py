@@ -26,26 +26,34 @@ def _pick(metrics: dict[str, Any], names: list[str]) -> str:
     return ", ".join(f"{n} {_fmt(metrics[n])}" for n in names if metrics.get(n) is not None)
 
 
+def generator_line(step: Step, generator: dict[str, Any]) -> str | None:
+    """Which generator wrote the pairs, and why that one when the spec said `auto`."""
+    backend, model = generator.get("backend"), generator.get("model")
+    if not backend:
+        return None
+    asked = step.resource.spec.generator
+    if backend == "ollama":
+        where = f"Ollama at {generator.get('ollamaHost') or asked.ollama_host}"
+        why = " (it answered; spec.generator.backend auto)" if asked.backend == "auto" else ""
+    else:
+        where = f"in-process {backend}"
+        why = (
+            f" (no Ollama answered at {asked.ollama_host}; spec.generator.backend auto)"
+            if asked.backend == "auto"
+            else ""
+        )
+    return f"generator: {where}, model {model}{why}"
+
+
 def result_notes(step: Step, status: dict[str, Any]) -> list[str]:
     """Human lines for a succeeded step, read from its status and its own output files."""
     metrics = status.get("metrics") or {}
     out = step.output_dir
     notes: list[str] = []
     if step.resource.kind == "DatasetGeneration":
-        manifest = _read(out / DATASET_MANIFEST)
-        generator = manifest.get("generator") or {}
-        backend = generator.get("backend") or metrics.get("backend")
-        model = generator.get("model") or metrics.get("generatorModel")
-        if backend:
-            notes.append(
-                f"generator: {backend}"
-                + (f" ({model})" if model else "")
-                + (
-                    f" — asked for {step.resource.spec.generator.backend}"
-                    if step.resource.spec.generator.backend == "auto"
-                    else ""
-                )
-            )
+        line = generator_line(step, _read(out / DATASET_MANIFEST).get("generator") or {})
+        if line:
+            notes.append(line)
         counts = _pick(metrics, ["chunks", "pairs", "trainPairs", "evalPairs", "dropped"])
         if counts:
             notes.append(counts)
