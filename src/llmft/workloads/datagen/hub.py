@@ -1,7 +1,8 @@
 """Pushing the dataset directory to a private Hugging Face dataset repository.
 
-The token comes from the `HF_TOKEN` environment variable, which the operator fills from
-`spec.output.huggingFace.tokenSecretRef`; it is never logged or written to status.
+The token comes from the `LLMFT_HF_PUSH_TOKEN` environment variable, which the operator (or
+the local runner) fills from `spec.output.huggingFace.tokenSecretRef`; it is never logged or
+written to status or the manifest.
 """
 
 from __future__ import annotations
@@ -17,12 +18,13 @@ from llmft.api.layout import (
     CORPUS_EVAL,
     CORPUS_TRAIN,
     DATASET_MANIFEST,
+    ENV_HF_PUSH_TOKEN,
     INSTRUCT_EVAL,
     INSTRUCT_TRAIN,
 )
 from llmft.workloads.entry import WorkloadError
 
-HF_TOKEN_ENV = "HF_TOKEN"
+HF_TOKEN_ENV = ENV_HF_PUSH_TOKEN
 CARD = "README.md"
 PUSHED_FILES = [INSTRUCT_TRAIN, INSTRUCT_EVAL, CORPUS_TRAIN, CORPUS_EVAL, CHUNKS]
 PUSHED_FILES += [DATASET_MANIFEST, CARD]
@@ -84,8 +86,9 @@ def hub_token(environ: dict[str, str] | None = None) -> str:
     token = env.get(HF_TOKEN_ENV, "").strip()
     if not token:
         raise WorkloadError(
-            f"spec.output.huggingFace: no token in ${HF_TOKEN_ENV}; the operator sets it from "
-            "tokenSecretRef (check the Secret exists and has that key)"
+            f"spec.output.huggingFace: no token in ${HF_TOKEN_ENV}; in a cluster the operator "
+            "sets it from tokenSecretRef (check the Secret exists and has that key); "
+            f"locally, export {HF_TOKEN_ENV}"
         )
     return token
 

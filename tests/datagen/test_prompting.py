@@ -1,0 +1,91 @@
+"""Prompts: built-in or from the spec, hashed for the manifest, varied in question kinds."""
+
+from __future__ import annotations
+
+import pytest
+
+from llmft.api.datasetgeneration import Generator
+from llmft.workloads.datagen.chunking import Chunk
+from llmft.workloads.datagen.prompting import (
+    DEFAULT_SYSTEM_PROMPT,
+    DEFAULT_TEMPLATE,
+    PromptSet,
+    build_request,
+    kinds_for_chunk,
+    response_schema,
+)
+from llmft.workloads.entry import WorkloadError
+
+
+def _chunk(i: int, text: str = "Staff receive 27 days of leave.") -> Chunk:
+    return Chunk(f"c-{i}", text, "leave.md", i, 0, len(text), "Leave", None, 7)
+
+
+def test_the_built_in_prompts_are_used_when_the_spec_sets_none() -> None:
+    prompts = PromptSet.from_spec(Generator())
+    assert (prompts.system, prompts.template) == (DEFAULT_SYSTEM_PROMPT, DEFAULT_TEMPLATE)
+
+
+def test_the_prompt_hash_is_stable_and_follows_both_prompts() -> None:
+    default = PromptSet.from_spec(Generator()).hash
+    assert default == PromptSet.from_spec(Generator(temperature=0.1)).hash
+    assert len(default) == 64
+    other_template = PromptSet.from_spec(Generator(prompt_template="Text: {context}")).hash
+    other_system = PromptSet.from_spec(Generator(system_prompt="Be brief.")).hash
+    assert len({default, other_template, other_system}) == 3
+
+
+def test_a_template_from_the_spec_is_filled_and_keeps_literal_braces() -> None:
+    gen = Generator(
+        prompt_template='From {source}: {context}\nAsk {num_questions}. JSON: {"pairs": []}',
+        questions_per_chunk=2,
+        question_kinds=["factual"],
+    )
+    request = build_request(PromptSet.from_spec(gen), _chunk(0), 0, None, gen)
+    assert request.messages[1]["content"] == (
+        'From leave.md: Staff receive 27 days of leave.\nAsk 2. JSON: {"pairs": []}'
+    )
+    assert request.messages[0] == {"role": "system", "content": DEFAULT_SYSTEM_PROMPT}
+
+
+def test_an_unknown_placeholder_is_an_error_naming_the_field() -> None:
+    with pytest.raises(WorkloadError, match=r"spec\.generator\.promptTemplate: .*\{chunk\}"):
+        PromptSet.from_spec(Generator(prompt_template="Use {chunk} please"))
+
+
+def test_a_template_without_the_context_is_an_error() -> None:
+    with pytest.raises(WorkloadError, match=r"must contain \{context\}"):
+        PromptSet.from_spec(Generator(prompt_template="Write questions about HR."))
+
+
+def test_kinds_rotate_across_chunks_so_each_is_asked_evenly() -> None:
+    kinds = ["factual", "procedural", "yesno", "multihop"]
+    asked = [k for p in range(8) for k in kinds_for_chunk(p, kinds, 1, has_neighbour=True)]
+    assert sorted(asked) == sorted(kinds * 2)
+
+
+def test_multihop_needs_a_neighbour() -> None:
+    kinds = ["multihop", "factual"]
+    assert kinds_for_chunk(0, kinds, 2, has_neighbour=False) == ["factual", "factual"]
+    assert kinds_for_chunk(0, kinds, 2, has_neighbour=True) == ["multihop", "factual"]
+
+
+def test_a_multihop_request_shows_the_neighbour_and_records_both_chunks() -> None:
+    gen = Generator(question_kinds=["multihop", "factual"], questions_per_chunk=2)
+    neighbour = _chunk(1, "Unused leave of up to five days carries over to March.")
+    request = build_request(PromptSet.from_spec(gen), _chunk(0), 0, neighbour, gen)
+    assert request.context_chunk_ids == ["c-0", "c-1"]
+    assert "five days carries over" in request.messages[1]["content"]
+    alone = build_request(
+        PromptSet.from_spec(gen), _chunk(0), 1, neighbour, Generator(question_kinds=["factual"])
+    )
+    assert alone.context_chunk_ids == ["c-0"]
+    assert "five days" not in alone.messages[1]["content"]
+
+
+def test_the_response_schema_constrains_kind_and_count() -> None:
+    schema = response_schema(["yesno", "factual", "yesno"])
+    items = schema["properties"]["pairs"]
+    assert items["maxItems"] == 3
+    assert items["items"]["properties"]["kind"]["enum"] == ["factual", "yesno"]
+    assert items["items"]["required"] == ["question", "answer", "kind"]

@@ -1,0 +1,65 @@
+"""Quality filters: lexical support, duplicates and near-duplicates, empty pairs."""
+
+from __future__ import annotations
+
+from llmft.workloads.datagen.parsing import RawPair
+from llmft.workloads.datagen.quality import (
+    DuplicateFilter,
+    answer_support,
+    count_reasons,
+    is_empty,
+)
+
+CHUNK = (
+    "Full-time employees receive 27 days of annual leave per leave year, plus the 8 public "
+    "holidays. Requests are approved by your manager in Harbour."
+)
+
+
+def test_an_answer_taken_from_the_chunk_is_supported() -> None:
+    assert answer_support("Employees receive 27 days of annual leave.", CHUNK) == 1.0
+
+
+def test_inflections_still_count_as_support() -> None:
+    assert answer_support("The manager approves the request.", CHUNK) >= 0.6
+
+
+def test_an_invented_answer_is_not_supported() -> None:
+    assert answer_support("Staff get unlimited vacation and a pizza party.", CHUNK) < 0.3
+
+
+def test_bare_yes_no_is_supported_only_for_yes_no_questions() -> None:
+    assert answer_support("Yes.", CHUNK, kind="yesno") == 1.0
+    assert answer_support("Yes.", CHUNK, kind="factual") == 0.0
+
+
+def test_exact_and_near_duplicate_questions_are_dropped() -> None:
+    dedup = DuplicateFilter(threshold=0.6)
+    assert dedup.check("How many days of annual leave do full-time employees get?") is None
+    assert dedup.check("How many days of annual leave do full-time employees get?") == "duplicate"
+    assert dedup.check("how many days of annual leave do full time employees get") == "duplicate"
+    assert (
+        dedup.check("How many days of annual leave do full-time employees get each year?")
+        == "near_duplicate"
+    )
+    assert dedup.check("Who approves a leave request?") is None
+
+
+def test_threshold_one_keeps_every_different_question() -> None:
+    dedup = DuplicateFilter(threshold=1.0)
+    assert dedup.check("How many days of annual leave do employees get?") is None
+    assert dedup.check("How many days of annual leave do employees get now?") is None
+
+
+def test_empty_pairs() -> None:
+    assert is_empty(RawPair("", "27 days.", None), 2)
+    assert is_empty(RawPair("???", "27 days.", None), 2)
+    assert is_empty(RawPair("How many days?", " ", None), 2)
+    assert not is_empty(RawPair("Is it paid?", "No", "yesno"), 2)
+
+
+def test_reasons_are_counted() -> None:
+    assert count_reasons(["unsupported", "duplicate", "unsupported"]) == {
+        "unsupported": 2,
+        "duplicate": 1,
+    }
