@@ -39,6 +39,11 @@ class ModelMissing(WorkloadError):
     """The named model is not on the server."""
 
 
+class RequestRejected(WorkloadError):
+    """The server refused one request for good (a 4xx other than 404 and 429): retrying the
+    same prompt cannot help, so the chunk is recorded as failed and the run goes on."""
+
+
 class Backend(Protocol):
     """Runs one generation request and returns the model's raw reply."""
 
@@ -147,7 +152,7 @@ class OllamaBackend:
                 if err.status_code == 404:
                     raise self._missing() from None
                 if err.status_code != 429 and err.status_code < 500:
-                    raise WorkloadError(
+                    raise RequestRejected(
                         f"Ollama at {self.host} rejected the request for chunk "
                         f"{request.chunk_id}: {err.error} (HTTP {err.status_code})"
                     ) from None

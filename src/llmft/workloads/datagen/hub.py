@@ -132,7 +132,7 @@ configs:
     path: {CORPUS_EVAL}
 - config_name: chunks
   data_files:
-  - split: all
+  - split: chunks
     path: {CHUNKS}
 ---
 # {name}

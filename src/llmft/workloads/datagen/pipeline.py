@@ -29,7 +29,7 @@ from llmft.api.layout import (
 from llmft.api.resource import Resource
 from llmft.reporting import Reporter, now_rfc3339
 from llmft.workloads.datagen import hub
-from llmft.workloads.datagen.backends import Backend, select_backend
+from llmft.workloads.datagen.backends import Backend, RequestRejected, select_backend
 from llmft.workloads.datagen.chunking import Chunk, chunk_documents, token_counter_for
 from llmft.workloads.datagen.documents import ingest
 from llmft.workloads.datagen.parsing import RawPair, parse_pairs
@@ -232,6 +232,8 @@ class GenerationStats:
     backend: str | None = None
     model: str | None = None
     chunk_ids: set[str] = field(default_factory=set)
+    # Chunks the server refused for good; not in the work log, so a rerun asks again.
+    failed: dict[str, str] = field(default_factory=dict)
 
 
 class DatasetGenerator:
@@ -305,10 +307,12 @@ class DatasetGenerator:
         (self.out_dir / hub.CARD).write_text(hub.dataset_card(self.name, manifest))
         total = manifest["counts"]["pairs"]
         if total == 0:
+            why = [f"{k}={v}" for k, v in assembled.dropped.items() if v]
+            if stats.failed:
+                why.append(f"{len(stats.failed)} chunk(s) refused by the server")
             raise WorkloadError(
-                "no question/answer pairs survived the filters ("
-                + ", ".join(f"{k}={v}" for k, v in assembled.dropped.items() if v)
-                + f"); see {self.out_dir / DATASET_MANIFEST}"
+                f"no question/answer pairs survived the filters ({', '.join(why) or 'no replies'})"
+                f"; see {self.out_dir / DATASET_MANIFEST}"
             )
         outputs: dict[str, Any] = {"path": str(self.out_dir), **files}
         outputs["manifest"] = str(self.out_dir / DATASET_MANIFEST)
@@ -327,7 +331,7 @@ class DatasetGenerator:
             step=len(chunks),
             total=len(chunks),
             unit="chunks",
-            pairs=total,
+            pairsKept=total,
             message=f"done: {total} pairs ({counts['trainPairs']} train, "
             f"{counts['evalPairs']} eval), {counts['dropped']} dropped",
         )
@@ -378,7 +382,7 @@ class DatasetGenerator:
             total=total,
             unit="chunks",
             resumedFromStep=resumed or None,
-            pairs=screened,
+            pairsKept=screened,
             message=f"generating with {backend.name} {backend.model}: {len(todo)} chunks to go",
         )
         fp = worklog.fingerprint
@@ -402,11 +406,18 @@ class DatasetGenerator:
         error: BaseException | None = None
         try:
             with ThreadPoolExecutor(gen.concurrency, thread_name_prefix="datagen") as pool:
-                futures: list[Future[ChunkRecord]] = [pool.submit(run_one, r) for r in requests]
+                futures: dict[Future[ChunkRecord], str] = {
+                    pool.submit(run_one, r): r.chunk_id for r in requests
+                }
                 for fut in as_completed(futures):
                     try:
                         record = fut.result()
                     except CancelledError:
+                        continue
+                    except RequestRejected as err:
+                        log.warning("chunk %s skipped: %s", futures[fut], err)
+                        stats.failed[futures[fut]] = str(err)
+                        done += 1
                         continue
                     except BaseException as err:
                         # Stop sending, but keep what is already in flight: it is paid for.
@@ -432,7 +443,7 @@ class DatasetGenerator:
                         step=done,
                         total=total,
                         unit="chunks",
-                        pairs=screened,
+                        pairsKept=screened,
                         etaSeconds=round((total - done) / rate, 1) if rate else None,
                         message=f"{done}/{total} chunks, {screened} pairs kept so far",
                     )
@@ -460,9 +471,9 @@ class DatasetGenerator:
     ) -> dict[str, Any]:
         spec, gen = self.spec, self.spec.generator
         used = Counter((r.backend, r.model) for c in chunks if (r := records.get(c.id)))
-        backend, model = (
-            (stats.backend, stats.model) if stats.backend else used.most_common(1)[0][0]
-        )
+        backend, model = (stats.backend, stats.model)
+        if backend is None and used:
+            backend, model = used.most_common(1)[0][0]
         train, evals = assembled.rows[TRAIN], assembled.rows[EVAL]
         kept_this_run = sum(assembled.kept_by_chunk.get(cid, 0) for cid in stats.chunk_ids)
         gen_seconds = stats.seconds
@@ -482,6 +493,7 @@ class DatasetGenerator:
                 "trainChunks": sum(1 for c in chunks if plan.side[c.id] == TRAIN),
                 "evalChunks": sum(1 for c in chunks if plan.side[c.id] == EVAL),
                 "generatedChunks": stats.generated,
+                "failedChunks": len(stats.failed),
                 "resumedChunks": resumed,
                 "rawPairs": assembled.raw_pairs,
                 "pairs": len(train) + len(evals),
@@ -490,6 +502,7 @@ class DatasetGenerator:
                 "dropped": sum(assembled.dropped.values()),
             },
             "dropped": assembled.dropped,
+            "failedChunks": [{"chunk": c, "reason": r} for c, r in sorted(stats.failed.items())],
             "skippedDocuments": [
                 {"source": s.source, "reason": s.reason} for s in ingested.skipped
             ],
