@@ -149,8 +149,10 @@ class _CrdJsonSchema(GenerateJsonSchema):
 
     def encode_default(self, dft: Any) -> Any:
         if isinstance(dft, BaseModel):
-            # Only what differs from the nested defaults: the API server fills in the rest.
-            return dft.model_dump(by_alias=True, exclude_defaults=True, mode="json")
+            # Written out whole: the API server checks a default against the object's CEL rules
+            # before it fills in nested defaults, so `{}` fails a rule like
+            # `self.overlapTokens < self.maxTokens` ("no such key").
+            return dft.model_dump(by_alias=True, exclude_none=True, mode="json")
         return super().encode_default(dft)
 
 

@@ -165,6 +165,7 @@ class EvaluationSpec(ApiModel):
         default_factory=lambda: ["bleu", "chrf", "rouge", "ngram", "accuracy", "relevance"],
         description="Metrics to compute; judge metrics need spec.judge.",
         min_length=1,
+        max_length=7,  # bounds the CEL rules' cost estimate; there are 7 metrics
     )
     primary_metric: Metric = Field(default="rouge", description="Metric that ranks the arms.")
     generation: Generation = Field(default_factory=Generation, description="How arms answer.")
