@@ -150,7 +150,9 @@ def _secret_uses(res: Resource[Any]) -> list[SecretUse]:
     hub = spec.output.hugging_face
     if hub is not None:
         uses.append(
-            SecretUse(ENV_HF_PUSH_TOKEN, hub.token_secret_ref, "spec.output.huggingFace.tokenSecretRef")
+            SecretUse(
+                ENV_HF_PUSH_TOKEN, hub.token_secret_ref, "spec.output.huggingFace.tokenSecretRef"
+            )
         )
     # One variable holds one value: the first reference to a variable wins, the others must agree.
     first: dict[str, SecretUse] = {}
@@ -176,7 +178,9 @@ def needs_of(res: Resource[Any], settings: OperatorSettings) -> Needs:
     if res.kind == "Evaluation":
         for i, arm in enumerate(spec.arms):
             if arm.fine_tune_job_ref:
-                ref = Reference("FineTuneJob", arm.fine_tune_job_ref, f"spec.arms[{i}].fineTuneJobRef")
+                ref = Reference(
+                    "FineTuneJob", arm.fine_tune_job_ref, f"spec.arms[{i}].fineTuneJobRef"
+                )
                 if ref.name not in {u.name for u in upstream if u.kind == "FineTuneJob"}:
                     upstream.append(ref)
     return Needs(
@@ -188,7 +192,9 @@ def needs_of(res: Resource[Any], settings: OperatorSettings) -> Needs:
     )
 
 
-def _upstream_problem(ref: Reference, body: dict[str, Any] | None, namespace: str) -> Problem | None:
+def _upstream_problem(
+    ref: Reference, body: dict[str, Any] | None, namespace: str
+) -> Problem | None:
     what = f"{ref.kind} {ref.name!r} ({ref.field})"
     if body is None:
         return Problem("ReferenceNotFound", f"{what} not found in namespace {namespace}")
@@ -203,7 +209,9 @@ def _upstream_problem(ref: Reference, body: dict[str, Any] | None, namespace: st
     if phase != Phase.SUCCEEDED.value:
         percent = (status.get("progress") or {}).get("percent")
         done = f", {percent}%" if percent is not None else ""
-        return Problem("UpstreamNotReady", f"waiting for {what} to succeed (phase {phase or 'Pending'}{done})")
+        return Problem(
+            "UpstreamNotReady", f"waiting for {what} to succeed (phase {phase or 'Pending'}{done})"
+        )
     if not status.get("artifacts"):
         return Problem("UpstreamNotReady", f"{what} succeeded but recorded no artefact location")
     return None
@@ -220,19 +228,41 @@ def find_problems(needs: Needs, fetched: Fetched, namespace: str) -> list[Proble
     ]
     upstream.sort(key=lambda p: {"UpstreamFailed": 0, "ReferenceNotFound": 1}.get(p.reason, 2))
     problems.extend(upstream)
+    first_use: dict[str, SecretUse] = {}
+    for use in needs.secrets:
+        other = first_use.setdefault(use.env, use)
+        if other.ref != use.ref:
+            problems.append(
+                Problem(
+                    "ConflictingSecrets",
+                    f"{use.field} and {other.field} name different secrets for {use.env}; "
+                    "one pod gets one value: reference the same secret key",
+                )
+            )
     for use in needs.secrets:
         keys = fetched.secret_keys.get(use.ref.name)
         if keys is None:
             problems.append(
-                Problem("SecretNotFound", f"Secret {use.ref.name!r} ({use.field}) not found in namespace {namespace}")
+                Problem(
+                    "SecretNotFound",
+                    f"Secret {use.ref.name!r} ({use.field}) not found in namespace {namespace}",
+                )
             )
         elif use.ref.key not in keys:
             problems.append(
-                Problem("SecretKeyNotFound", f"Secret {use.ref.name!r} has no key {use.ref.key!r} ({use.field})")
+                Problem(
+                    "SecretKeyNotFound",
+                    f"Secret {use.ref.name!r} has no key {use.ref.key!r} ({use.field})",
+                )
             )
     for name, where in needs.config_maps:
         if not fetched.config_maps.get(name):
-            problems.append(Problem("ConfigMapNotFound", f"ConfigMap {name!r} ({where}) not found in namespace {namespace}"))
+            problems.append(
+                Problem(
+                    "ConfigMapNotFound",
+                    f"ConfigMap {name!r} ({where}) not found in namespace {namespace}",
+                )
+            )
     for name, where in needs.claims:
         if not fetched.claims.get(name):
             problems.append(
@@ -246,8 +276,9 @@ def find_problems(needs: Needs, fetched: Fetched, namespace: str) -> list[Proble
         problems.append(
             Problem(
                 "ServiceAccountNotFound",
-                f"ServiceAccount {needs.service_account!r} for workload pods not found in namespace "
-                f"{namespace} (the Helm chart creates it in the namespaces it is told about)",
+                f"ServiceAccount {needs.service_account!r} for workload pods not found in "
+                f"namespace {namespace} (the Helm chart creates it in the namespaces it is told "
+                "about)",
             )
         )
     return problems
@@ -288,9 +319,12 @@ def _apply_service_defaults(res: Resource[Any], settings: OperatorSettings) -> N
         judge = getattr(spec, "judge", None)
         if judge is not None and judge.provider == "ollama" and judge.endpoint == judge_default:
             judge.endpoint = settings.ollama_host
-    if settings.weaviate_url and res.kind == "Evaluation":
-        if spec.retrieval.weaviate_url == weaviate_default:
-            spec.retrieval.weaviate_url = settings.weaviate_url
+    if (
+        settings.weaviate_url
+        and res.kind == "Evaluation"
+        and spec.retrieval.weaviate_url == weaviate_default
+    ):
+        spec.retrieval.weaviate_url = settings.weaviate_url
 
 
 def _upstream_spec(fetched: Fetched, kind: str, name: str) -> dict[str, Any]:

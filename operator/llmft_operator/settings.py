@@ -43,13 +43,15 @@ class OperatorSettings:
     artifact_mount: str = "/artifacts"
     workload_service_account: str = "llmft-workload"
     job_ttl_seconds: int = 86400
+    # Cluster-wide cap on a Job's run time when a resource sets none (0: no cap).
+    job_deadline_seconds: int = 0
     ollama_host: str | None = None
     weaviate_url: str | None = None
     kueue_queue: str | None = None
     metrics_port: int = 9090
 
     def image_for(self, kind: str) -> str:
-        """The workload image for a kind: the configured one, else ghcr.io/llmft/<name>:<version>."""
+        """The workload image of a kind: as configured, else ghcr.io/llmft/<name>:<version>."""
         return self.images.get(kind) or f"ghcr.io/llmft/{WORKLOAD_IMAGES[kind]}:{_version()}"
 
     @classmethod
@@ -81,7 +83,8 @@ class OperatorSettings:
         pull_policy = get("LLMFT_IMAGE_PULL_POLICY") or "IfNotPresent"
         if pull_policy not in PULL_POLICIES:
             raise SettingsError(
-                f"LLMFT_IMAGE_PULL_POLICY={pull_policy!r}: expected one of {', '.join(PULL_POLICIES)}"
+                f"LLMFT_IMAGE_PULL_POLICY={pull_policy!r}: "
+                f"expected one of {', '.join(PULL_POLICIES)}"
             )
         mount = get("LLMFT_ARTIFACT_MOUNT") or "/artifacts"
         if not mount.startswith("/"):
@@ -99,6 +102,7 @@ class OperatorSettings:
             artifact_mount=mount.rstrip("/") or "/",
             workload_service_account=get("LLMFT_WORKLOAD_SERVICE_ACCOUNT") or "llmft-workload",
             job_ttl_seconds=integer("LLMFT_JOB_TTL_SECONDS", 86400, 0),
+            job_deadline_seconds=integer("LLMFT_JOB_DEADLINE_SECONDS", 0, 0),
             ollama_host=get("LLMFT_OLLAMA_HOST"),
             weaviate_url=get("LLMFT_WEAVIATE_URL"),
             kueue_queue=get("LLMFT_KUEUE_QUEUE"),

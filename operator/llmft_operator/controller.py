@@ -1,0 +1,340 @@
+"""Reconciling one llmft resource: wait for its inputs, create its Job once, mirror it in status.
+
+The same `reconcile` runs for every trigger (the resource changed, its Job changed, a timer, a
+restart); it reads the current state, so running it twice is harmless. What to build comes from
+the pure modules (resolve, jobs, status); this module only fetches, creates and patches.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from llmft.api.common import Phase
+from llmft.api.resource import ManifestError, parse_resource
+from llmft_operator import metrics
+from llmft_operator.jobs import GENERATION_ANNOTATION, build_spec_configmap, build_workload_job
+from llmft_operator.kube import Kube, owner_uids
+from llmft_operator.naming import job_name
+from llmft_operator.resolve import (
+    SPEC_KEY,
+    Fetched,
+    Needs,
+    find_problems,
+    needs_of,
+    output_location,
+    plan_workload,
+    upstream_spec_configmaps,
+)
+from llmft_operator.settings import OperatorSettings
+from llmft_operator.status import (
+    COMPLETE,
+    FAILED,
+    FINISHED,
+    SPEC_OUT_OF_DATE,
+    Observation,
+    Transition,
+    condition,
+    drop_condition,
+    invalid_spec_status,
+    job_status,
+    now_rfc3339,
+    observe_job,
+    set_condition,
+    spec_change_message,
+    transitions,
+    waiting_status,
+)
+
+log = logging.getLogger("llmft.operator")
+
+EventPoster = Callable[[dict[str, Any], Transition], None]
+Adopter = Callable[[list[dict[str, Any]], dict[str, Any]], None]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a reconcile left to do: nothing, retry later (waiting), or never (invalid spec)."""
+
+    retry_after: float | None = None
+    permanent: bool = False
+    message: str = ""
+
+
+DONE = Outcome()
+
+
+def is_noop(current: Any, patch: Any) -> bool:
+    """Whether merge-patching `patch` onto `current` would change nothing."""
+    if isinstance(patch, dict):
+        if not isinstance(current, dict):
+            return False
+        return all(is_noop(current.get(k), v) for k, v in patch.items())
+    return bool(current == patch)
+
+
+def _merged(current: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+    out = dict(current)
+    for key, value in patch.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merged(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+class Reconciler:
+    """Reconciles resources of the three kinds; one at a time per resource, any number at once."""
+
+    def __init__(
+        self,
+        kube: Kube,
+        settings: OperatorSettings,
+        post_event: EventPoster,
+        adopt: Adopter,
+        retry_interval: float = 10.0,
+    ) -> None:
+        self.kube = kube
+        self.settings = settings
+        self.post_event = post_event
+        self.adopt = adopt
+        self.retry_interval = retry_interval
+        self.phases = metrics.PhaseBook()
+        self._locks: dict[tuple[str, str, str], threading.Lock] = {}
+        self._locks_guard = threading.Lock()
+
+    def _lock(self, key: tuple[str, str, str]) -> threading.Lock:
+        with self._locks_guard:
+            return self._locks.setdefault(key, threading.Lock())
+
+    def forget(self, kind: str, namespace: str, name: str) -> None:
+        """Drop what is remembered about a deleted resource."""
+        with self._locks_guard:
+            self._locks.pop((kind, namespace, name), None)
+        self.phases.forget(kind, namespace, name)
+
+    def reconcile(self, kind: str, namespace: str, name: str, trigger: str) -> Outcome:
+        """Bring the resource's Job and status up to date with what the cluster holds now."""
+        started = time.monotonic()
+        outcome_label = "error"
+        try:
+            with self._lock((kind, namespace, name)):
+                body = self.kube.get_resource(kind, namespace, name)
+                if body is None or body["metadata"].get("deletionTimestamp"):
+                    outcome_label = "gone"
+                    return DONE
+                outcome = self._reconcile(kind, body)
+            outcome_label = (
+                "permanent" if outcome.permanent else "waiting" if outcome.retry_after else "ok"
+            )
+            return outcome
+        finally:
+            metrics.RECONCILES.labels(kind, trigger, outcome_label).inc()
+            metrics.RECONCILE_SECONDS.labels(kind).observe(time.monotonic() - started)
+
+    # --- the steps
+
+    def _reconcile(self, kind: str, body: dict[str, Any]) -> Outcome:
+        meta = body["metadata"]
+        namespace, name = meta["namespace"], meta["name"]
+        status: dict[str, Any] = body.get("status") or {}
+        generation = int(meta.get("generation") or 1)
+        jname = job_name(kind, name)
+
+        job = self.kube.get_job(namespace, jname)
+        if job is not None:
+            if meta["uid"] not in owner_uids(job):
+                return Outcome(
+                    retry_after=5,
+                    message=f"Job {jname} of an earlier {kind} {name} is still being deleted",
+                )
+            pods = self.kube.job_pods(namespace, jname)
+            annotations = job["metadata"].get("annotations") or {}
+            job_generation = int(annotations.get(GENERATION_ANNOTATION) or generation)
+            patch = job_status(
+                status,
+                observe_job(job, pods),
+                generation=generation,
+                job_generation=job_generation,
+                job_name=jname,
+                artifacts=None if status.get("artifacts") else self._artifacts(body),
+                now=now_rfc3339(),
+            )
+            self._write(kind, body, patch)
+            return DONE
+
+        if status.get("jobName"):
+            return self._job_gone(kind, body, generation)
+        return self._start(kind, body, generation)
+
+    def _job_gone(self, kind: str, body: dict[str, Any], generation: int) -> Outcome:
+        """The Job is gone: expired after finishing (keep the status) or deleted mid-run."""
+        status: dict[str, Any] = body.get("status") or {}
+        now = now_rfc3339()
+        conds = list(status.get("conditions") or [])
+        if status.get("phase") in FINISHED:
+            last = condition(status, COMPLETE) or condition(status, FAILED) or {}
+            ran = int(last.get("observedGeneration") or generation)
+            if ran != generation:
+                reason, message = spec_change_message(status.get("phase"), ran, generation)
+                conds = set_condition(
+                    conds, SPEC_OUT_OF_DATE, True, reason, message, generation, now
+                )
+            else:
+                conds = drop_condition(conds, SPEC_OUT_OF_DATE)
+            self._write(kind, body, {"observedGeneration": generation, "conditions": conds})
+            return DONE
+        obs = Observation(
+            Phase.FAILED,
+            "JobDeleted",
+            f"Job {status['jobName']} was deleted before it finished; delete and re-create the "
+            f"{kind} to run it again",
+            start_time=status.get("startTime"),
+            completion_time=now,
+        )
+        ran = int((condition(status, "InputsReady") or {}).get("observedGeneration") or generation)
+        patch = job_status(
+            status,
+            obs,
+            generation=generation,
+            job_generation=ran,
+            job_name=status["jobName"],
+            artifacts=None,
+            now=now,
+        )
+        self._write(kind, body, patch)
+        return DONE
+
+    def _start(self, kind: str, body: dict[str, Any], generation: int) -> Outcome:
+        """No Job yet: check the inputs, then create the spec ConfigMap and the Job."""
+        meta = body["metadata"]
+        namespace = meta["namespace"]
+        status: dict[str, Any] = body.get("status") or {}
+        now = now_rfc3339()
+        try:
+            res = parse_resource(body)
+        except ManifestError as err:
+            self._write(kind, body, invalid_spec_status(status, str(err), generation, now))
+            return Outcome(permanent=True, message=str(err))
+
+        needs = needs_of(res, self.settings)
+        fetched = self._fetch(needs, namespace)
+        problems = find_problems(needs, fetched, namespace)
+        if problems:
+            self._write(kind, body, waiting_status(status, problems, generation, now))
+            return Outcome(retry_after=self.retry_interval, message=problems[0].message)
+
+        plan = plan_workload(res, fetched, self.settings, generation)
+        config_map = build_spec_configmap(plan)
+        job = build_workload_job(plan, self.settings)
+        self.adopt([config_map, job], body)
+        for child in (config_map, job):
+            if self.kube.create(child) is not None:
+                if child is job:
+                    metrics.JOBS_CREATED.labels(kind).inc()
+                continue
+            # It exists: fine if it is ours (a retry), else an earlier namesake is going away.
+            existing = (
+                self.kube.get_job(namespace, job["metadata"]["name"])
+                if child is job
+                else self.kube.get_config_map(namespace, config_map["metadata"]["name"])
+            )
+            if existing is not None and meta["uid"] not in owner_uids(existing):
+                return Outcome(
+                    retry_after=5,
+                    message=f"{child['kind']} {child['metadata']['name']} of an earlier "
+                    f"{kind} {meta['name']} is still being deleted",
+                )
+        jname = job["metadata"]["name"]
+        obs = Observation(Phase.PENDING, "JobCreated", f"created Job {jname}")
+        patch = job_status(
+            status,
+            obs,
+            generation=generation,
+            job_generation=generation,
+            job_name=jname,
+            artifacts=plan.artifacts.to_wire(),
+            now=now,
+        )
+        self._write(kind, body, patch)
+        return DONE
+
+    def _artifacts(self, body: dict[str, Any]) -> dict[str, Any] | None:
+        # Normally written when the Job is created; recomputed if the operator stopped in between.
+        try:
+            res = parse_resource(body)
+        except ManifestError:
+            return None
+        return output_location(res, self.settings).to_wire()
+
+    def _fetch(self, needs: Needs, namespace: str) -> Fetched:
+        fetched = Fetched()
+        for ref in needs.upstream:
+            fetched.resources[(ref.kind, ref.name)] = self.kube.get_resource(
+                ref.kind, namespace, ref.name
+            )
+        for key, cm_name in upstream_spec_configmaps(needs):
+            upstream = fetched.resources.get(key) or {}
+            if (upstream.get("status") or {}).get("phase") != Phase.SUCCEEDED.value:
+                continue
+            cm = self.kube.get_config_map(namespace, cm_name)
+            text = ((cm or {}).get("data") or {}).get(SPEC_KEY)
+            fetched.upstream_specs[key] = _loads(text) if text else None
+        for use in needs.secrets:
+            if use.ref.name in fetched.secret_keys:
+                continue
+            try:
+                fetched.secret_keys[use.ref.name] = self.kube.secret_keys(namespace, use.ref.name)
+            except PermissionError:
+                keys = {u.ref.key for u in needs.secrets if u.ref.name == use.ref.name}
+                fetched.secret_keys[use.ref.name] = frozenset(keys)
+        for cm_name, _ in needs.config_maps:
+            fetched.config_maps[cm_name] = self.kube.exists("ConfigMap", namespace, cm_name)
+        for claim, _ in needs.claims:
+            fetched.claims[claim] = self.kube.exists("PersistentVolumeClaim", namespace, claim)
+        if needs.service_account:
+            fetched.service_account = self.kube.exists(
+                "ServiceAccount", namespace, needs.service_account
+            )
+        return fetched
+
+    def _write(self, kind: str, body: dict[str, Any], patch: dict[str, Any]) -> None:
+        """Patch status when it changes anything; post an Event for each transition."""
+        meta = body["metadata"]
+        namespace, name = meta["namespace"], meta["name"]
+        old: dict[str, Any] = body.get("status") or {}
+        if is_noop(old, patch):
+            if old.get("phase"):
+                self.phases.record(kind, namespace, name, old["phase"])
+            return
+        self.kube.patch_status(kind, namespace, name, patch)
+        new = _merged(old, patch)
+        phase = new.get("phase") or ""
+        if phase and phase != old.get("phase"):
+            metrics.TRANSITIONS.labels(kind, phase).inc()
+            log.info(
+                "%s %s/%s: %s -> %s (%s)",
+                kind,
+                namespace,
+                name,
+                old.get("phase") or "-",
+                phase,
+                new.get("message") or "",
+            )
+        if phase:
+            self.phases.record(kind, namespace, name, phase)
+        for transition in transitions(old, new):
+            self.post_event(body, transition)
+
+
+def _loads(text: str) -> dict[str, Any] | None:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None

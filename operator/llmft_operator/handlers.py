@@ -1,0 +1,164 @@
+"""The kopf handlers: what triggers a reconcile of DatasetGeneration, FineTuneJob and Evaluation.
+
+A resource is reconciled when it is created, when its spec changes, when the operator starts
+(resume), when its Job changes, and by a slow timer while it is unfinished. Waiting for inputs
+is a kopf.TemporaryError, so kopf retries the creation handler until the inputs are ready.
+Importing this module registers the handlers: `kopf run -m llmft_operator.handlers` works as
+well as `python -m llmft_operator`.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, cast
+
+import kopf
+
+from llmft.api.common import GROUP, VERSION
+from llmft.api.resource import PLURALS
+from llmft_operator import metrics
+from llmft_operator.controller import Outcome, Reconciler
+from llmft_operator.kube import Kube, load_api_client
+from llmft_operator.naming import LABEL_KIND, LABEL_NAME, MANAGED_BY
+from llmft_operator.settings import OperatorSettings, reconcile_interval
+from llmft_operator.status import FINISHED, Transition
+
+log = logging.getLogger("llmft.operator")
+
+ANNOTATION_PREFIX = f"kopf.{GROUP}"
+INTERVAL = reconcile_interval()
+KINDS = {plural: kind for kind, plural in PLURALS.items()}
+
+
+def _post_event(body: dict[str, Any], transition: Transition) -> None:
+    kopf.event(
+        cast(kopf.Body, body),
+        type=transition.type,
+        reason=transition.reason,
+        message=transition.message,
+    )
+
+
+def _adopt(children: list[dict[str, Any]], owner: dict[str, Any]) -> None:
+    kopf.adopt(children, owner=cast(kopf.Body, owner))
+
+
+@kopf.on.startup()
+def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
+    """Read the operator settings once; keep kopf's bookkeeping in annotations, not in status."""
+    op_settings = OperatorSettings.from_env()
+    # The status schema is strict (no status.kopf), so kopf's progress lives in annotations.
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
+        prefix=ANNOTATION_PREFIX
+    )
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=ANNOTATION_PREFIX, key="last-handled-configuration"
+    )
+    settings.persistence.finalizer = f"{GROUP}/operator"
+    settings.posting.level = logging.INFO
+    settings.execution.max_workers = 16
+    settings.networking.request_timeout = 60
+    memo.reconciler = Reconciler(
+        Kube(load_api_client()), op_settings, _post_event, _adopt, retry_interval=INTERVAL
+    )
+    metrics.serve(op_settings.metrics_port)
+    log.info(
+        "llmft operator settings: namespace=%s gpu=%s=%s pvc=%s mount=%s sa=%s queue=%s",
+        op_settings.namespace or "(all)",
+        op_settings.gpu_product_label,
+        op_settings.gpu_product,
+        op_settings.artifact_pvc,
+        op_settings.artifact_mount,
+        op_settings.workload_service_account,
+        op_settings.kueue_queue or "-",
+    )
+
+
+def _raise_for(outcome: Outcome) -> None:
+    if outcome.permanent:
+        raise kopf.PermanentError(outcome.message)
+    if outcome.retry_after:
+        raise kopf.TemporaryError(outcome.message, delay=outcome.retry_after)
+
+
+def _reconcile(
+    trigger: str, resource: kopf.Resource, name: str, namespace: str | None, memo: Any
+) -> None:
+    reconciler: Reconciler = memo.reconciler
+    _raise_for(reconciler.reconcile(KINDS[resource.plural], namespace or "", name, trigger))
+
+
+def on_create(
+    resource: kopf.Resource, name: str, namespace: str | None, memo: Any, **_: Any
+) -> None:
+    _reconcile("create", resource, name, namespace, memo)
+
+
+def on_resume(
+    resource: kopf.Resource, name: str, namespace: str | None, memo: Any, **_: Any
+) -> None:
+    _reconcile("resume", resource, name, namespace, memo)
+
+
+def on_spec_change(
+    resource: kopf.Resource, name: str, namespace: str | None, memo: Any, **_: Any
+) -> None:
+    _reconcile("update", resource, name, namespace, memo)
+
+
+def on_timer(
+    resource: kopf.Resource, name: str, namespace: str | None, memo: Any, **_: Any
+) -> None:
+    # A safety net for what no Job event reports (a pod stuck pulling its image); never raises
+    # TemporaryError, which would make kopf retry the timer sooner.
+    reconciler: Reconciler = memo.reconciler
+    reconciler.reconcile(KINDS[resource.plural], namespace or "", name, "timer")
+
+
+def on_resource_event(
+    resource: kopf.Resource, name: str, namespace: str | None, type: str, memo: Any, **_: Any
+) -> None:
+    if type == "DELETED":
+        reconciler: Reconciler = memo.reconciler
+        reconciler.forget(KINDS[resource.plural], namespace or "", name)
+
+
+def _unfinished(status: kopf.Status, **_: Any) -> bool:
+    return status.get("phase") not in FINISHED and bool(status.get("jobName"))
+
+
+for _plural in PLURALS.values():
+    kopf.on.create(GROUP, VERSION, _plural, id="reconcile")(on_create)
+    kopf.on.resume(GROUP, VERSION, _plural, id="reconcile-resume")(on_resume)
+    kopf.on.update(GROUP, VERSION, _plural, field="spec", id="reconcile-spec")(on_spec_change)
+    kopf.timer(
+        GROUP,
+        VERSION,
+        _plural,
+        id="refresh",
+        interval=3 * INTERVAL,
+        initial_delay=3 * INTERVAL,
+        when=_unfinished,
+    )(on_timer)
+    kopf.on.event(GROUP, VERSION, _plural, id="forget")(on_resource_event)
+
+
+@kopf.on.event("batch", "v1", "jobs", labels={"app.kubernetes.io/managed-by": MANAGED_BY})
+def on_job_event(body: kopf.Body, memo: Any, **_: Any) -> None:
+    """A workload Job changed (pod started, finished, failed): mirror it on its resource."""
+    labels = body.metadata.labels
+    kind, name, namespace = labels.get(LABEL_KIND), labels.get(LABEL_NAME), body.metadata.namespace
+    if kind not in PLURALS or not name or not namespace:
+        return
+    reconciler: Reconciler = memo.reconciler
+    try:
+        reconciler.reconcile(kind, namespace, name, "job")
+    except Exception:  # the next Job event or the timer tries again
+        log.exception("reconciling %s %s/%s after a Job event failed", kind, namespace, name)
+
+
+@kopf.on.probe(id="resources")
+def resources_seen(memo: Any, **_: Any) -> int:
+    """For the liveness endpoint: how many llmft resources this operator is tracking."""
+    reconciler: Reconciler | None = getattr(memo, "reconciler", None)
+    return reconciler.phases.count() if reconciler else 0

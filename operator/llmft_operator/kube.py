@@ -1,0 +1,173 @@
+"""The few Kubernetes API calls the operator makes, returning the API's JSON as plain dicts.
+
+Bodies are read raw (no client models), so the status mapping sees exactly what the API server
+sent, and nothing here holds a Secret's values longer than it takes to list its keys.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from kubernetes import client, config
+from kubernetes.client.rest import ApiException
+
+from llmft.api.common import GROUP, VERSION
+from llmft.api.resource import PLURALS
+
+log = logging.getLogger("llmft.operator.kube")
+
+JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
+
+
+def load_api_client(pool_size: int = 32) -> client.ApiClient:
+    """An API client from the pod's service account, or from KUBECONFIG / ~/.kube/config."""
+    try:
+        config.load_incluster_config()
+    except config.ConfigException:
+        config.load_kube_config()
+    configuration = client.Configuration.get_default_copy()
+    # Handlers run in a thread pool; each thread may hold a connection.
+    configuration.connection_pool_maxsize = pool_size
+    return client.ApiClient(configuration)
+
+
+def _json(response: Any) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(response.data)
+    return data
+
+
+def owner_uids(obj: dict[str, Any]) -> set[str]:
+    return {ref.get("uid", "") for ref in (obj.get("metadata") or {}).get("ownerReferences") or []}
+
+
+class Kube:
+    """Typed-enough access to the resources, Jobs, Pods and inputs the operator reads."""
+
+    def __init__(self, api_client: client.ApiClient) -> None:
+        self.core = client.CoreV1Api(api_client)
+        self.batch = client.BatchV1Api(api_client)
+        self.custom = client.CustomObjectsApi(api_client)
+        self._forbidden_logged: set[str] = set()
+
+    # --- llmft resources
+
+    def get_resource(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            return _json(
+                self.custom.get_namespaced_custom_object(
+                    GROUP, VERSION, namespace, PLURALS[kind], name, _preload_content=False
+                )
+            )
+        except ApiException as err:
+            if err.status == 404:
+                return None
+            raise
+
+    def patch_status(
+        self, kind: str, namespace: str, name: str, status: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Merge-patch the status subresource (maps merge; lists such as conditions replace)."""
+        return _json(
+            self.custom.patch_namespaced_custom_object_status(
+                GROUP,
+                VERSION,
+                namespace,
+                PLURALS[kind],
+                name,
+                {"status": status},
+                _preload_content=False,
+            )
+        )
+
+    # --- the workload's Job and Pods
+
+    def get_job(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            return _json(self.batch.read_namespaced_job(name, namespace, _preload_content=False))
+        except ApiException as err:
+            if err.status == 404:
+                return None
+            raise
+
+    def job_pods(self, namespace: str, job_name: str) -> list[dict[str, Any]]:
+        body = _json(
+            self.core.list_namespaced_pod(
+                namespace, label_selector=f"{JOB_NAME_LABEL}={job_name}", _preload_content=False
+            )
+        )
+        return list(body.get("items") or [])
+
+    def create(self, obj: dict[str, Any]) -> dict[str, Any] | None:
+        """Create a ConfigMap or Job; None when one of that name exists already (409)."""
+        namespace = obj["metadata"]["namespace"]
+        body: Any = obj  # the client serialises plain dicts as they are
+        try:
+            if obj["kind"] == "Job":
+                return _json(
+                    self.batch.create_namespaced_job(namespace, body, _preload_content=False)
+                )
+            if obj["kind"] == "ConfigMap":
+                return _json(
+                    self.core.create_namespaced_config_map(namespace, body, _preload_content=False)
+                )
+        except ApiException as err:
+            if err.status == 409:
+                return None
+            raise
+        raise ValueError(f"cannot create a {obj['kind']}")
+
+    # --- inputs
+
+    def get_config_map(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            return _json(
+                self.core.read_namespaced_config_map(name, namespace, _preload_content=False)
+            )
+        except ApiException as err:
+            if err.status == 404:
+                return None
+            raise
+
+    def _forbidden(self, what: str, err: ApiException) -> bool:
+        if err.status != 403:
+            return False
+        if what not in self._forbidden_logged:
+            self._forbidden_logged.add(what)
+            log.warning("not allowed to read %s (RBAC); not checking that they exist", what)
+        return True
+
+    def secret_keys(self, namespace: str, name: str) -> frozenset[str] | None:
+        """Key names of a Secret (values are dropped at once); None if it does not exist.
+
+        Raises PermissionError when RBAC forbids reading Secrets (the check is then skipped).
+        """
+        try:
+            body = _json(self.core.read_namespaced_secret(name, namespace, _preload_content=False))
+        except ApiException as err:
+            if err.status == 404:
+                return None
+            if self._forbidden("secrets", err):
+                raise PermissionError("secrets") from None
+            raise
+        keys = frozenset((body.get("data") or {}).keys())
+        del body
+        return keys
+
+    def exists(self, kind: str, namespace: str, name: str) -> bool:
+        """Whether a ConfigMap, PVC or ServiceAccount exists (True when RBAC forbids looking)."""
+        read = {
+            "ConfigMap": self.core.read_namespaced_config_map,
+            "PersistentVolumeClaim": self.core.read_namespaced_persistent_volume_claim,
+            "ServiceAccount": self.core.read_namespaced_service_account,
+        }[kind]
+        try:
+            read(name, namespace, _preload_content=False)
+            return True
+        except ApiException as err:
+            if err.status == 404:
+                return False
+            if self._forbidden(kind, err):
+                return True
+            raise

@@ -1,0 +1,432 @@
+"""What the operator saw, as a resource's status: Job and Pod states mapped to phase and conditions.
+
+Pure functions over the API's JSON (plain dicts), so every mapping is tested without a cluster.
+The operator owns phase, message, conditions, observedGeneration, times, jobName and artifacts;
+the workload owns progress, metrics and outputs (it patches them itself), and the operator only
+adds to those from the pod's termination message when the workload is done.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from llmft.api.common import Phase
+from llmft_operator.resolve import Problem
+
+READY = "Ready"
+INPUTS_READY = "InputsReady"
+RUNNING = "Running"
+COMPLETE = "Complete"
+FAILED = "Failed"
+SPEC_OUT_OF_DATE = "SpecOutOfDate"
+CONDITION_ORDER = (READY, INPUTS_READY, RUNNING, COMPLETE, FAILED, SPEC_OUT_OF_DATE)
+
+IMAGE_PULL_REASONS = frozenset(
+    {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"}
+)
+CONTAINER_CONFIG_REASONS = frozenset({"CreateContainerConfigError", "CreateContainerError"})
+MESSAGE_LIMIT = 1000
+FINISHED = (Phase.SUCCEEDED.value, Phase.FAILED.value)
+
+
+def now_rfc3339() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _clip(text: str, limit: int = MESSAGE_LIMIT) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+@dataclass(frozen=True)
+class Observation:
+    """The state of a resource's workload, read from its Job and Pods."""
+
+    phase: Phase
+    reason: str
+    message: str
+    start_time: str | None = None
+    completion_time: str | None = None
+    result: dict[str, Any] | None = None
+
+
+# --- reading Pods and Jobs -------------------------------------------------------------------
+
+
+def parse_termination_message(text: str | None) -> dict[str, Any] | None:
+    """The workload's result.json (or {"error": ...}) from a termination message, if it is one."""
+    if not text or not text.strip().startswith("{"):
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def last_message(text: str | None) -> str:
+    """The useful part of a termination message: the error it reports, or its last log line."""
+    parsed = parse_termination_message(text)
+    if parsed is not None and parsed.get("error"):
+        return _clip(str(parsed["error"]))
+    lines = [line.strip() for line in (text or "").splitlines() if line.strip()]
+    return _clip(lines[-1]) if lines else ""
+
+
+def _container_statuses(pod: dict[str, Any]) -> list[dict[str, Any]]:
+    status = pod.get("status") or {}
+    return list(status.get("initContainerStatuses") or []) + list(
+        status.get("containerStatuses") or []
+    )
+
+
+def _memory_limit(pod: dict[str, Any], container: str) -> str | None:
+    for c in (pod.get("spec") or {}).get("containers") or []:
+        if c.get("name") == container:
+            limit = ((c.get("resources") or {}).get("limits") or {}).get("memory")
+            return str(limit) if limit is not None else None
+    return None
+
+
+def pod_failure(pod: dict[str, Any]) -> tuple[str, str] | None:
+    """(reason, message) of a failed container in `pod`: OOMKilled, exit code and last message."""
+    for cs in _container_statuses(pod):
+        term = (cs.get("state") or {}).get("terminated") or (
+            (cs.get("lastState") or {}).get("terminated")
+        )
+        if not term or term.get("exitCode", 0) == 0:
+            continue
+        code = term.get("exitCode")
+        reason = term.get("reason") or "Error"
+        detail = last_message(term.get("message"))
+        if reason == "OOMKilled":
+            limit = _memory_limit(pod, cs.get("name", ""))
+            where = f" (memory limit {limit})" if limit else ""
+            msg = (
+                f"container {cs.get('name')} was OOMKilled{where}: raise spec.resources.memory "
+                "or lower the batch size / sequence length"
+            )
+            return "OOMKilled", msg + (f"; last message: {detail}" if detail else "")
+        msg = f"container {cs.get('name')} exited with code {code}"
+        if reason not in ("Error", "Completed"):
+            msg += f" ({reason})"
+        return (reason if reason != "Completed" else "Error"), msg + (
+            f": {detail}" if detail else ""
+        )
+    status = pod.get("status") or {}
+    if status.get("phase") == "Failed":
+        reason = status.get("reason") or "PodFailed"
+        return reason, _clip(status.get("message") or f"pod {pod_name(pod)} failed ({reason})")
+    return None
+
+
+def pod_waiting_problem(pod: dict[str, Any]) -> tuple[str, str] | None:
+    """Why a pod cannot start: image pull errors, bad container config, or no node fits."""
+    for cs in _container_statuses(pod):
+        waiting = (cs.get("state") or {}).get("waiting") or {}
+        reason = waiting.get("reason") or ""
+        if reason in IMAGE_PULL_REASONS:
+            image = cs.get("image") or "?"
+            detail = waiting.get("message") or reason
+            return reason, _clip(f"cannot pull image {image}: {detail}")
+        if reason in CONTAINER_CONFIG_REASONS:
+            return reason, _clip(waiting.get("message") or reason)
+    for cond in (pod.get("status") or {}).get("conditions") or []:
+        if cond.get("type") == "PodScheduled" and cond.get("status") == "False":
+            reason = cond.get("reason") or "Unschedulable"
+            return reason, _clip(f"pod cannot be scheduled: {cond.get('message') or reason}")
+    return None
+
+
+def pod_name(pod: dict[str, Any]) -> str:
+    return str((pod.get("metadata") or {}).get("name", "?"))
+
+
+def _newest(pods: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    return sorted(
+        pods,
+        key=lambda p: ((p.get("metadata") or {}).get("creationTimestamp") or "", pod_name(p)),
+        reverse=True,
+    )
+
+
+def _succeeded_result(pods: list[dict[str, Any]]) -> dict[str, Any] | None:
+    for pod in pods:
+        if (pod.get("status") or {}).get("phase") != "Succeeded":
+            continue
+        for cs in _container_statuses(pod):
+            term = (cs.get("state") or {}).get("terminated") or {}
+            parsed = parse_termination_message(term.get("message"))
+            if parsed is not None:
+                return parsed
+    return None
+
+
+def _job_condition(job: dict[str, Any], type_: str) -> dict[str, Any] | None:
+    for cond in (job.get("status") or {}).get("conditions") or []:
+        if cond.get("type") == type_ and cond.get("status") == "True":
+            return dict(cond)
+    return None
+
+
+def _job_failure(
+    job: dict[str, Any], pods: list[dict[str, Any]], cond: dict[str, Any]
+) -> tuple[str, str]:
+    for pod in pods:
+        failure = pod_failure(pod)
+        if failure is not None:
+            return failure
+    job_reason = cond.get("reason") or "JobFailed"
+    message = cond.get("message") or "the Job failed"
+    if job_reason == "DeadlineExceeded":
+        deadline = (job.get("spec") or {}).get("activeDeadlineSeconds")
+        message = (
+            f"the Job ran longer than its deadline ({deadline}s, "
+            "spec.resources.activeDeadlineSeconds)"
+        )
+    # A pod still stuck on its image when the deadline hit says more than the deadline does.
+    for pod in pods:
+        problem = pod_waiting_problem(pod)
+        if problem is not None:
+            return problem[0], f"{message}; {problem[1]}"
+    return job_reason, _clip(message)
+
+
+def observe_job(job: dict[str, Any], pods: Iterable[dict[str, Any]]) -> Observation:
+    """Phase, reason and message of a workload from its Job and the Job's Pods."""
+    pods = _newest(pods)
+    status = job.get("status") or {}
+    start = status.get("startTime")
+    complete = _job_condition(job, "Complete")
+    if complete is not None:
+        return Observation(
+            Phase.SUCCEEDED,
+            "Succeeded",
+            "the workload finished",
+            start_time=start,
+            completion_time=status.get("completionTime") or complete.get("lastTransitionTime"),
+            result=_succeeded_result(pods),
+        )
+    failed = _job_condition(job, "Failed")
+    if failed is not None:
+        reason, message = _job_failure(job, pods, failed)
+        return Observation(
+            Phase.FAILED,
+            reason,
+            message,
+            start_time=start,
+            completion_time=failed.get("lastTransitionTime"),
+        )
+    if (job.get("spec") or {}).get("suspend"):
+        return Observation(Phase.PENDING, "Queued", "the Job is suspended until Kueue admits it")
+    if not pods:
+        return Observation(
+            Phase.PENDING, "PodPending", "waiting for the Job controller to create the pod", start
+        )
+    pod = pods[0]
+    pod_phase = (pod.get("status") or {}).get("phase")
+    if pod_phase == "Running":
+        return Observation(Phase.RUNNING, "Running", f"pod {pod_name(pod)} is running", start)
+    if pod_phase == "Succeeded":
+        return Observation(Phase.RUNNING, "Finishing", f"pod {pod_name(pod)} succeeded", start)
+    previous = next((f for p in pods if (f := pod_failure(p)) is not None), None)
+    if pod_phase == "Failed" or previous is not None:
+        attempts = len(pods)
+        limit = (job.get("spec") or {}).get("backoffLimit")
+        failure = pod_failure(pod) or previous or ("PodFailed", "pod failed")
+        return Observation(
+            Phase.RUNNING,
+            "Retrying",
+            _clip(
+                f"attempt {attempts} failed ({failure[0]}: {failure[1]}); "
+                f"the Job retries up to backoffLimit={limit}"
+            ),
+            start,
+        )
+    problem = pod_waiting_problem(pod)
+    if problem is not None:
+        return Observation(Phase.PENDING, problem[0], problem[1], start)
+    return Observation(Phase.PENDING, "PodPending", f"pod {pod_name(pod)} is pending", start)
+
+
+# --- writing status --------------------------------------------------------------------------
+
+
+def set_condition(
+    conditions: list[dict[str, Any]],
+    type_: str,
+    status: bool,
+    reason: str,
+    message: str,
+    generation: int,
+    now: str,
+) -> list[dict[str, Any]]:
+    """`conditions` with one condition set; its transition time moves only when status flips."""
+    value = "True" if status else "False"
+    old = next((c for c in conditions if c.get("type") == type_), None)
+    since = old.get("lastTransitionTime") if old and old.get("status") == value else None
+    cond = {
+        "type": type_,
+        "status": value,
+        "reason": reason,
+        "message": _clip(message),
+        "lastTransitionTime": since or now,
+        "observedGeneration": generation,
+    }
+    others = [c for c in conditions if c.get("type") != type_]
+    rank = {t: i for i, t in enumerate(CONDITION_ORDER)}
+    return sorted([*others, cond], key=lambda c: rank.get(c.get("type", ""), len(rank)))
+
+
+def drop_condition(conditions: list[dict[str, Any]], type_: str) -> list[dict[str, Any]]:
+    return [c for c in conditions if c.get("type") != type_]
+
+
+def condition(status: dict[str, Any], type_: str) -> dict[str, Any] | None:
+    for cond in status.get("conditions") or []:
+        if cond.get("type") == type_:
+            return dict(cond)
+    return None
+
+
+def waiting_status(
+    current: dict[str, Any], problems: list[Problem], generation: int, now: str
+) -> dict[str, Any]:
+    """Status while the inputs are missing or not ready: phase Waiting, the first problem first."""
+    first = problems[0]
+    message = "; ".join(p.message for p in problems)
+    conds = list(current.get("conditions") or [])
+    conds = set_condition(conds, INPUTS_READY, False, first.reason, message, generation, now)
+    conds = set_condition(conds, READY, False, first.reason, message, generation, now)
+    return {
+        "phase": Phase.WAITING.value,
+        "message": _clip(message),
+        "observedGeneration": generation,
+        "conditions": conds,
+    }
+
+
+def invalid_spec_status(
+    current: dict[str, Any], message: str, generation: int, now: str
+) -> dict[str, Any]:
+    """Status of a spec the operator refuses (what the CRD schema could not catch)."""
+    conds = list(current.get("conditions") or [])
+    conds = set_condition(conds, READY, False, "InvalidSpec", message, generation, now)
+    conds = set_condition(conds, FAILED, True, "InvalidSpec", message, generation, now)
+    return {
+        "phase": Phase.FAILED.value,
+        "message": _clip(message),
+        "observedGeneration": generation,
+        "conditions": conds,
+    }
+
+
+def spec_change_message(phase: str | None, job_generation: int, generation: int) -> tuple[str, str]:
+    """Reason and message for a spec changed after its Job was created (it is not applied)."""
+    when = "Completion" if phase in FINISHED else "Start"
+    return (
+        f"SpecChangedAfter{when}",
+        f"spec generation {generation} is not applied: the Job ran generation {job_generation}; "
+        "delete and re-create the resource to run the new spec",
+    )
+
+
+def job_status(
+    current: dict[str, Any],
+    obs: Observation,
+    *,
+    generation: int,
+    job_generation: int,
+    job_name: str,
+    artifacts: dict[str, Any] | None,
+    now: str,
+) -> dict[str, Any]:
+    """The status patch for a resource whose Job exists (or existed, for a finished one)."""
+    phase = obs.phase.value
+    conds = list(current.get("conditions") or [])
+    conds = set_condition(
+        conds, INPUTS_READY, True, "InputsReady", "all inputs are ready", job_generation, now
+    )
+    conds = set_condition(
+        conds, READY, obs.phase == Phase.SUCCEEDED, obs.reason, obs.message, job_generation, now
+    )
+    conds = set_condition(
+        conds, RUNNING, obs.phase == Phase.RUNNING, obs.reason, obs.message, job_generation, now
+    )
+    conds = set_condition(
+        conds, COMPLETE, obs.phase == Phase.SUCCEEDED, obs.reason, obs.message, job_generation, now
+    )
+    failed = obs.phase == Phase.FAILED
+    conds = set_condition(
+        conds,
+        FAILED,
+        failed,
+        obs.reason if failed else "NotFailed",
+        obs.message if failed else "",
+        job_generation,
+        now,
+    )
+    if generation != job_generation:
+        reason, message = spec_change_message(phase, job_generation, generation)
+        conds = set_condition(conds, SPEC_OUT_OF_DATE, True, reason, message, generation, now)
+    else:
+        conds = drop_condition(conds, SPEC_OUT_OF_DATE)
+    patch: dict[str, Any] = {
+        "phase": phase,
+        "message": _clip(obs.message),
+        "observedGeneration": generation,
+        "conditions": conds,
+        "jobName": job_name,
+    }
+    if artifacts:
+        patch["artifacts"] = artifacts
+    if obs.start_time:
+        patch["startTime"] = obs.start_time
+    if obs.completion_time:
+        patch["completionTime"] = obs.completion_time
+    if obs.phase == Phase.SUCCEEDED:
+        patch["progress"] = {"percent": 100.0}
+        result = obs.result or {}
+        if isinstance(result.get("metrics"), dict) and result["metrics"]:
+            patch["metrics"] = result["metrics"]
+        if isinstance(result.get("outputs"), dict) and result["outputs"]:
+            patch["outputs"] = result["outputs"]
+    return patch
+
+
+@dataclass(frozen=True)
+class Transition:
+    """A change worth a Kubernetes Event on the resource."""
+
+    type: str  # Normal or Warning
+    reason: str
+    message: str
+
+
+# Reasons that are part of normal progress; every other reason is worth a Warning event.
+NORMAL_REASONS = frozenset(
+    {"UpstreamNotReady", "JobCreated", "PodPending", "Queued", "Running", "Finishing", "Succeeded"}
+)
+
+
+def transitions(old: dict[str, Any], new: dict[str, Any]) -> list[Transition]:
+    """Events for the move from status `old` to status `new` (none when nothing changed)."""
+    out: list[Transition] = []
+    old_ready = condition(old, READY) or {}
+    new_ready = condition(new, READY) or {}
+    phase_changed = old.get("phase") != new.get("phase")
+    reason_changed = old_ready.get("reason") != new_ready.get("reason")
+    if phase_changed or reason_changed:
+        phase = new.get("phase") or ""
+        reason = new_ready.get("reason") or phase
+        kind = "Normal" if reason in NORMAL_REASONS else "Warning"
+        out.append(Transition(kind, reason, new.get("message") or phase))
+    old_spec = condition(old, SPEC_OUT_OF_DATE) or {}
+    new_spec = condition(new, SPEC_OUT_OF_DATE) or {}
+    if new_spec and new_spec.get("observedGeneration") != old_spec.get("observedGeneration"):
+        out.append(Transition("Warning", new_spec["reason"], new_spec["message"]))
+    return out
