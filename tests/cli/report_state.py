@@ -64,17 +64,23 @@ def _items(eval_spec: dict[str, Any], keys: list[str]) -> list[dict[str, Any]]:
             scores = {k: float(np.clip(rng.normal(level, 0.12), 0.0, 1.0)) for k in keys}
             if arm["name"] == "base" and i == 3:
                 scores["bleu"] = None  # a score that could not be computed stays missing
-            rows.append(
-                {
-                    "id": f"eval-{i:03d}",
-                    "arm": arm["name"],
-                    "question": f"Question {i} about the handbook?",
-                    "reference": f"Reference answer {i}.",
-                    "answer": f"Answer {i} from {arm['name']}.",
-                    "retrievalHit": bool(rng.random() < 0.75) if rag else None,
-                    "scores": scores,
-                }
-            )
+            record = {
+                "arm": arm["name"],
+                "id": f"eval-{i:03d}",
+                "question": f"Question {i} about the handbook?",
+                "reference": f"Reference answer {i}.",
+                "answer": f"Answer {i} from {arm['name']}.",
+                "rag": rag,
+                "goldChunkIds": [f"chunk-{i:03d}"],
+            }
+            if rag:
+                hit = bool(rng.random() < 0.75)
+                gold = {"id": f"chunk-{i:03d}", "score": 0.71}
+                other = {"id": "chunk-999", "score": 0.42}
+                record["retrieved"] = [gold, other] if hit else [other]
+                record["hit"] = hit
+            record["scores"] = scores
+            rows.append(record)
     return rows
 
 
@@ -91,11 +97,12 @@ def _summary_from_items(eval_spec: dict[str, Any], items: list[dict[str, Any]]) 
                 rag=bool((arm.get("rag") or {}).get("enabled")),
                 n=len(mine),
                 scores={k: [r["scores"][k] for r in mine] for k in keys},
-                hits=[r["retrievalHit"] for r in mine],
+                hits=[r.get("hit") for r in mine],
             )
         )
     summary = build_summary(arms, keys, eval_spec["primaryMetric"], Bootstrap(samples=200))
-    summary["retrieval"] = {"backend": "embedded"}
+    summary["items"] = ITEMS
+    summary["retrievalBackend"] = "embedded"
     return summary
 
 

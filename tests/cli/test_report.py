@@ -124,6 +124,8 @@ def test_terminal_table_shows_the_winner_and_each_arms_primary_score(
         stat = next(a for a in summary["arms"] if a["name"] == name)["metrics"]["rougeL"]
         assert f"{stat['mean']:.3f}" in line
     assert f"ranked by {summary['primaryMetric']}" in out
+    assert summary["retrievalBackend"] == "embedded"
+    assert "RAG context retrieved from the in-process vector store (no Weaviate)" in out
 
 
 def test_report_writes_the_three_charts_as_pngs(

@@ -36,12 +36,11 @@ class WrittenReport:
 
 def summary_notes(summary: EvaluationSummary) -> list[str]:
     """Remarks from the summary itself: where the RAG arms' context came from."""
-    retrieval = summary.extra.get("retrieval")
-    if isinstance(retrieval, dict) and retrieval.get("backend"):
-        backend = str(retrieval["backend"])
-        where = {"embedded": "the in-process vector store", "weaviate": "Weaviate"}
-        return [f"RAG context retrieved from {where.get(backend, backend)}"]
-    return []
+    backend = summary.extra.get("retrievalBackend")
+    if not backend:
+        return []
+    where = {"embedded": "the in-process vector store (no Weaviate)", "weaviate": "Weaviate"}
+    return [f"RAG context retrieved from {where.get(str(backend), str(backend))}"]
 
 
 def write_report(inputs: list[ReportInput], out_dir: Path, console: Console) -> WrittenReport:

@@ -63,9 +63,10 @@ def result_notes(step: Step, status: dict[str, Any]) -> list[str]:
             notes.append(line)
     elif step.resource.kind == "Evaluation":
         summary = _read(out / EVAL_SUMMARY)
-        retrieval = summary.get("retrieval") or {}
-        if isinstance(retrieval, dict) and retrieval.get("backend"):
-            notes.append(f"retrieval: {retrieval['backend']}")
+        if summary.get("retrievalBackend") == "embedded":
+            notes.append("retrieval: in-process vector store (no Weaviate answered)")
+        elif summary.get("retrievalBackend"):
+            notes.append(f"retrieval: {summary['retrievalBackend']}")
         winner = summary.get("winner") or metrics.get("winner")
         if winner:
             notes.append(f"winner: {winner} (by {summary.get('primaryMetric', 'primary metric')})")
