@@ -28,9 +28,12 @@ def handbook() -> Path:
 
 @pytest.fixture
 def mixed_docs(tmp_path: Path) -> Path:
+    return make_mixed_docs(tmp_path / "docs")
+
+
+def make_mixed_docs(root: Path) -> Path:
     """One short document per format, each with two headed sections of real content."""
-    root = tmp_path / "docs"
-    root.mkdir()
+    root.mkdir(parents=True)
     (root / "leave.md").write_text(
         "# Leave\n\n## Annual leave\n\nFull-time staff receive 27 days of annual leave each "
         "year, plus public holidays. Ask your manager in Harbour at least two weeks ahead.\n\n"

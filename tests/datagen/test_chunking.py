@@ -79,15 +79,22 @@ def test_positions_point_back_into_the_document() -> None:
         assert chunk.position()["index"] == chunk.index
 
 
-def test_near_empty_sections_join_the_next_one_and_stubs_are_skipped() -> None:
+def test_near_empty_sections_join_a_neighbour_instead_of_being_lost() -> None:
     doc = parse_markdown(
-        f"# Handbook\n\n## Leave\n\n{_sentences(5, 'leave')}\n\n## Contacts\n\nTBD.\n", "h.md"
+        f"# Handbook\n\n## Leave\n\n{_sentences(5, 'leave')}\n\n## Contacts\n\nAsk HR.\n", "h.md"
     )
     result = chunk_document(doc, COUNTER, Chunking(max_tokens=256, min_tokens=24))
     assert len(result.chunks) == 1
     assert result.chunks[0].text.startswith("# Handbook\n\n## Leave")
+    assert result.chunks[0].text.endswith("## Contacts\n\nAsk HR.")
     assert result.chunks[0].heading == "Handbook > Leave"
-    assert result.skipped_near_empty == 1  # "Contacts: TBD."
+    assert result.skipped_near_empty == 0
+
+
+def test_a_near_empty_document_is_skipped() -> None:
+    doc = parse_markdown("# Contacts\n\nTo be written.\n", "stub.md")
+    result = chunk_document(doc, COUNTER, Chunking(min_tokens=24))
+    assert result.chunks == [] and result.skipped_near_empty == 1
 
 
 def test_markup_is_not_substance() -> None:

@@ -187,7 +187,7 @@ def substance(text: str) -> int:
 def merge_small_sections(sections: Sequence[Section], text: str, min_words: int) -> list[Section]:
     """A near-empty section (often a bare parent heading) joins the section after it, so its
     words lead that section's first chunk instead of being skipped; the heading path is the
-    later, deeper one."""
+    later, deeper one. A near-empty last section joins the one before it."""
     merged: list[Section] = []
     pending: Section | None = None
     for section in sections:
@@ -199,7 +199,10 @@ def merge_small_sections(sections: Sequence[Section], text: str, min_words: int)
         else:
             merged.append(section)
     if pending is not None:
-        merged.append(pending)
+        if merged:
+            merged[-1] = Section(merged[-1].heading, merged[-1].start, pending.end)
+        else:
+            merged.append(pending)
     return merged
 
 
