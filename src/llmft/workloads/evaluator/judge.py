@@ -48,6 +48,10 @@ from llmft.workloads.entry import WorkloadError
 log = logging.getLogger("llmft.evaluator.judge")
 
 JUDGE_KEYS = ("accuracy", "relevance", "faithfulness")
+UNSCORED = {
+    "accuracy": "neither judge prompt gave a usable 0/2/4 rating",
+    "faithfulness": "the judge found no statements in the answer to check",
+}
 CONCURRENCY = 4
 T = TypeVar("T", bound=BaseModel)
 
@@ -171,9 +175,19 @@ def check_judge(cfg: Judge, timeout: float = 10.0) -> None:
             )
 
 
-def _usable(value: Any) -> float:
+def _reason(err: Exception) -> str:
+    """A one-line cause: instructor wraps pydantic's message in a long attempt log."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    detail = next((line for line in lines if "validation error" in line), lines[0] if lines else "")
+    index = lines.index(detail) if detail in lines else -1
+    if 0 <= index < len(lines) - 1 and "validation error" in detail:
+        detail += ": " + lines[index + 1]
+    return f"{type(err).__name__}: {detail}"[:300]
+
+
+def _usable(value: Any, key: str) -> float:
     if value is None or not isinstance(value, int | float) or math.isnan(float(value)):
-        raise UnusableJudgeOutput("the metric could not score the judge's output")
+        raise UnusableJudgeOutput(UNSCORED.get(key, "the judge's output could not be scored"))
     # Cosine similarity can leave 0..1 by rounding or for unrelated questions; keep the scale.
     return min(1.0, max(0.0, float(value)))
 
@@ -203,7 +217,7 @@ class RagasJudge:
             temperature=0.0,
             max_tokens=self.cfg.max_tokens,
             seed=0,
-            max_retries=1,  # instructor's own re-asking: off, our loop counts the attempts
+            max_retries=0,  # instructor re-asks no more; our loop counts the attempts
         )
         llm = CheckedLLM(raw)
         built: dict[str, Any] = {}
@@ -239,11 +253,11 @@ class RagasJudge:
             last = ""
             for attempt in range(attempts):
                 try:
-                    result.scores[key] = _usable((await metric.ascore(**kwargs)).value)
+                    result.scores[key] = _usable((await metric.ascore(**kwargs)).value, key)
                     result.errors.pop(key, None)
                     break
                 except Exception as err:  # judge output, transport or validation: all "missing"
-                    last = f"{type(err).__name__}: {str(err)[:300]}"
+                    last = _reason(err)
                     log.info("judge %s attempt %d failed: %s", key, attempt + 1, last)
             else:
                 result.scores[key], result.errors[key] = None, last
