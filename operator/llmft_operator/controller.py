@@ -67,6 +67,7 @@ class Outcome:
 
 
 DONE = Outcome()
+LOCK_STRIPES = 64
 
 
 def is_noop(current: Any, patch: Any) -> bool:
@@ -105,18 +106,11 @@ class Reconciler:
         self.adopt = adopt
         self.retry_interval = retry_interval
         self.phases = metrics.PhaseBook()
-        self._locks: dict[tuple[str, str, str], threading.Lock] = {}
-        self._locks_guard = threading.Lock()
+        # Striped locks: one resource is reconciled by one thread at a time, in bounded memory.
+        self._locks = [threading.Lock() for _ in range(LOCK_STRIPES)]
 
     def _lock(self, key: tuple[str, str, str]) -> threading.Lock:
-        with self._locks_guard:
-            return self._locks.setdefault(key, threading.Lock())
-
-    def forget(self, kind: str, namespace: str, name: str) -> None:
-        """Drop what is remembered about a deleted resource."""
-        with self._locks_guard:
-            self._locks.pop((kind, namespace, name), None)
-        self.phases.forget(kind, namespace, name)
+        return self._locks[hash(key) % LOCK_STRIPES]
 
     def reconcile(self, kind: str, namespace: str, name: str, trigger: str) -> Outcome:
         """Bring the resource's Job and status up to date with what the cluster holds now."""
@@ -127,6 +121,7 @@ class Reconciler:
                 body = self.kube.get_resource(kind, namespace, name)
                 if body is None or body["metadata"].get("deletionTimestamp"):
                     outcome_label = "gone"
+                    self.phases.forget(kind, namespace, name)
                     return DONE
                 outcome = self._reconcile(kind, body)
             outcome_label = (

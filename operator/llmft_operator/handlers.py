@@ -63,8 +63,7 @@ def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     )
     metrics.serve(op_settings.metrics_port)
     log.info(
-        "llmft operator settings: namespace=%s gpu=%s=%s pvc=%s mount=%s sa=%s queue=%s",
-        op_settings.namespace or "(all)",
+        "llmft operator settings: gpu=%s=%s pvc=%s mount=%s sa=%s queue=%s",
         op_settings.gpu_product_label,
         op_settings.gpu_product,
         op_settings.artifact_pvc,
@@ -115,14 +114,6 @@ def on_timer(
     reconciler.reconcile(KINDS[resource.plural], namespace or "", name, "timer")
 
 
-def on_resource_event(
-    resource: kopf.Resource, name: str, namespace: str | None, type: str, memo: Any, **_: Any
-) -> None:
-    if type == "DELETED":
-        reconciler: Reconciler = memo.reconciler
-        reconciler.forget(KINDS[resource.plural], namespace or "", name)
-
-
 def _unfinished(status: kopf.Status, **_: Any) -> bool:
     return status.get("phase") not in FINISHED and bool(status.get("jobName"))
 
@@ -140,7 +131,6 @@ for _plural in PLURALS.values():
         initial_delay=3 * INTERVAL,
         when=_unfinished,
     )(on_timer)
-    kopf.on.event(GROUP, VERSION, _plural, id="forget")(on_resource_event)
 
 
 @kopf.on.event("batch", "v1", "jobs", labels={"app.kubernetes.io/managed-by": MANAGED_BY})

@@ -57,7 +57,9 @@ def test_every_schema_field_has_a_description(info: Any) -> None:
     missing = [
         path
         for path, node in walk(schema)
-        if path and path != ".metadata" and not node.get("description")
+        if path
+        and path != ".metadata"
+        and not node.get("description")
         # a list's items are described by the list, unless they are objects with fields
         and not (path.endswith("[]") and node.get("type") != "object")
     ]
@@ -81,7 +83,9 @@ def test_cross_field_rules_are_cel_validations() -> None:
     rules = [
         rule["rule"]
         for info in KIND_INFOS.values()
-        for _, node in walk(load(info.file_name)["spec"]["versions"][0]["schema"]["openAPIV3Schema"])
+        for _, node in walk(
+            load(info.file_name)["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+        )
         for rule in node.get("x-kubernetes-validations", [])
     ]
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from operator_manifests import dataset, evaluation, finetune
+
 from llmft.api.layout import CONFIGMAP_DOCUMENTS_MOUNT, SPEC_FILE
 from llmft.api.resource import parse_resource
 from llmft_operator.jobs import (
@@ -14,8 +16,6 @@ from llmft_operator.jobs import (
 )
 from llmft_operator.resolve import Fetched, WorkloadPlan, plan_workload
 from llmft_operator.settings import OperatorSettings
-
-from operator_manifests import dataset, evaluation, finetune
 
 SETTINGS = OperatorSettings(
     images={
@@ -269,7 +269,10 @@ def test_secrets_reach_the_pod_only_as_secret_key_references() -> None:
             "tokenSecretRef": {"name": "hf", "key": "read"},
         },
         output={
-            "huggingFace": {"repo": "acme/hr-lora", "tokenSecretRef": {"name": "hf", "key": "write"}}
+            "huggingFace": {
+                "repo": "acme/hr-lora",
+                "tokenSecretRef": {"name": "hf", "key": "write"},
+            }
         },
     )
 
@@ -320,3 +323,10 @@ def test_evaluation_arm_gets_the_finetune_adapter_and_base_model() -> None:
     assert arms[1]["adapterPath"] == "/artifacts/finetune/tune/adapter"
     assert arms[1]["baseModel"]["name"] == "HuggingFaceTB/SmolLM2-135M-Instruct"
     assert "fineTuneJobRef" not in arms[1]
+
+
+def test_dataset_generation_with_partial_resources_still_needs_no_gpu() -> None:
+    job = job_for(dataset(resources={"memory": "8Gi"}))
+
+    assert container(job)["resources"]["limits"] == {"cpu": "2", "memory": "8Gi"}
+    assert "tolerations" not in pod_spec(job)

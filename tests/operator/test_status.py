@@ -199,8 +199,9 @@ def test_job_status_has_standard_conditions_and_the_result() -> None:
         result={"metrics": {"pairs": 12}, "outputs": {"train": "/a/train.jsonl"}},
     )
 
-    status = job_status({}, obs, generation=2, job_generation=2, job_name="j", artifacts=None,
-                        now=T1)
+    status = job_status(
+        {}, obs, generation=2, job_generation=2, job_name="j", artifacts=None, now=T1
+    )
 
     assert status["phase"] == "Succeeded"
     assert status["observedGeneration"] == 2
@@ -221,8 +222,9 @@ def test_job_status_has_standard_conditions_and_the_result() -> None:
 def test_spec_changed_after_completion_is_recorded_not_applied() -> None:
     obs = Observation(Phase.SUCCEEDED, "Succeeded", "done")
 
-    status = job_status({}, obs, generation=3, job_generation=1, job_name="j", artifacts=None,
-                        now=T1)
+    status = job_status(
+        {}, obs, generation=3, job_generation=1, job_name="j", artifacts=None, now=T1
+    )
 
     changed = condition(status, "SpecOutOfDate")
     assert changed is not None and changed["status"] == "True"

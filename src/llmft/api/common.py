@@ -25,7 +25,8 @@ def cel_rules(*rules: dict[str, str]) -> ConfigDict:
     A rule spans fields of one object, so the API server refuses what pydantic's model validator
     would refuse, at `kubectl apply` time, with the same message.
     """
-    return ConfigDict(json_schema_extra={"x-kubernetes-validations": list(rules)})
+    extra: dict[str, Any] = {"x-kubernetes-validations": list(rules)}
+    return ConfigDict(json_schema_extra=extra)
 
 
 def cel(rule: str, message: str, field_path: str | None = None) -> dict[str, str]:
@@ -148,7 +149,7 @@ class ArtifactOutput(ApiModel):
     )
 
 
-class Phase(str, Enum):
+class Phase(str, Enum):  # noqa: UP042 (str mix-in: compared with plain strings)
     """The coarse state of a resource, as printed by kubectl."""
 
     PENDING = "Pending"
@@ -225,7 +226,9 @@ class ResourceStatus(ApiModel):
     )
     metrics: dict[str, Any] = Field(
         default_factory=dict,
-        description="Final metrics (reported by the workload or read from its termination message).",
+        description=(
+            "Final metrics (reported by the workload or read from its termination message)."
+        ),
     )
     outputs: dict[str, Any] = Field(
         default_factory=dict, description="Output locations: paths, Hub repository and revision."

@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 from pydantic import BaseModel
-from pydantic.json_schema import GenerateJsonSchema, NoDefault
+from pydantic.json_schema import GenerateJsonSchema
 from pydantic_core import core_schema
 
 from llmft.api.common import GROUP, VERSION, ResourceStatus
@@ -61,7 +61,9 @@ class KindInfo:
         return f"{GROUP}_{self.plural}.yaml"
 
 
-def _column(name: str, json_path: str, type_: str, description: str, priority: int = 0) -> dict[str, Any]:
+def _column(
+    name: str, json_path: str, type_: str, description: str, priority: int = 0
+) -> dict[str, Any]:
     col: dict[str, Any] = {
         "name": name,
         "type": type_,

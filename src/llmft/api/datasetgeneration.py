@@ -6,9 +6,10 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from llmft.api.common import ApiModel, cel, cel_rules, ArtifactOutput, ModelSource, Resources
+from llmft.api.common import ApiModel, ArtifactOutput, ModelSource, Resources, cel, cel_rules
 
 QuestionKind = Literal["factual", "procedural", "yesno", "multihop"]
+ALL_QUESTION_KINDS: tuple[QuestionKind, ...] = ("factual", "procedural", "yesno", "multihop")
 
 
 class PvcSource(ApiModel):
@@ -111,7 +112,7 @@ class Generator(ApiModel):
     )
     questions_per_chunk: int = Field(default=3, ge=1, le=20, description="Pairs asked per chunk.")
     question_kinds: list[QuestionKind] = Field(
-        default_factory=lambda: ["factual", "procedural", "yesno", "multihop"],
+        default_factory=lambda: list(ALL_QUESTION_KINDS),
         description="Kinds of question to ask for, rotated across chunks.",
         min_length=1,
     )
@@ -157,6 +158,15 @@ class Split(ApiModel):
     )
 
 
+class GenerationResources(Resources):
+    """Compute for the generation pod: the LLM runs in Ollama, so no GPU unless asked for."""
+
+    gpu_count: int = Field(default=0, ge=0, le=16, description="GPUs per pod (nvidia.com/gpu).")
+    cpu: str = Field(default="2", description="CPU request and limit, as a Kubernetes quantity.")
+    memory: str = Field(default="4Gi", description="Memory request and limit (quantity).")
+    shared_memory: str = Field(default="1Gi", description="Size of the /dev/shm memory volume.")
+
+
 class DatasetGenerationSpec(ApiModel):
     """What dataset to generate, from which documents, with which model."""
 
@@ -168,7 +178,9 @@ class DatasetGenerationSpec(ApiModel):
     output: ArtifactOutput = Field(
         default_factory=ArtifactOutput, description="Where the dataset files are written."
     )
-    resources: Resources = Field(
-        default_factory=lambda: Resources(gpu_count=0, cpu="2", memory="4Gi", shared_memory="1Gi"),
-        description="Compute for the generation pod (the LLM runs in Ollama, so no GPU by default).",
+    resources: GenerationResources = Field(
+        default_factory=GenerationResources,
+        description=(
+            "Compute for the generation pod (the LLM runs in Ollama, so no GPU by default)."
+        ),
     )

@@ -162,7 +162,7 @@ class EvaluationSpec(ApiModel):
         description="Contestants; the first is the baseline.", min_length=1, max_length=32
     )
     metrics: list[Metric] = Field(
-        default_factory=lambda: ["bleu", "chrf", "rouge", "ngram", "accuracy", "relevance"],
+        default_factory=lambda: [*TEXT_METRICS, "accuracy", "relevance"],
         description="Metrics to compute; judge metrics need spec.judge.",
         min_length=1,
         max_length=7,  # bounds the CEL rules' cost estimate; there are 7 metrics

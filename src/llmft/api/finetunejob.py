@@ -1,4 +1,5 @@
-"""FineTuneJob: QLoRA or LoRA fine-tuning of a base model, causal or instruct, with or without RAG."""
+"""FineTuneJob: QLoRA or LoRA fine-tuning of a base model, causal or instruct, with or without RAG.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from llmft.api.common import ApiModel, cel, cel_rules, ArtifactOutput, ModelSource, Resources
+from llmft.api.common import ApiModel, ArtifactOutput, ModelSource, Resources, cel, cel_rules
 
 Method = Literal["qlora", "lora"]
 Mode = Literal["causal", "instruct"]

@@ -26,7 +26,11 @@ EVAL_SUMMARY = "summary.json"
 # Every workload writes its final result here too (also sent as the termination message).
 RESULT = "result.json"
 
-KIND_DIRS = {"DatasetGeneration": "datasets", "FineTuneJob": "finetune", "Evaluation": "evaluations"}
+KIND_DIRS = {
+    "DatasetGeneration": "datasets",
+    "FineTuneJob": "finetune",
+    "Evaluation": "evaluations",
+}
 
 
 def default_output_path(kind: str, name: str) -> str:

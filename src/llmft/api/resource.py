@@ -76,7 +76,7 @@ def _field_path(loc: tuple[int | str, ...]) -> str:
     for p in loc:
         if isinstance(p, int):
             parts.append(f"[{p}]")
-        elif "[" in str(p) or "-" in str(p) and parts:
+        elif "[" in str(p) or ("-" in str(p) and parts):
             continue  # pydantic's union/validator tags carry no field name
         else:
             parts.append(("." if parts else "") + str(p))
@@ -98,7 +98,9 @@ def parse_resource(obj: dict[str, Any], source: Path | None = None) -> Resource[
     name = (obj.get("metadata") or {}).get("name", "?")
     where = f"{kind or '?'}/{name}" + (f" ({source})" if source else "")
     if obj.get("apiVersion") != API_VERSION:
-        raise ManifestError(f"{where}: apiVersion must be {API_VERSION}, got {obj.get('apiVersion')!r}")
+        raise ManifestError(
+            f"{where}: apiVersion must be {API_VERSION}, got {obj.get('apiVersion')!r}"
+        )
     if kind not in KINDS:
         raise ManifestError(f"{where}: kind must be one of {', '.join(KINDS)}, got {kind!r}")
     try:

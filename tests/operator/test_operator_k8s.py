@@ -1,0 +1,672 @@
+"""The operator against a real control plane: CRDs enforced, Jobs run on fake A10s, status written.
+
+One operator process (`python -m llmft_operator`, namespace-scoped, the cluster's kubeconfig)
+serves every test here; kwok plays the kubelet, so pods "run" for a moment and end as their
+annotations say. The workload's status channel is exercised with a token of the workload
+service account, holding only the role the Helm chart gives it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+from operator_manifests import dataset, evaluation, finetune
+
+from llmft.api.crdgen import rendered_files
+from servers.launch import GPU_NODES, KubeCluster, free_port, write_kubeconfig
+
+pytestmark = pytest.mark.k8s
+
+ROOT = Path(__file__).resolve().parents[2]
+NS = "llmft-op"
+GROUP, VERSION = "llmft.io", "v1alpha1"
+PLURALS = {
+    "DatasetGeneration": "datasetgenerations",
+    "FineTuneJob": "finetunejobs",
+    "Evaluation": "evaluations",
+}
+RESTRICTED = {"pod-security.kubernetes.io/enforce": "restricted"}
+# The workload's role, as charts/llmft-operator/templates/rbac-workload.yaml grants it.
+WORKLOAD_RULES = [
+    {
+        "apiGroups": ["llmft.io"],
+        "resources": ["datasetgenerations/status", "finetunejobs/status", "evaluations/status"],
+        "verbs": ["get", "patch"],
+    }
+]
+
+
+# --- fixtures --------------------------------------------------------------------------------
+
+
+def wait_for(
+    check: Callable[[], Any],
+    timeout: float = 60,
+    every: float = 0.3,
+    what: str = "condition",
+    logs: Callable[[], str] | None = None,
+) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"{what} not met within {timeout}s" + (f"\n{logs()}" if logs else ""))
+
+
+class OperatorProcess:
+    """`python -m llmft_operator` in a subprocess, watching one namespace."""
+
+    def __init__(self, cluster: KubeCluster, workdir: Path) -> None:
+        self.cluster = cluster
+        self.log = workdir / "operator.log"
+        self.health_port = free_port()
+        self.metrics_port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        env = {
+            **os.environ,
+            "KUBECONFIG": str(self.cluster.kubeconfig),
+            "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT / "operator")]),
+            "LLMFT_RECONCILE_INTERVAL": "1",
+            "LLMFT_IMAGE_DATAGEN": "registry.example/llmft/datagen:test",
+            "LLMFT_IMAGE_TRAINER": "registry.example/llmft/trainer:test",
+            "LLMFT_IMAGE_EVALUATOR": "registry.example/llmft/evaluator:test",
+            "LLMFT_JOB_TTL_SECONDS": "3600",
+            "LLMFT_METRICS_PORT": str(self.metrics_port),
+        }
+        with self.log.open("ab") as fh:
+            self.proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "llmft_operator",
+                    "--namespace",
+                    NS,
+                    "--log-format",
+                    "plain",
+                    "--liveness",
+                    f"http://127.0.0.1:{self.health_port}/healthz",
+                ],
+                stdout=fh,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=ROOT,
+            )
+        wait_for(self.healthy, 60, 0.3, "operator /healthz", self.tail)
+
+    def healthy(self) -> bool:
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            raise AssertionError(f"operator exited ({self.proc.returncode}):\n{self.tail()}")
+        try:
+            return http_get(f"http://127.0.0.1:{self.health_port}/healthz").startswith("{")
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self.proc = None
+
+    def tail(self, lines: int = 40) -> str:
+        text = self.log.read_text(errors="replace") if self.log.exists() else ""
+        return "--- operator log\n" + "\n".join(text.splitlines()[-lines:])
+
+
+def http_get(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=3) as resp:
+        return str(resp.read().decode())
+
+
+def install_crds(cluster: KubeCluster) -> None:
+    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds"))
+    for text in rendered_files().values():
+        name = yaml.safe_load(text)["metadata"]["name"]
+        cluster.kubectl(
+            "wait", "--for=condition=Established", f"crd/{name}", "--timeout=60s", timeout=90
+        )
+
+
+def artefact_volume(namespace: str, claim: str = "llmft-artifacts") -> list[dict[str, Any]]:
+    """A pre-bound hostPath volume and its claim: kwok nodes have no provisioner."""
+    pv_name = f"{namespace}-{claim}"
+    size = {"storage": "10Gi"}
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "PersistentVolume",
+            "metadata": {"name": pv_name},
+            "spec": {
+                "capacity": size,
+                "accessModes": ["ReadWriteMany"],
+                "storageClassName": "",
+                "persistentVolumeReclaimPolicy": "Retain",
+                "hostPath": {"path": f"/tmp/{pv_name}"},
+                "claimRef": {"namespace": namespace, "name": claim},
+            },
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "PersistentVolumeClaim",
+            "metadata": {"name": claim, "namespace": namespace},
+            "spec": {
+                "accessModes": ["ReadWriteMany"],
+                "storageClassName": "",
+                "volumeName": pv_name,
+                "resources": {"requests": size},
+            },
+        },
+    ]
+
+
+def workload_identity(namespace: str) -> list[dict[str, Any]]:
+    meta = {"name": "llmft-workload", "namespace": namespace}
+    return [
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta},
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "Role",
+            "metadata": meta,
+            "rules": WORKLOAD_RULES,
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": meta,
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "Role",
+                "name": "llmft-workload",
+            },
+            "subjects": [{"kind": "ServiceAccount", **meta}],
+        },
+    ]
+
+
+@pytest.fixture(scope="module")
+def cluster(kube_cluster: KubeCluster) -> KubeCluster:
+    install_crds(kube_cluster)
+    kube_cluster.create_namespace(NS, labels=RESTRICTED)
+    objects = [
+        *artefact_volume(NS),
+        *workload_identity(NS),
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "handbook", "namespace": NS},
+            "data": {"leave.md": "# Leave\nStaff get 25 days of annual leave.\n"},
+        },
+    ]
+    kube_cluster.kubectl(
+        "apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": objects})
+    )
+    kube_cluster.kubectl(
+        "wait",
+        "--for=jsonpath={.status.phase}=Bound",
+        "pvc/llmft-artifacts",
+        "-n",
+        NS,
+        "--timeout=60s",
+        timeout=90,
+    )
+    return kube_cluster
+
+
+@pytest.fixture(scope="module")
+def operator(
+    cluster: KubeCluster, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[OperatorProcess]:
+    op = OperatorProcess(cluster, tmp_path_factory.mktemp("operator"))
+    op.start()
+    try:
+        yield op
+    finally:
+        op.stop()
+
+
+class Api:
+    """The calls the tests make, through the admin client."""
+
+    def __init__(self, cluster: KubeCluster, op: OperatorProcess | None = None) -> None:
+        api_client = cluster.api_client()
+        self.custom = client.CustomObjectsApi(api_client)
+        self.core = client.CoreV1Api(api_client)
+        self.batch = client.BatchV1Api(api_client)
+        self.op = op
+
+    def create(self, body: dict[str, Any]) -> dict[str, Any]:
+        body = {**body, "metadata": {**body["metadata"], "namespace": NS}}
+        result: dict[str, Any] = self.custom.create_namespaced_custom_object(
+            GROUP, VERSION, NS, PLURALS[body["kind"]], body
+        )
+        return result
+
+    def get(self, kind: str, name: str) -> dict[str, Any]:
+        result: dict[str, Any] = self.custom.get_namespaced_custom_object(
+            GROUP, VERSION, NS, PLURALS[kind], name
+        )
+        return result
+
+    def status(self, kind: str, name: str) -> dict[str, Any]:
+        status: dict[str, Any] = self.get(kind, name).get("status") or {}
+        return status
+
+    def wait_phase(self, kind: str, name: str, phase: str, timeout: float = 60) -> dict[str, Any]:
+        def reached() -> dict[str, Any] | None:
+            status = self.status(kind, name)
+            return status if status.get("phase") == phase else None
+
+        logs = self.op.tail if self.op else None
+        result: dict[str, Any] = wait_for(
+            reached,
+            timeout,
+            what=f"{kind} {name} phase {phase} (now {self.status(kind, name)})",
+            logs=logs,
+        )
+        return result
+
+    def job(self, name: str) -> Any | None:
+        try:
+            return self.batch.read_namespaced_job(name, NS)
+        except ApiException as err:
+            if err.status == 404:
+                return None
+            raise
+
+    def pods_of(self, job_name: str) -> list[Any]:
+        return list(
+            self.core.list_namespaced_pod(
+                NS, label_selector=f"batch.kubernetes.io/job-name={job_name}"
+            ).items
+        )
+
+    def events_for(self, name: str) -> list[Any]:
+        return [
+            e
+            for e in self.core.list_namespaced_event(NS).items
+            if e.involved_object.name == name and e.involved_object.kind != "Job"
+        ]
+
+
+@pytest.fixture(scope="module")
+def api(cluster: KubeCluster, operator: OperatorProcess) -> Api:
+    return Api(cluster, operator)
+
+
+def condition(status: dict[str, Any], type_: str) -> dict[str, Any]:
+    return next((c for c in status.get("conditions") or [] if c["type"] == type_), {})
+
+
+def run_ms(ms: int, **annotations: str) -> dict[str, Any]:
+    """spec.resources with pod annotations telling kwok how the pod should run."""
+    return {"podAnnotations": {"llmft.io/kwok-run-ms": str(ms), **annotations}}
+
+
+# --- the API ---------------------------------------------------------------------------------
+
+
+def test_kubectl_explain_documents_the_fields(cluster: KubeCluster) -> None:
+    out = cluster.kubectl("explain", "finetunejob.spec.hyperparameters.learningRate").stdout
+
+    assert "Peak learning rate" in out
+
+
+def _mistakes() -> list[tuple[str, dict[str, Any], str]]:
+    ds, ft, ev = dataset, finetune, evaluation
+    return [
+        ("missing required field", ft(baseModel=None), "spec.baseModel"),
+        (
+            "wrong type",
+            ft(hyperparameters={"learningRate": "fast"}),
+            "spec.hyperparameters.learningRate",
+        ),
+        ("value not in enum", ft(method="full"), "spec.method"),
+        ("below minimum", ft(hyperparameters={"batchSize": 0}), "spec.hyperparameters.batchSize"),
+        ("above maximum", ft(resources={"gpuCount": 64}), "spec.resources.gpuCount"),
+        (
+            "pattern mismatch",
+            ev(arms=[{"name": "Base_Arm", "baseModel": {"name": "m"}}]),
+            "spec.arms[0].name",
+        ),
+        ("unknown field", ft(hyperparameter={"epochs": 1}), "spec.hyperparameter"),
+        (
+            "CEL: overlap not below budget",
+            ds(chunking={"maxTokens": 64, "overlapTokens": 64}),
+            "spec.chunking.overlapTokens",
+        ),
+        (
+            "CEL: two dataset sources",
+            ft(dataset={"datasetGenerationRef": "d", "path": "/x"}),
+            "spec.dataset",
+        ),
+        (
+            "CEL: two document sources",
+            ds(source={"configMap": "a", "urls": ["https://x"]}),
+            "spec.source",
+        ),
+        ("CEL: rag needs instruct", ft(mode="causal", rag={"enabled": True}), "spec.rag.enabled"),
+        (
+            "CEL: primary metric not computed",
+            ev(metrics=["bleu"], primaryMetric="rouge"),
+            "spec.primaryMetric",
+        ),
+        ("CEL: judge metric without judge", ev(metrics=["rouge", "faithfulness"]), "spec.judge"),
+        (
+            "CEL: duplicate arm names",
+            ev(
+                arms=[
+                    {"name": "a", "baseModel": {"name": "m"}},
+                    {"name": "a", "baseModel": {"name": "n"}},
+                ]
+            ),
+            "spec.arms",
+        ),
+    ]
+
+
+@pytest.mark.parametrize(("mistake", "body", "field"), _mistakes(), ids=[m[0] for m in _mistakes()])
+def test_invalid_manifest_is_refused_naming_the_field(
+    cluster: KubeCluster, mistake: str, body: dict[str, Any], field: str
+) -> None:
+    spec = {k: v for k, v in body["spec"].items() if v is not None}
+    custom = client.CustomObjectsApi(cluster.api_client())
+
+    with pytest.raises(ApiException) as refused:
+        custom.create_namespaced_custom_object(
+            GROUP,
+            VERSION,
+            NS,
+            PLURALS[body["kind"]],
+            {**body, "metadata": {"name": "invalid", "namespace": NS}, "spec": spec},
+            dry_run="All",
+            field_validation="Strict",
+        )
+
+    assert refused.value.status in (400, 422), mistake
+    assert field in json.loads(refused.value.body)["message"]
+
+
+def test_example_manifests_are_accepted_by_the_api_server(cluster: KubeCluster) -> None:
+    result = cluster.kubectl(
+        "apply", "--dry-run=server", "-n", NS, "-f", str(ROOT / "examples" / "quickstart")
+    )
+
+    assert result.stdout.count("(server dry run)") == 3
+
+
+# --- the operator ----------------------------------------------------------------------------
+
+
+def test_chain_runs_in_dependency_order_on_gpu_nodes(api: Api, cluster: KubeCluster) -> None:
+    result = {
+        "metrics": {"pairs": 40, "trainPairs": 32, "evalPairs": 8},
+        "outputs": {"train": "/artifacts/datasets/docs/train.jsonl"},
+    }
+    api.create(finetune("tune", dataset_ref="docs", resources=run_ms(300)))
+    api.create(
+        evaluation("compare", dataset_ref="docs", finetune_ref="tune", resources=run_ms(300))
+    )
+
+    missing = api.wait_phase("FineTuneJob", "tune", "Waiting")
+    assert condition(missing, "InputsReady")["reason"] == "ReferenceNotFound"
+    assert "spec.dataset.datasetGenerationRef" in missing["message"]
+
+    api.create(
+        dataset("docs", resources=run_ms(3000, **{"llmft.io/kwok-message": json.dumps(result)}))
+    )
+    api.wait_phase("DatasetGeneration", "docs", "Running")
+    not_ready = wait_for(
+        lambda: (
+            (s := api.status("FineTuneJob", "tune"))
+            and condition(s, "InputsReady")["reason"] != "ReferenceNotFound"
+            and s
+        ),
+        20,
+        what="ftj sees docs",
+    )
+    assert condition(not_ready, "InputsReady")["reason"] == "UpstreamNotReady"
+    assert "to succeed (phase Running)" in not_ready["message"]
+    assert api.job("tune-ftj") is None
+
+    docs = api.wait_phase("DatasetGeneration", "docs", "Succeeded")
+    tune = api.wait_phase("FineTuneJob", "tune", "Succeeded")
+    compare = api.wait_phase("Evaluation", "compare", "Succeeded")
+
+    assert docs["metrics"] == result["metrics"] and docs["outputs"] == result["outputs"]
+    assert docs["artifacts"]["uri"] == "pvc://llmft-artifacts/datasets/docs"
+    jobs = {name: api.job(name) for name in ("docs-dsgen", "tune-ftj", "compare-eval")}
+    created = [j.metadata.creation_timestamp for j in jobs.values()]
+    assert created == sorted(created)
+    assert jobs["tune-ftj"].metadata.creation_timestamp >= _time(docs["completionTime"])
+    assert jobs["compare-eval"].metadata.creation_timestamp >= _time(tune["completionTime"])
+    (pod,) = api.pods_of("tune-ftj")
+    assert pod.spec.node_name in GPU_NODES
+    assert pod.spec.containers[0].resources.limits["nvidia.com/gpu"] == "1"
+    (cpu_pod,) = api.pods_of("docs-dsgen")
+    assert cpu_pod.spec.node_name == "cpu-0"
+    for status in (docs, tune, compare):
+        assert condition(status, "Ready")["status"] == "True"
+        assert condition(status, "Complete")["status"] == "True"
+        assert status["observedGeneration"] == 1 and status["startTime"]
+    assert compare["jobName"] == "compare-eval"
+    table = cluster.kubectl("get", "dsgen,ftj,eval", "-n", NS).stdout
+    assert table.count("Succeeded") >= 3 and "PAIRS" in table and "WINNER" in table
+    reasons = [e.reason for e in api.events_for("tune")]
+    assert "ReferenceNotFound" in reasons and "JobCreated" in reasons and "Succeeded" in reasons
+
+
+def _time(text: str) -> Any:
+    from datetime import datetime
+
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def test_spec_is_resolved_into_the_mounted_configmap(api: Api) -> None:
+    api.create(finetune("resolved", dataset_ref="docs", resources=run_ms(200)))
+    api.wait_phase("FineTuneJob", "resolved", "Succeeded")
+
+    cm = api.core.read_namespaced_config_map("resolved-ftj-spec", NS)
+    spec = json.loads(cm.data["spec.json"])["spec"]
+
+    assert spec["dataset"] == {"path": "/artifacts/datasets/docs"}
+    assert spec["output"]["path"] == "/artifacts/finetune/resolved"
+    assert cm.metadata.owner_references[0].kind == "FineTuneJob"
+
+
+def test_workload_reports_progress_and_metrics_through_its_service_account(
+    api: Api, cluster: KubeCluster, tmp_path: Path
+) -> None:
+    token = cluster.kubectl("create", "token", "llmft-workload", "-n", NS).stdout.strip()
+    write_kubeconfig(
+        tmp_path / "kubeconfig",
+        cluster.server,
+        cluster.workdir / "ca.crt",
+        token,
+        user="llmft-workload",
+    )
+    from kubernetes import config
+
+    as_workload = config.new_client_from_config(config_file=str(tmp_path / "kubeconfig"))
+    workload_api = client.CustomObjectsApi(as_workload)
+    final = {"metrics": {"trainLoss": 1.1}, "outputs": {"adapter": "/artifacts/x/adapter"}}
+    api.create(
+        finetune(
+            "reported",
+            dataset_ref="docs",
+            resources=run_ms(4000, **{"llmft.io/kwok-message": json.dumps(final)}),
+        )
+    )
+    api.wait_phase("FineTuneJob", "reported", "Running")
+
+    workload_api.patch_namespaced_custom_object_status(
+        GROUP,
+        VERSION,
+        NS,
+        "finetunejobs",
+        "reported",
+        {
+            "status": {
+                "progress": {"step": 5, "total": 10, "loss": 1.4, "tokensPerSecond": 900.0},
+                "metrics": {"tokensSeen": 51200},
+            }
+        },
+    )
+    running = api.status("FineTuneJob", "reported")
+    done = api.wait_phase("FineTuneJob", "reported", "Succeeded")
+
+    assert running["progress"]["step"] == 5 and running["phase"] == "Running"
+    assert done["metrics"] == {"tokensSeen": 51200, "trainLoss": 1.1}
+    assert done["progress"]["loss"] == 1.4 and done["progress"]["percent"] == 100.0
+    with pytest.raises(ApiException) as spec_patch:
+        workload_api.patch_namespaced_custom_object(
+            GROUP, VERSION, NS, "finetunejobs", "reported", {"spec": {"method": "lora"}}
+        )
+    assert spec_patch.value.status == 403
+    with pytest.raises(ApiException) as secrets:
+        client.CoreV1Api(as_workload).list_namespaced_secret(NS)
+    assert secrets.value.status == 403
+
+
+def test_failed_pods_give_failed_with_the_reason(api: Api) -> None:
+    error = json.dumps({"error": "dataset.path: /artifacts/none has no train.jsonl", "metrics": {}})
+    api.create(
+        finetune(
+            "oom",
+            dataset_ref="docs",
+            resources={
+                "backoffLimit": 0,
+                "memory": "20Gi",
+                **run_ms(300, **{"llmft.io/kwok-fail": "OOMKilled"}),
+            },
+        )
+    )
+    api.create(
+        finetune(
+            "bad-data",
+            dataset_ref="docs",
+            resources={
+                "backoffLimit": 0,
+                **run_ms(300, **{"llmft.io/kwok-fail": "Error", "llmft.io/kwok-message": error}),
+            },
+        )
+    )
+
+    oom = api.wait_phase("FineTuneJob", "oom", "Failed")
+    bad = api.wait_phase("FineTuneJob", "bad-data", "Failed")
+
+    assert condition(oom, "Failed")["reason"] == "OOMKilled"
+    assert "memory limit 20Gi" in oom["message"]
+    assert condition(bad, "Failed")["reason"] == "Error"
+    assert "exited with code 1: dataset.path: /artifacts/none has no train.jsonl" in bad["message"]
+    assert condition(bad, "Ready")["status"] == "False" and bad["completionTime"]
+    assert "OOMKilled" in [e.reason for e in api.events_for("oom") if e.type == "Warning"]
+
+
+def test_missing_secret_waits_with_a_clear_condition_until_it_exists(api: Api) -> None:
+    hub = {"huggingFace": {"repo": "acme/hr-lora", "tokenSecretRef": {"name": "hub", "key": "tok"}}}
+    api.create(finetune("pushed", dataset_ref="docs", output=hub, resources=run_ms(200)))
+
+    waiting = api.wait_phase("FineTuneJob", "pushed", "Waiting")
+    inputs = condition(waiting, "InputsReady")
+    assert inputs["reason"] == "SecretNotFound"
+    assert "Secret 'hub' (spec.output.huggingFace.tokenSecretRef) not found" in inputs["message"]
+    assert api.job("pushed-ftj") is None
+    wait_for(
+        lambda: "SecretNotFound" in [e.reason for e in api.events_for("pushed")],
+        20,
+        what="SecretNotFound event",
+    )
+
+    api.core.create_namespaced_secret(
+        NS,
+        client.V1Secret(metadata=client.V1ObjectMeta(name="hub"), string_data={"tok": "hf_s3cr3t"}),
+    )
+    done = api.wait_phase("FineTuneJob", "pushed", "Succeeded")
+
+    env = {e.name: e for e in api.job("pushed-ftj").spec.template.spec.containers[0].env}
+    assert env["LLMFT_HF_PUSH_TOKEN"].value_from.secret_key_ref.name == "hub"
+    assert env["LLMFT_HF_PUSH_TOKEN"].value is None
+    seen = json.dumps(done) + " ".join(e.message or "" for e in api.events_for("pushed"))
+    assert "hf_s3cr3t" not in seen
+
+
+def test_spec_change_after_completion_is_recorded_not_silently_ignored(api: Api) -> None:
+    api.create(finetune("changed", dataset_ref="docs", resources=run_ms(200)))
+    api.wait_phase("FineTuneJob", "changed", "Succeeded")
+
+    api.custom.patch_namespaced_custom_object(
+        GROUP, VERSION, NS, "finetunejobs", "changed", {"spec": {"method": "lora"}}
+    )
+    status = wait_for(
+        lambda: (s := api.status("FineTuneJob", "changed")).get("observedGeneration") == 2 and s,
+        20,
+        what="observedGeneration 2",
+    )
+
+    changed = condition(status, "SpecOutOfDate")
+    assert changed["status"] == "True" and changed["reason"] == "SpecChangedAfterCompletion"
+    assert status["phase"] == "Succeeded"
+    assert len(api.pods_of("changed-ftj")) == 1
+    wait_for(
+        lambda: "SpecChangedAfterCompletion" in [e.reason for e in api.events_for("changed")],
+        20,
+        what="SpecChangedAfterCompletion event",
+    )
+
+
+def test_deleting_a_resource_deletes_its_job(api: Api) -> None:
+    api.create(finetune("doomed", dataset_ref="docs", resources=run_ms(120000)))
+    api.wait_phase("FineTuneJob", "doomed", "Running")
+
+    api.custom.delete_namespaced_custom_object(GROUP, VERSION, NS, "finetunejobs", "doomed")
+
+    wait_for(lambda: api.job("doomed-ftj") is None, 60, what="Job garbage-collected")
+    wait_for(lambda: not api.pods_of("doomed-ftj"), 60, what="pod garbage-collected")
+
+
+def test_restarted_operator_creates_no_duplicate_job_and_keeps_status(
+    api: Api, operator: OperatorProcess
+) -> None:
+    api.create(finetune("survivor", dataset_ref="docs", resources=run_ms(3000)))
+    api.wait_phase("FineTuneJob", "survivor", "Running")
+    job_uid = api.job("survivor-ftj").metadata.uid
+
+    operator.stop()
+    api.create(finetune("latecomer", dataset_ref="docs", resources=run_ms(200)))
+    wait_for(lambda: api.job("survivor-ftj").status.succeeded, 30, what="Job done meanwhile")
+    operator.start()
+
+    survivor = api.wait_phase("FineTuneJob", "survivor", "Succeeded")
+    api.wait_phase("FineTuneJob", "latecomer", "Succeeded")
+    assert api.job("survivor-ftj").metadata.uid == job_uid
+    assert len(api.pods_of("survivor-ftj")) == 1
+    assert survivor["startTime"] and survivor["jobName"] == "survivor-ftj"
+
+
+def test_health_and_prometheus_metrics_are_served(api: Api, operator: OperatorProcess) -> None:
+    metrics = http_get(f"http://127.0.0.1:{operator.metrics_port}/metrics")
+
+    assert operator.healthy()
+    assert 'llmft_operator_jobs_created_total{kind="FineTuneJob"}' in metrics
+    assert 'llmft_operator_resources{kind="FineTuneJob",phase="Succeeded"}' in metrics
+    assert "llmft_operator_reconcile_seconds_bucket" in metrics
