@@ -1,13 +1,15 @@
 """Where the generating model runs: an Ollama server, or in-process with transformers.
 
 Both take the same messages and return the model's raw text; the caller parses it. Ollama
-gets the response JSON schema as `format=`, so its sampler can only write valid JSON; the
-in-process model cannot be constrained that way, so its reply is started with the opening
-of the expected JSON object and parsed tolerantly.
+gets the response JSON schema as `format=`, so its sampler can only write valid JSON. The
+in-process model is constrained by construction instead: llmft writes the JSON around the
+fields and the model only fills in each question and answer string, stopping at its closing
+quote, so a small model's reply is valid JSON of the right shape too.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import threading
@@ -27,8 +29,9 @@ log = logging.getLogger("llmft.datagen.backends")
 
 PROBE_TIMEOUT_SECONDS = 3.0
 MAX_BACKOFF_SECONDS = 30.0
-# The in-process model's reply is started with this, so it continues inside the JSON object.
-JSON_PRIMER = '{"pairs": [{"question": "'
+# Token budgets of one question and one answer string written in-process.
+QUESTION_TOKENS = 64
+ANSWER_TOKENS = 128
 
 
 class BackendUnavailable(WorkloadError):
@@ -217,30 +220,74 @@ class TransformersBackend:
         self._lm = AutoModelForCausalLM.from_pretrained(loc.path_or_id, **kwargs)
         self._lm.eval()
 
-    def generate(self, request: GenerationRequest) -> tuple[str, int]:
+    def _fill(self, prefix: str, max_new_tokens: int, seed: int | None) -> str:
+        """The model's continuation of `prefix` up to the end of the JSON string it is in: the
+        first unescaped quote or line break, or the token budget."""
         import torch
+        from transformers import StoppingCriteria, StoppingCriteriaList
 
+        tokenizer = self._tokenizer
+        inputs = tokenizer(prefix, return_tensors="pt", add_special_tokens=False)
+        prompt_len = inputs["input_ids"].shape[1]
+
+        class _StringClosed(StoppingCriteria):
+            def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> bool:
+                new = tokenizer.decode(input_ids[0, prompt_len:], skip_special_tokens=True)
+                return '"' in new.replace('\\"', "") or "\n" in new
+
+        sample = self.generator.temperature > 0
+        kwargs: dict[str, Any] = {
+            "max_new_tokens": max_new_tokens,
+            "do_sample": sample,
+            # Tiny models loop ("2022-01-01, 2022-01-01, ..."); a mild penalty breaks it.
+            "repetition_penalty": 1.15,
+            "stopping_criteria": StoppingCriteriaList([_StringClosed()]),
+        }
+        if sample:
+            kwargs |= {"temperature": self.generator.temperature, "top_p": 0.95}
+        pad = tokenizer.pad_token_id
+        kwargs["pad_token_id"] = pad if pad is not None else tokenizer.eos_token_id
+        with torch.no_grad():
+            if seed is not None:
+                torch.manual_seed(seed)
+            out = self._lm.generate(**inputs, **kwargs)
+        text = tokenizer.decode(out[0, prompt_len:], skip_special_tokens=True)
+        end = len(text)
+        for stop in ('"', "\n"):
+            k = text.replace('\\"', "\0\0").find(stop)
+            if k >= 0:
+                end = min(end, k)
+        return text[:end].replace('\\"', '"').strip()
+
+    def generate(self, request: GenerationRequest) -> tuple[str, int]:
         if self._lm is None:
             self.check()
         prompt = self._tokenizer.apply_chat_template(
             request.messages, tokenize=False, add_generation_prompt=True
         )
-        inputs = self._tokenizer(
-            prompt + JSON_PRIMER, return_tensors="pt", add_special_tokens=False
-        )
-        sample = self.generator.temperature > 0
-        kwargs: dict[str, Any] = {"max_new_tokens": self.generator.num_predict, "do_sample": sample}
-        if sample:
-            kwargs |= {"temperature": self.generator.temperature, "top_p": 0.95}
-        pad = self._tokenizer.pad_token_id
-        kwargs["pad_token_id"] = pad if pad is not None else self._tokenizer.eos_token_id
-        with self._lock, torch.no_grad():
-            if self.generator.seed is not None:
-                # Seeded per chunk, so a resumed run samples each chunk as a fresh run would.
-                torch.manual_seed(self.generator.seed ^ zlib.crc32(request.chunk_id.encode()))
-            out = self._lm.generate(**inputs, **kwargs)
-        new = out[0, inputs["input_ids"].shape[1] :]
-        return JSON_PRIMER + self._tokenizer.decode(new, skip_special_tokens=True), 1
+        # Seeded per chunk and field, so a resumed run samples each chunk as a fresh run would.
+        base = None
+        if self.generator.seed is not None:
+            base = self.generator.seed ^ zlib.crc32(request.chunk_id.encode())
+        budget = self.generator.num_predict
+        reply = '{"pairs": ['
+        with self._lock:
+            for j, kind in enumerate(request.kinds):
+                if budget <= 0:
+                    break
+                reply += (", " if j else "") + f'{{"kind": "{kind}", "question": "'
+                seed = None if base is None else base + 2 * j
+                question = self._fill(prompt + reply, min(QUESTION_TOKENS, budget), seed)
+                budget -= len(self._tokenizer.tokenize(question)) + 8
+                reply += json.dumps(question)[1:-1] + '", "answer": "'
+                answer = self._fill(
+                    prompt + reply,
+                    max(1, min(ANSWER_TOKENS, budget)),
+                    None if seed is None else seed + 1,
+                )
+                budget -= len(self._tokenizer.tokenize(answer)) + 4
+                reply += json.dumps(answer)[1:-1] + '"}'
+        return reply + "]}", 1
 
     def close(self) -> None:
         self._lm = None
