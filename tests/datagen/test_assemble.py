@@ -63,9 +63,10 @@ def test_each_filter_drops_and_counts_its_pairs() -> None:
                 ),
                 _pair("What is the canteen menu?", "Pizza and chips every Friday."),
                 _pair("", "27 days."),
+                _pair("Annual leave", "27 days of annual leave."),
                 _pair("Extra?", "Too many pairs.", "factual"),
             ],
-            ["factual", "factual", "factual", "factual"],
+            ["factual"] * 5,
             ["a0"],
         ),
         "a1": _record("a1", "I am sorry, I cannot do that.", ["factual"], ["a1"]),
@@ -80,8 +81,8 @@ def test_each_filter_drops_and_counts_its_pairs() -> None:
                       Quality(near_duplicate_threshold=0.7))  # fmt: skip
 
     assert result.dropped == {
-        "unparsable": 1, "empty": 1, "over_limit": 1, "unsupported": 1, "cross_split": 0,
-        "duplicate": 1, "near_duplicate": 1,
+        "unparsable": 1, "empty": 1, "over_limit": 1, "not_question": 1, "unsupported": 1,
+        "cross_split": 0, "duplicate": 1, "near_duplicate": 1,
     }  # fmt: skip
     assert [r["question"] for r in result.rows[TRAIN]] == [
         "How many days of annual leave do full-time staff get?"

@@ -106,8 +106,8 @@ def test_the_manifest_names_model_prompt_and_timings(generated: Run) -> None:
     assert set(manifest["timings"]) >= {"ingestSeconds", "generateSeconds", "totalSeconds"}
     assert manifest["timings"]["generateSeconds"] > 0
     assert set(manifest["dropped"]) == {
-        "unparsable", "empty", "over_limit", "unsupported", "cross_split", "duplicate",
-        "near_duplicate",
+        "unparsable", "empty", "over_limit", "not_question", "unsupported", "cross_split",
+        "duplicate", "near_duplicate",
     }  # fmt: skip
 
 

@@ -8,6 +8,7 @@ from llmft.workloads.datagen.quality import (
     answer_support,
     count_reasons,
     is_empty,
+    is_question,
 )
 
 CHUNK = (
@@ -63,3 +64,12 @@ def test_reasons_are_counted() -> None:
         "unsupported": 2,
         "duplicate": 1,
     }
+
+
+def test_a_heading_or_statement_is_not_a_question() -> None:
+    assert is_question("How many days of leave do I get?")
+    assert is_question("When must carried-over leave be used by")  # cut off, still a question
+    assert is_question("Is sick pay paid during probation?")
+    assert not is_question("Annual leave")
+    assert not is_question("Employees get 27 days of leave.")
+    assert not is_question("How")

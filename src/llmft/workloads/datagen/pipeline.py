@@ -34,7 +34,12 @@ from llmft.workloads.datagen.chunking import Chunk, chunk_documents, token_count
 from llmft.workloads.datagen.documents import ingest
 from llmft.workloads.datagen.parsing import RawPair, parse_pairs
 from llmft.workloads.datagen.prompting import GenerationRequest, PromptSet, build_request
-from llmft.workloads.datagen.quality import DuplicateFilter, answer_support, is_empty
+from llmft.workloads.datagen.quality import (
+    DuplicateFilter,
+    answer_support,
+    is_empty,
+    is_question,
+)
 from llmft.workloads.datagen.splitting import EVAL, TRAIN, SplitPlan, plan_split
 from llmft.workloads.datagen.worklog import ChunkRecord, WorkLog, fingerprint
 from llmft.workloads.entry import WorkloadError
@@ -45,6 +50,7 @@ DROP_REASONS = (
     "unparsable",
     "empty",
     "over_limit",
+    "not_question",
     "unsupported",
     "cross_split",
     "duplicate",
@@ -95,6 +101,9 @@ def screen_pairs(
             continue
         if is_empty(pair, quality.min_answer_chars):
             dropped["empty"] += 1
+            continue
+        if not is_question(pair.question):
+            dropped["not_question"] += 1
             continue
         kind = _pair_kind(pair, j, record)
         context_ids = record.context_chunk_ids if kind == "multihop" else [chunk.id]

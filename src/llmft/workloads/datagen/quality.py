@@ -1,4 +1,5 @@
-"""Filters on generated pairs: empty, unsupported by the chunk, duplicate, near-duplicate.
+"""Filters on generated pairs: empty, not a question, unsupported by the chunk, duplicate and
+near-duplicate.
 
 Support is lexical: the share of the answer's content words (stopwords removed, light
 suffix stemming) that occur in the chunk(s) the pair was written from. It cannot prove an
@@ -106,6 +107,22 @@ class DuplicateFilter:
 def is_empty(pair: RawPair, min_answer_chars: int) -> bool:
     has_question = bool(re.search(r"[^\W\d_]{2}", pair.question))
     return not has_question or len(pair.answer.strip()) < min_answer_chars
+
+
+_QUESTION_START = frozenset(
+    """what when where which who whom whose why how is are was were do does did can could
+    should shall must may might will would has have had if under after before in for""".split()  # noqa: SIM905
+)
+
+
+def is_question(text: str) -> bool:
+    """Ends with a question mark or opens like one. Small models sometimes write a heading or a
+    statement in the question field ("Annual leave"); such a pair teaches nothing."""
+    stripped = text.strip()
+    if stripped.endswith("?"):
+        return True
+    first = words(stripped)[:1]
+    return bool(first) and first[0] in _QUESTION_START and len(words(stripped)) >= 4
 
 
 def count_reasons(reasons: Iterable[str]) -> dict[str, int]:
