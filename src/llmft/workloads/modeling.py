@@ -213,8 +213,8 @@ def bnb_4bit_config(device: str | None = None) -> Any:
     )
 
 
-def count_parameters(source: ModelSource) -> int:
-    """Parameters of the source's architecture, counted on the meta device (no weights read)."""
+def meta_model(source: ModelSource) -> PreTrainedModel:
+    """The source's architecture on the meta device: module names and shapes, no weights read."""
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
@@ -224,8 +224,12 @@ def count_parameters(source: ModelSource) -> int:
     except (OSError, ValueError) as err:
         raise _hub_error(source, err) from err
     with torch.device("meta"):
-        model = AutoModelForCausalLM.from_config(config)
-    return sum(p.numel() for p in model.parameters())
+        return AutoModelForCausalLM.from_config(config)
+
+
+def count_parameters(source: ModelSource) -> int:
+    """Parameters of the source's architecture, counted on the meta device (no weights read)."""
+    return sum(p.numel() for p in meta_model(source).parameters())
 
 
 def load_base_model(

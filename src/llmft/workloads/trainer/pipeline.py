@@ -1,0 +1,385 @@
+"""The fine-tuning recipe: data, model, trl SFTTrainer with resume, then adapter, card and push."""
+
+from __future__ import annotations
+
+import gc
+import hashlib
+import importlib.util
+import json
+import logging
+import os
+import resource
+import shutil
+from pathlib import Path
+from typing import Any
+
+from llmft.api.finetunejob import FineTuneJobSpec
+from llmft.api.layout import (
+    ADAPTER_DIR,
+    CHECKPOINTS_DIR,
+    CORPUS_EVAL,
+    INSTRUCT_EVAL,
+    MERGED_DIR,
+    TRAIN_LOG,
+    TRAIN_METRICS,
+)
+from llmft.api.resource import Resource
+from llmft.reporting import Reporter
+from llmft.workloads import modeling
+from llmft.workloads.entry import WorkloadError
+from llmft.workloads.trainer.card import model_card, write_model_card
+from llmft.workloads.trainer.data import TrainingData, load_training_data
+from llmft.workloads.trainer.model import TrainableModel, build_trainable_model
+
+log = logging.getLogger("llmft.trainer")
+
+TENSORBOARD_DIR = "tensorboard"
+RUN_FILE = "run.json"  # in checkpoints/: what the checkpoints were trained on
+
+
+def output_dir(spec: FineTuneJobSpec) -> Path:
+    if not spec.output.path:
+        raise WorkloadError("spec.output.path: unset; the resolved spec must name the output dir")
+    out = Path(spec.output.path)
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def run_fingerprint(spec: FineTuneJobSpec, data: TrainingData) -> dict[str, Any]:
+    """What a checkpoint depends on; the length of the run (steps, epochs) may change."""
+    hp = spec.hyperparameters.to_wire()
+    for free in ("maxSteps", "epochs", "evalSteps", "saveSteps", "saveTotalLimit", "loggingSteps"):
+        hp.pop(free, None)
+    digest = hashlib.sha256()
+    for path in (data.train_file, data.eval_file):
+        if path is not None:
+            digest.update(path.read_bytes())
+    return {
+        "baseModel": spec.base_model.to_wire(),
+        "method": spec.method,
+        "mode": spec.mode,
+        "rag": spec.rag.to_wire(),
+        "hyperparameters": hp,
+        "dataSha256": digest.hexdigest(),
+    }
+
+
+def checkpoint_step(checkpoint: str | None) -> int | None:
+    if checkpoint is None:
+        return None
+    state = Path(checkpoint) / "trainer_state.json"
+    try:
+        return int(json.loads(state.read_text())["global_step"])
+    except (OSError, KeyError, ValueError):
+        return int(Path(checkpoint).name.rsplit("-", 1)[-1])
+
+
+def last_complete_checkpoint(ckpt_dir: Path) -> str | None:
+    """The newest checkpoint-N that was fully written.
+
+    The Trainer writes trainer_state.json last; a pod killed while saving leaves a checkpoint
+    without it, which would fail the resume, so such a checkpoint is passed over.
+    """
+    found = []
+    for path in ckpt_dir.glob("checkpoint-*"):
+        suffix = path.name.rsplit("-", 1)[-1]
+        if path.is_dir() and suffix.isdigit():
+            found.append((int(suffix), path))
+    for _, path in sorted(found, reverse=True):
+        if (path / "trainer_state.json").exists():
+            return str(path)
+        log.warning("skipping %s: incomplete (no trainer_state.json; killed while saving?)", path)
+    return None
+
+
+def find_resume_checkpoint(ckpt_dir: Path, fingerprint: dict[str, Any]) -> str | None:
+    """The last checkpoint of this same run, if any; checkpoints of another run are refused."""
+    run_file = ckpt_dir / RUN_FILE
+    if not ckpt_dir.exists():
+        return None
+    last = last_complete_checkpoint(ckpt_dir)
+    if last is None:
+        return None
+    if run_file.exists():
+        previous = json.loads(run_file.read_text())
+        if previous != fingerprint:
+            changed = sorted(k for k in fingerprint if previous.get(k) != fingerprint[k])
+            raise WorkloadError(
+                f"spec.output.path: {ckpt_dir} holds checkpoints of a different run "
+                f"({', '.join(changed)} changed); delete them or choose another output path"
+            )
+    return last
+
+
+def _trim_log(log_file: Path, resumed_from: int | None) -> None:
+    """Keep log entries up to the resumed step, so steps logged after it are not doubled."""
+    if resumed_from is None or not log_file.exists():
+        log_file.unlink(missing_ok=True)
+        return
+    kept = [
+        line
+        for line in log_file.read_text().splitlines()
+        if line.strip() and int(json.loads(line).get("step") or 0) <= resumed_from
+    ]
+    log_file.write_text("".join(line + "\n" for line in kept))
+
+
+def report_integrations(spec: FineTuneJobSpec, out: Path, name: str) -> list[str]:
+    """TensorBoard always; MLflow / W&B only when the spec configures them (and they exist)."""
+    os.environ["TENSORBOARD_LOGGING_DIR"] = str(out / TENSORBOARD_DIR)
+    report = ["tensorboard"]
+    tracking = spec.tracking
+    for uri_or_project, package, integration, field in (
+        (tracking.mlflow_tracking_uri, "mlflow", "mlflow", "mlflowTrackingUri"),
+        (tracking.wandb_project, "wandb", "wandb", "wandbProject"),
+    ):
+        if not uri_or_project:
+            continue
+        if importlib.util.find_spec(package) is None:
+            raise WorkloadError(
+                f"spec.tracking.{field}: set, but the {package} package is not installed in the "
+                "trainer image"
+            )
+        report.append(integration)
+    if tracking.mlflow_tracking_uri:
+        os.environ["MLFLOW_TRACKING_URI"] = tracking.mlflow_tracking_uri
+        os.environ.setdefault("MLFLOW_EXPERIMENT_NAME", name)
+    if tracking.wandb_project:
+        os.environ["WANDB_PROJECT"] = tracking.wandb_project
+    return report
+
+
+def check_evaluation_settings(spec: FineTuneJobSpec, has_eval: bool) -> None:
+    """Early stopping needs eval data and checkpoints on eval steps (it keeps the best one)."""
+    hp = spec.hyperparameters
+    eval_steps = hp.eval_steps or hp.save_steps
+    if hp.early_stopping_patience is None:
+        return
+    if not has_eval:
+        eval_file = CORPUS_EVAL if spec.mode == "causal" else INSTRUCT_EVAL
+        raise WorkloadError(
+            "spec.hyperparameters.earlyStoppingPatience: early stopping needs an eval split, and "
+            f"the dataset has no non-empty {eval_file}"
+        )
+    if hp.save_steps % eval_steps:
+        raise WorkloadError(
+            f"spec.hyperparameters.saveSteps ({hp.save_steps}) must be a multiple of evalSteps "
+            f"({eval_steps}) when earlyStoppingPatience is set (the best checkpoint is kept)"
+        )
+
+
+def training_config(
+    spec: FineTuneJobSpec,
+    out: Path,
+    name: str,
+    tm: TrainableModel,
+    has_eval: bool,
+    report_to: list[str],
+) -> Any:
+    """trl's SFTConfig from the spec's hyper-parameters."""
+    from trl import SFTConfig
+
+    hp = spec.hyperparameters
+    cuda = tm.device.startswith("cuda")
+    bf16 = cuda and str(tm.dtype) == "torch.bfloat16"
+    fp16 = cuda and str(tm.dtype) == "torch.float16"
+    check_evaluation_settings(spec, has_eval)
+    eval_steps = hp.eval_steps or hp.save_steps
+    early = hp.early_stopping_patience is not None
+    causal = spec.mode == "causal"
+    return SFTConfig(
+        output_dir=str(out / CHECKPOINTS_DIR),
+        run_name=name,
+        per_device_train_batch_size=hp.batch_size,
+        per_device_eval_batch_size=hp.batch_size,
+        gradient_accumulation_steps=hp.gradient_accumulation_steps,
+        learning_rate=hp.learning_rate,
+        num_train_epochs=hp.epochs,
+        max_steps=hp.max_steps or -1,
+        warmup_steps=hp.warmup_ratio,  # a float below 1 is a share of the steps
+        lr_scheduler_type=hp.lr_scheduler,
+        weight_decay=hp.weight_decay,
+        optim=hp.optimizer,
+        seed=hp.seed,
+        data_seed=hp.seed,
+        gradient_checkpointing=hp.gradient_checkpointing,
+        gradient_checkpointing_kwargs={"use_reentrant": False},
+        bf16=bf16,
+        fp16=fp16,
+        use_cpu=not cuda,
+        logging_steps=hp.logging_steps,
+        logging_first_step=True,
+        save_strategy="steps",
+        save_steps=hp.save_steps,
+        save_total_limit=hp.save_total_limit,
+        eval_strategy="steps" if has_eval else "no",
+        eval_steps=eval_steps if has_eval else None,
+        load_best_model_at_end=early,
+        metric_for_best_model="eval_loss" if early else None,
+        greater_is_better=False if early else None,
+        report_to=report_to,
+        disable_tqdm=True,
+        include_num_input_tokens_seen="non_padding",
+        dataloader_num_workers=0,
+        max_length=hp.max_seq_length,
+        dataset_text_field="text",
+        # Causal: documents packed best-fit into full-length rows without crossing attention
+        # between them (position ids restart per document); overflow is split, never dropped.
+        packing=causal and hp.packing,
+        packing_strategy="bfd_split",
+        completion_only_loss=None if causal else True,
+    )
+
+
+def peak_memory_bytes(device: str) -> int:
+    """Peak memory of the training process: allocated GPU memory, or resident CPU memory."""
+    if device.startswith("cuda"):
+        import torch
+
+        return int(torch.cuda.max_memory_allocated())
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
+
+
+def save_merged(spec: FineTuneJobSpec, adapter_dir: Path, merged_dir: Path) -> None:
+    """Fold the adapter into an unquantised copy of the base and save it (never the 4-bit base)."""
+    from peft import PeftModel
+
+    base, tokenizer = modeling.load_base_model(spec.base_model, quantize_4bit=False)
+    merged = PeftModel.from_pretrained(base, adapter_dir).merge_and_unload()
+    tmp = merged_dir.with_name(merged_dir.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    merged.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    shutil.rmtree(merged_dir, ignore_errors=True)
+    tmp.rename(merged_dir)
+
+
+def main(res: Resource[Any], reporter: Reporter) -> None:
+    """Train the adapter the FineTuneJob describes and report its metrics and locations."""
+    import datasets
+    import transformers
+    from transformers import EarlyStoppingCallback, PrinterCallback, set_seed
+    from trl import SFTTrainer
+
+    from llmft.workloads.trainer.progress import ProgressCallback
+
+    spec: FineTuneJobSpec = res.spec
+    name = res.metadata.name
+    hp = spec.hyperparameters
+    out = output_dir(spec)
+    # Progress goes out as structured lines (and to status); bars would only garble the log.
+    datasets.disable_progress_bars()
+    transformers.utils.logging.disable_progress_bar()
+    set_seed(hp.seed)
+    reporter.progress(force=True, message="reading the dataset")
+    data = load_training_data(spec)
+    log.info("data: %s", json.dumps(data.describe()))
+    report_to = report_integrations(spec, out, name)
+    has_eval = bool(data.eval)
+    check_evaluation_settings(spec, has_eval)
+
+    ckpt_dir = out / CHECKPOINTS_DIR
+    fingerprint = run_fingerprint(spec, data)
+    resume = find_resume_checkpoint(ckpt_dir, fingerprint)
+    resumed_from = checkpoint_step(resume)
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    (ckpt_dir / RUN_FILE).write_text(json.dumps(fingerprint, indent=2, sort_keys=True))
+    log_file = out / TRAIN_LOG
+    _trim_log(log_file, resumed_from)
+
+    reporter.progress(force=True, message=f"loading {spec.base_model.name} ({spec.method})")
+    tm = build_trainable_model(spec)
+    set_seed(hp.seed)
+    config = training_config(spec, out, name, tm, has_eval, report_to)
+    progress = ProgressCallback(reporter, log_file, resumed_from)
+    callbacks: list[Any] = [progress]
+    if hp.early_stopping_patience is not None:
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=hp.early_stopping_patience))
+    trainer = SFTTrainer(
+        model=tm.model,
+        args=config,
+        train_dataset=datasets.Dataset.from_list(data.train),
+        eval_dataset=datasets.Dataset.from_list(data.eval) if has_eval else None,
+        processing_class=tm.tokenizer,
+        callbacks=callbacks,
+    )
+    trainer.remove_callback(PrinterCallback)  # ProgressCallback logs the same, structured
+    if spec.method == "qlora" and not config.bf16:
+        # trl keeps QLoRA adapters in bf16 (the paper's choice on GPUs); where compute is fp32
+        # or fp16, fp32 adapter weights keep small updates from rounding away.
+        for param in trainer.model.parameters():
+            if param.requires_grad:
+                param.data = param.data.float()
+    if resume:
+        log.info("resuming from %s (step %s)", resume, resumed_from)
+    result = trainer.train(resume_from_checkpoint=resume)
+    eval_loss = None
+    if has_eval:
+        eval_loss = trainer.evaluate().get("eval_loss")
+        progress.eval_loss = eval_loss
+    tokens_per_second, _ = progress.throughput(trainer.state)
+    peak = peak_memory_bytes(tm.device)
+
+    adapter_dir = out / ADAPTER_DIR
+    trainer.save_model(str(adapter_dir))
+    tm.tokenizer.save_pretrained(adapter_dir)
+    trainable, total = trainer.model.get_nb_trainable_parameters()
+    metrics: dict[str, Any] = {
+        "steps": trainer.state.global_step,
+        "epochs": round(float(trainer.state.epoch or 0), 4),
+        "trainLoss": round(float(result.training_loss), 6),
+        "finalLoss": progress.loss,
+        "evalLoss": round(float(eval_loss), 6) if eval_loss is not None else None,
+        "tokensPerSecond": round(tokens_per_second, 2) if tokens_per_second else None,
+        "tokensSeen": int(trainer.state.num_input_tokens_seen),
+        "trainRuntimeSeconds": round(float(result.metrics.get("train_runtime", 0.0)), 2),
+        "peakMemoryGiB": round(peak / 1024**3, 3),
+        "estimatedMemoryGiB": round(tm.estimate.total / 1024**3, 3),
+        "trainableParameters": int(trainable),
+        "totalParameters": int(total),
+        "trainExamples": len(data.train),
+        "evalExamples": len(data.eval),
+        "device": tm.device,
+        "resumedFromStep": resumed_from,
+        "stoppedEarly": bool(
+            hp.early_stopping_patience is not None
+            and trainer.state.global_step < trainer.state.max_steps
+        ),
+    }
+    metrics = {k: v for k, v in metrics.items() if v is not None}
+    (out / TRAIN_METRICS).write_text(json.dumps(metrics, indent=2, sort_keys=True))
+    card_data = data.describe()
+    write_model_card(adapter_dir, model_card(spec, name, card_data, metrics, tm.target_modules))
+    outputs: dict[str, Any] = {
+        "adapter": str(adapter_dir),
+        "checkpoints": str(ckpt_dir),
+        "tensorboard": str(out / TENSORBOARD_DIR),
+        "metrics": str(out / TRAIN_METRICS),
+        "logHistory": str(log_file),
+    }
+
+    targets = tm.target_modules
+    del trainer, tm
+    gc.collect()
+    if spec.output.merge_adapter:
+        reporter.progress(force=True, message="merging the adapter into the base model")
+        merged_dir = out / MERGED_DIR
+        save_merged(spec, adapter_dir, merged_dir)
+        write_model_card(
+            merged_dir,
+            model_card(spec, name, card_data, metrics, targets, merged=True),
+        )
+        outputs["merged"] = str(merged_dir)
+
+    if spec.output.hugging_face is not None:
+        from llmft.workloads.trainer.hub import push_folder
+
+        reporter.progress(
+            force=True, message=f"pushing the adapter to {spec.output.hugging_face.repo}"
+        )
+        outputs["huggingFace"] = push_folder(
+            spec.output.hugging_face,
+            adapter_dir,
+            f"llmft FineTuneJob {name}: step {metrics['steps']}",
+        )
+    reporter.result(metrics, outputs)

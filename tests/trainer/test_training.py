@@ -1,0 +1,165 @@
+"""Real training steps on CPU: a tiny Llama (LoRA, QLoRA, causal + resume) and SmolLM2 from GGUF."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from trainer.conftest import RunTrainer, finetune_manifest, logged_losses
+
+pytestmark = pytest.mark.slow
+
+
+def _logits(model, tokenizer, text: str):
+    import torch
+
+    batch = tokenizer(text, return_tensors="pt")
+    with torch.no_grad():
+        return model(**batch).logits
+
+
+def test_lora_instruct_loss_falls_and_the_reloaded_adapter_changes_the_output(
+    tiny_model: Path, dataset_dir: Path, tmp_path: Path, run_trainer: RunTrainer
+) -> None:
+    from llmft.api.common import ModelSource
+    from llmft.workloads.modeling import load_base_model, load_with_adapter
+
+    out = tmp_path / "out"
+    rc, status = run_trainer(finetune_manifest(tiny_model, dataset_dir, out))
+
+    assert rc == 0, status
+    losses = logged_losses(out)
+    assert len(losses) == 6 and losses[-1] < losses[0]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["steps"] == 6 and metrics["tokensPerSecond"] > 0 and metrics["evalLoss"] > 0
+    assert status["metrics"]["steps"] == 6
+    assert status["progress"]["total"] == 6 and status["progress"]["tokensPerSecond"] > 0
+    assert status["outputs"]["adapter"] == str(out / "adapter")
+    card = (out / "adapter" / "README.md").read_text()
+    assert str(tiny_model) in card and "learningRate: 0.005" in card and "evalLoss" in card
+    assert list((out / "tensorboard").rglob("events.out.tfevents.*"))
+
+    source = ModelSource(name=str(tiny_model))
+    base, tokenizer = load_base_model(source, quantize_4bit=False)
+    tuned, _ = load_with_adapter(source, out / "adapter")
+    text = "What colour is the front door of the office?"
+    assert not _logits(base, tokenizer, text).allclose(_logits(tuned, tokenizer, text), atol=1e-4)
+
+
+def test_qlora_with_rag_context_trains_on_a_4bit_base(
+    tiny_model: Path, dataset_dir: Path, tmp_path: Path, run_trainer: RunTrainer
+) -> None:
+    out = tmp_path / "out"
+    manifest = finetune_manifest(
+        tiny_model,
+        dataset_dir,
+        out,
+        method="qlora",
+        rag={"enabled": True, "topK": 2},
+        hyperparameters={"gradientCheckpointing": True},
+    )
+    rc, status = run_trainer(manifest)
+
+    assert rc == 0, status
+    losses = logged_losses(out)
+    assert losses[-1] < losses[0]
+    config = json.loads((out / "adapter" / "adapter_config.json").read_text())
+    assert config["r"] == 8 and config["peft_type"] == "LORA"
+    assert "qlora" in (out / "adapter" / "README.md").read_text()
+
+
+def _wait_for(path: Path, proc: subprocess.Popen[bytes], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if proc.poll() is not None:
+            raise AssertionError(f"trainer exited early: {proc.stderr.read().decode()[-3000:]}")
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError(f"no {path} after {timeout}s")
+        time.sleep(0.2)
+
+
+def test_causal_training_killed_mid_run_resumes_from_its_last_checkpoint(
+    tiny_model: Path, dataset_dir: Path, tmp_path: Path, run_trainer: RunTrainer
+) -> None:
+    out = tmp_path / "out"
+    manifest = finetune_manifest(
+        tiny_model,
+        dataset_dir,
+        out,
+        mode="causal",
+        hyperparameters={"maxSteps": 40, "saveSteps": 2, "evalSteps": 2, "maxSeqLength": 64},
+    )
+    spec_file = tmp_path / "spec.json"
+    spec_file.write_text(json.dumps(manifest))
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    env.pop("LLMFT_STATUS_FILE", None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "llmft.workloads.trainer", "--spec", str(spec_file)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    _wait_for(out / "checkpoints" / "checkpoint-2" / "trainer_state.json", proc, timeout=240)
+    proc.send_signal(signal.SIGKILL)  # no clean shutdown, as when a node dies
+    proc.wait()
+    saved = sorted(
+        int(p.name.split("-")[1])
+        for p in (out / "checkpoints").glob("checkpoint-*")
+        if (p / "trainer_state.json").exists()
+    )
+    assert not (out / "adapter").exists()
+
+    manifest["spec"]["hyperparameters"]["maxSteps"] = saved[-1] + 2
+    rc, status = run_trainer(manifest)
+
+    assert rc == 0, status
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["resumedFromStep"] == saved[-1]
+    assert metrics["steps"] == saved[-1] + 2
+    assert status["progress"]["resumedFromStep"] == saved[-1]
+    steps = [
+        json.loads(line)["step"]
+        for line in (out / "log_history.jsonl").read_text().splitlines()
+        if "loss" in json.loads(line)
+    ]
+    assert steps == sorted(set(steps)), "steps after the checkpoint were logged twice"
+    assert steps[-1] == saved[-1] + 2
+
+
+def test_smollm2_from_the_gguf_package_runs_lora_steps(
+    dataset_dir: Path, tmp_path: Path, run_trainer: RunTrainer
+) -> None:
+    from llmft.models import SMOLLM2, SMOLLM2_GGUF
+
+    out = tmp_path / "out"
+    manifest = finetune_manifest(
+        SMOLLM2,
+        dataset_dir,
+        out,
+        hyperparameters={
+            "maxSteps": 3,
+            "batchSize": 2,
+            "maxSeqLength": 96,
+            "learningRate": 0.001,
+            "saveSteps": 3,
+            "evalSteps": 3,
+            "lora": {"r": 4, "alpha": 8, "targetModules": ["q_proj", "v_proj"]},
+        },
+    )
+    manifest["spec"]["baseModel"]["ggufFile"] = SMOLLM2_GGUF
+    manifest["spec"]["baseModel"]["offline"] = True
+    rc, status = run_trainer(manifest)
+
+    assert rc == 0, status
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["steps"] == 3 and metrics["totalParameters"] > 100_000_000
+    config = json.loads((out / "adapter" / "adapter_config.json").read_text())
+    assert sorted(config["target_modules"]) == ["q_proj", "v_proj"]
