@@ -263,13 +263,15 @@ OPERATOR_MAY = [
     ("patch", "finetunejobs.llmft.io", None),
     ("patch", "finetunejobs.llmft.io", "status"),
     ("patch", "evaluations.llmft.io", "status"),
+    ("update", "finetunejobs.llmft.io", "finalizers"),
     ("create", "jobs.batch", None),
-    ("delete", "jobs.batch", None),
+    ("watch", "jobs.batch", None),
     ("create", "configmaps", None),
+    ("get", "configmaps", None),
     ("create", "events", None),
-    ("create", "events.events.k8s.io", None),
-    ("get", "pods", None),
     ("list", "pods", None),
+    ("get", "persistentvolumeclaims", None),
+    ("get", "serviceaccounts", None),
     ("get", "secrets", None),
 ]
 OPERATOR_MAY_NOT = [
@@ -278,6 +280,7 @@ OPERATOR_MAY_NOT = [
     ("create", "secrets", None),
     ("create", "pods", None),  # pods only through Jobs
     ("delete", "pods", None),
+    ("watch", "pods", None),
     ("create", "pods", "exec"),
     ("get", "pods", "log"),
     ("update", "finetunejobs.llmft.io", None),
@@ -287,6 +290,11 @@ OPERATOR_MAY_NOT = [
     ("create", "serviceaccounts", None),
     ("create", "serviceaccounts", "token"),
     ("create", "deployments.apps", None),
+    ("delete", "jobs.batch", None),  # the garbage collector removes owned Jobs
+    ("update", "jobs.batch", None),
+    ("list", "configmaps", None),
+    ("delete", "configmaps", None),
+    ("create", "persistentvolumeclaims", None),
 ]
 
 
@@ -322,7 +330,8 @@ def test_operator_really_creates_a_configmap_and_is_refused_listing_secrets(
     cluster = installed.cluster
     cluster.kubectl("create", "configmap", "rbac-probe", "-n", TEAM_NS,
                     "--from-literal=k=v", f"--as={OPERATOR}")
-    cluster.kubectl("delete", "configmap", "rbac-probe", "-n", TEAM_NS, f"--as={OPERATOR}")
+    cluster.kubectl("get", "configmap", "rbac-probe", "-n", TEAM_NS, f"--as={OPERATOR}")
+    cluster.kubectl("delete", "configmap", "rbac-probe", "-n", TEAM_NS)
     refused = cluster.kubectl("get", "secrets", "-n", TEAM_NS, f"--as={OPERATOR}", check=False)
     assert refused.returncode != 0
     assert "Forbidden" in refused.stderr and 'cannot list resource "secrets"' in refused.stderr

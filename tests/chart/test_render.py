@@ -12,10 +12,21 @@ from typing import Any
 import pytest
 import yaml
 
-from chart.helm import CHART, EVERYTHING_ON, REPO_CRDS, find, helm, merged, render, values_file
+from chart.helm import (
+    CHART,
+    EVERYTHING_ON,
+    REPO_CRDS,
+    ROOT,
+    find,
+    helm,
+    merged,
+    render,
+    values_file,
+)
 from llmft.api import crdgen
 
 SECRET_VERBS_ALLOWED = {"get"}
+PLURALS = ("datasetgenerations", "finetunejobs", "evaluations")
 
 
 class RecordingEnv(Mapping[str, str]):
@@ -290,21 +301,77 @@ def test_operator_role_grants_its_work_and_no_wildcards(tmp_path: Path) -> None:
     role = find(render(tmp_path), "ClusterRole", "llmft-operator")
     granted = set(rules_of(role))
     assert not any("*" in triple for triple in granted)
-    for plural in ("datasetgenerations", "finetunejobs", "evaluations"):
+    for plural in PLURALS:
         for verb in ("get", "list", "watch", "patch"):
             assert ("llmft.io", plural, verb) in granted
         assert ("llmft.io", f"{plural}/status", "patch") in granted
-    for verb in ("create", "get", "list", "watch", "delete"):
-        assert ("batch", "jobs", verb) in granted
-        assert ("", "configmaps", verb) in granted
-    assert {v for g, r, v in granted if r == "pods"} == {"get", "list", "watch"}
+    assert {v for g, r, v in granted if r == "jobs"} == {"create", "get", "list", "watch"}
+    assert {v for g, r, v in granted if r == "configmaps"} == {"create", "get"}
+    assert {v for g, r, v in granted if r == "pods"} == {"list"}
     assert {v for g, r, v in granted if r == "secrets"} == SECRET_VERBS_ALLOWED
-    assert ("", "events", "create") in granted
-    # No way to escalate: it cannot touch RBAC, ServiceAccount tokens or its own CRDs.
+    assert {v for g, r, v in granted if r == "events"} == {"create"}
+    # No way to escalate: it cannot touch RBAC, ServiceAccount tokens, pods' shells or CRDs.
     assert not {r for _, r, _ in granted} & {
-        "roles", "rolebindings", "clusterroles", "clusterrolebindings", "serviceaccounts",
-        "serviceaccounts/token", "customresourcedefinitions", "pods/exec", "nodes",
+        "roles", "rolebindings", "clusterroles", "clusterrolebindings", "serviceaccounts/token",
+        "customresourcedefinitions", "pods/exec", "pods/attach", "nodes",
     }
+    assert {v for g, r, v in granted if r == "serviceaccounts"} == {"get"}
+
+
+KOPF_NEEDS = {
+    # kopf watches the three kinds and patches them (finalizer, last-handled annotation).
+    *(("llmft.io", p, v) for p in PLURALS for v in ("list", "watch", "patch")),
+    # @kopf.on.event on batch/v1 jobs.
+    ("batch", "jobs", "list"), ("batch", "jobs", "watch"),
+    # kopf.event() posts core/v1 Events.
+    ("", "events", "create"),
+}
+# Granted though no call in the operator's code makes it, and why.
+GRANTED_BEYOND_CALLS = {
+    **{("llmft.io", f"{p}/finalizers", "update"): "ownerReference blockOwnerDeletion on "
+       "clusters enforcing OwnerReferencesPermissionEnforcement" for p in PLURALS},
+}
+CLIENT_VERBS = {"read": "get", "get": "get", "list": "list", "create": "create",
+                "patch": "patch", "delete": "delete", "replace": "update"}
+
+
+def operator_api_calls() -> dict[tuple[str, str, str], str]:
+    """(group, resource, verb) of every kubernetes-client call in the operator, with its place."""
+    calls: dict[tuple[str, str, str], str] = {}
+    for path in sorted((ROOT / "operator" / "llmft_operator").glob("*.py")):
+        for n, line in enumerate(path.read_text().splitlines(), 1):
+            # Calls and method references alike (`exists` keeps a table of readers).
+            for api, method in re.findall(r"\.(core|batch|custom)\.(\w+_namespaced_\w+)", line):
+                match = re.fullmatch(r"([a-z]+)_namespaced_(\w+?)(_status)?", method)
+                assert match, f"{path.name}:{n}: unexpected client method {method}"
+                verb = CLIENT_VERBS[match.group(1)]
+                sub = "/status" if match.group(3) else ""
+                where = f"{path.name}:{n}"
+                if api == "custom":
+                    for plural in PLURALS:
+                        calls[("llmft.io", plural + sub, verb)] = where
+                else:
+                    resource = match.group(2).replace("_", "") + "s"
+                    calls[("batch" if api == "batch" else "", resource + sub, verb)] = where
+    return calls
+
+
+def test_operator_role_grants_every_call_the_operator_makes_and_nothing_else(
+        tmp_path: Path) -> None:
+    docs = render(tmp_path)
+    granted = set(rules_of(find(docs, "ClusterRole", "llmft-operator"))) | set(
+        rules_of(find(docs, "ClusterRole", "llmft-operator-crds")))
+    calls = operator_api_calls()
+    assert calls, "no kubernetes client calls found in operator/llmft_operator"
+    needed = set(calls) | KOPF_NEEDS | {
+        ("apiextensions.k8s.io", "customresourcedefinitions", "list"),
+        ("apiextensions.k8s.io", "customresourcedefinitions", "watch"),
+    }
+    missing = sorted(needed - granted)
+    assert not missing, "not granted: " + ", ".join(
+        f"{t} ({calls.get(t, 'kopf')})" for t in missing)
+    unused = sorted(granted - needed - set(GRANTED_BEYOND_CALLS))
+    assert not unused, f"granted but never used: {unused}"
 
 
 def test_check_secrets_false_drops_every_secret_permission(tmp_path: Path) -> None:

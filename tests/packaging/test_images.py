@@ -33,10 +33,14 @@ WORKLOAD_IMAGES = {
     "Evaluation": "evaluator",
 }
 # Imported without an ImportError guard, yet only on a path that an earlier guarded import has
-# already vetted: (image, import name) -> why it may be absent from the image's extra.
+# already vetted, or in a part of a shared module the image never calls (the closure follows
+# files, not functions): (image, import name) -> why it may be absent from the image's extra.
 REACHED_ONLY_AFTER_A_GUARD = {
     ("datagen", "torch"): "TransformersBackend.generate runs only after check() imported "
     "transformers (guarded); the in-process backend needs llmft[trainer]",
+    ("datagen", "transformers"): "the same: TransformersBackend._fill, after check()",
+    ("trainer", "weaviate"): "llmft.retrieval's WeaviateRetriever; the trainer builds only the "
+    "embedded retriever (FineTuneJob has no Weaviate setting)",
 }
 ML_STACK = {"torch", "transformers", "peft", "trl", "bitsandbytes", "accelerate", "datasets"}
 
@@ -197,6 +201,15 @@ def test_workload_entrypoints_are_the_ones_the_local_runner_runs() -> None:
     from llmft.runner.execute import WORKLOAD_MODULES
 
     assert {kind: IMAGES[image][1] for kind, image in WORKLOAD_IMAGES.items()} == WORKLOAD_MODULES
+
+
+def test_operator_jobs_run_the_image_entrypoints_as_the_image_user() -> None:
+    from llmft_operator.jobs import WORKLOAD_MODULES, WORKLOAD_UID
+
+    assert {kind: IMAGES[image][1] for kind, image in WORKLOAD_IMAGES.items()} == WORKLOAD_MODULES
+    for image in WORKLOAD_IMAGES.values():
+        users = [a for w, a in stages(dockerfile(image))[-1] if w == "USER"]
+        assert users[-1] == f"{WORKLOAD_UID}:{WORKLOAD_UID}"
 
 
 def test_operator_settings_name_the_same_images() -> None:
