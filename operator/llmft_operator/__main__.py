@@ -77,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         clusterwide=not namespaces,
         namespaces=namespaces,
         liveness_endpoint=args.liveness,
+        memo=kopf.Memo(namespaced=bool(namespaces)),
     )
     return 0
 

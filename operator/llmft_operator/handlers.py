@@ -55,6 +55,11 @@ def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
         prefix=ANNOTATION_PREFIX, key="last-handled-configuration"
     )
     settings.persistence.finalizer = f"{GROUP}/operator"
+    if memo.get("namespaced"):
+        # Watching named namespaces needs no listing of all namespaces (a cluster-wide read the
+        # chart does not grant); the CRDs are served as found at startup (Helm installs them
+        # first).
+        settings.scanning.disabled = True
     settings.posting.level = logging.INFO
     settings.execution.max_workers = 16
     settings.networking.request_timeout = 60

@@ -1,9 +1,10 @@
 """The operator against a real control plane: CRDs enforced, Jobs run on fake A10s, status written.
 
-One operator process (`python -m llmft_operator`, namespace-scoped, the cluster's kubeconfig)
-serves every test here; kwok plays the kubelet, so pods "run" for a moment and end as their
-annotations say. The workload's status channel is exercised with a token of the workload
-service account, holding only the role the Helm chart gives it.
+One operator process (`python -m llmft_operator`, namespace-scoped) serves every test here. It
+runs as the operator service account with exactly the RBAC the Helm chart renders, and the
+workload's status channel is exercised with a token of the chart's workload service account, so
+the chart's least-privilege roles are proven sufficient. kwok plays the kubelet: pods "run" for a
+moment and end as their annotations say.
 """
 
 from __future__ import annotations
@@ -20,12 +21,12 @@ from typing import Any
 
 import pytest
 import yaml
-from kubernetes import client
+from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 from operator_manifests import dataset, evaluation, finetune
 
 from llmft.api.crdgen import rendered_files
-from servers.launch import GPU_NODES, KubeCluster, free_port, write_kubeconfig
+from servers.launch import GPU_NODES, KubeCluster, binary, free_port, write_kubeconfig
 
 pytestmark = pytest.mark.k8s
 
@@ -38,14 +39,8 @@ PLURALS = {
     "Evaluation": "evaluations",
 }
 RESTRICTED = {"pod-security.kubernetes.io/enforce": "restricted"}
-# The workload's role, as charts/llmft-operator/templates/rbac-workload.yaml grants it.
-WORKLOAD_RULES = [
-    {
-        "apiGroups": ["llmft.io"],
-        "resources": ["datasetgenerations/status", "finetunejobs/status", "evaluations/status"],
-        "verbs": ["get", "patch"],
-    }
-]
+SYSTEM_NS = "llmft-op-system"
+RELEASE = "optest"
 
 
 # --- fixtures --------------------------------------------------------------------------------
@@ -70,8 +65,9 @@ def wait_for(
 class OperatorProcess:
     """`python -m llmft_operator` in a subprocess, watching one namespace."""
 
-    def __init__(self, cluster: KubeCluster, workdir: Path) -> None:
+    def __init__(self, cluster: KubeCluster, workdir: Path, kubeconfig: Path) -> None:
         self.cluster = cluster
+        self.kubeconfig = kubeconfig
         self.log = workdir / "operator.log"
         self.health_port = free_port()
         self.metrics_port = free_port()
@@ -80,7 +76,7 @@ class OperatorProcess:
     def start(self) -> None:
         env = {
             **os.environ,
-            "KUBECONFIG": str(self.cluster.kubeconfig),
+            "KUBECONFIG": str(self.kubeconfig),
             "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT / "operator")]),
             "LLMFT_RECONCILE_INTERVAL": "1",
             "LLMFT_IMAGE_DATAGEN": "registry.example/llmft/datagen:test",
@@ -179,37 +175,47 @@ def artefact_volume(namespace: str, claim: str = "llmft-artifacts") -> list[dict
     ]
 
 
-def workload_identity(namespace: str) -> list[dict[str, Any]]:
-    meta = {"name": "llmft-workload", "namespace": namespace}
-    return [
-        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta},
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "Role",
-            "metadata": meta,
-            "rules": WORKLOAD_RULES,
-        },
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "RoleBinding",
-            "metadata": meta,
-            "roleRef": {
-                "apiGroup": "rbac.authorization.k8s.io",
-                "kind": "Role",
-                "name": "llmft-workload",
-            },
-            "subjects": [{"kind": "ServiceAccount", **meta}],
-        },
-    ]
+def chart_rbac() -> list[dict[str, Any]]:
+    """The chart's service accounts and roles for an operator watching NS (helm template)."""
+    rendered = subprocess.run(
+        [
+            str(binary("helm")),
+            "template",
+            RELEASE,
+            str(ROOT / "charts" / "llmft-operator"),
+            "--namespace",
+            SYSTEM_NS,
+            "--set",
+            f"operator.watchNamespace={NS}",
+            "--show-only",
+            "templates/serviceaccounts.yaml",
+            "--show-only",
+            "templates/rbac-operator.yaml",
+            "--show-only",
+            "templates/rbac-workload.yaml",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return [doc for doc in yaml.safe_load_all(rendered) if doc]
+
+
+def token_kubeconfig(cluster: KubeCluster, account: str, namespace: str, path: Path) -> Path:
+    """A kubeconfig authenticating as a service account (a TokenRequest token)."""
+    token = cluster.kubectl("create", "token", account, "-n", namespace, "--duration=2h").stdout
+    write_kubeconfig(path, cluster.server, cluster.workdir / "ca.crt", token.strip(), user=account)
+    return path
 
 
 @pytest.fixture(scope="module")
 def cluster(kube_cluster: KubeCluster) -> KubeCluster:
     install_crds(kube_cluster)
     kube_cluster.create_namespace(NS, labels=RESTRICTED)
+    kube_cluster.create_namespace(SYSTEM_NS)
     objects = [
         *artefact_volume(NS),
-        *workload_identity(NS),
+        *chart_rbac(),
         {
             "apiVersion": "v1",
             "kind": "ConfigMap",
@@ -236,7 +242,14 @@ def cluster(kube_cluster: KubeCluster) -> KubeCluster:
 def operator(
     cluster: KubeCluster, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[OperatorProcess]:
-    op = OperatorProcess(cluster, tmp_path_factory.mktemp("operator"))
+    workdir = tmp_path_factory.mktemp("operator")
+    account = next(
+        o["metadata"]["name"]
+        for o in chart_rbac()
+        if o["kind"] == "ServiceAccount" and o["metadata"]["namespace"] == SYSTEM_NS
+    )
+    kubeconfig = token_kubeconfig(cluster, account, SYSTEM_NS, workdir / "kubeconfig")
+    op = OperatorProcess(cluster, workdir, kubeconfig)
     op.start()
     try:
         yield op
@@ -496,17 +509,8 @@ def test_spec_is_resolved_into_the_mounted_configmap(api: Api) -> None:
 def test_workload_reports_progress_and_metrics_through_its_service_account(
     api: Api, cluster: KubeCluster, tmp_path: Path
 ) -> None:
-    token = cluster.kubectl("create", "token", "llmft-workload", "-n", NS).stdout.strip()
-    write_kubeconfig(
-        tmp_path / "kubeconfig",
-        cluster.server,
-        cluster.workdir / "ca.crt",
-        token,
-        user="llmft-workload",
-    )
-    from kubernetes import config
-
-    as_workload = config.new_client_from_config(config_file=str(tmp_path / "kubeconfig"))
+    kubeconfig = token_kubeconfig(cluster, "llmft-workload", NS, tmp_path / "kubeconfig")
+    as_workload = config.new_client_from_config(config_file=str(kubeconfig))
     workload_api = client.CustomObjectsApi(as_workload)
     final = {"metrics": {"trainLoss": 1.1}, "outputs": {"adapter": "/artifacts/x/adapter"}}
     api.create(
