@@ -88,6 +88,8 @@ def build_model(out: Path, preset: str, tokenizer_dir: str | None) -> Path:
     )
     torch.manual_seed(0)
     model = LlamaForCausalLM(config)
+    if torch.cuda.is_available():
+        model = model.to(torch.bfloat16)  # both sides train in bf16 there; half the bytes to load
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     params = sum(p.numel() for p in model.parameters())

@@ -76,3 +76,16 @@ def test_a_pair_without_an_answer_names_the_file_and_row(dataset_dir: Path) -> N
 def test_a_missing_dataset_directory_is_refused(tmp_path: Path) -> None:
     with pytest.raises(WorkloadError, match=r"spec\.dataset\.path: .* is not a directory"):
         load_training_data(_spec(tmp_path / "nowhere"))
+
+
+@pytest.mark.slow  # loads the MiniLM sentence-embedding model
+def test_retriever_context_comes_from_the_training_chunks_by_similarity(
+    dataset_dir: Path,
+) -> None:
+    spec = _spec(dataset_dir, rag={"enabled": True, "topK": 1, "contextSource": "retriever"})
+    data = load_training_data(spec)
+
+    for row, (question, answer) in zip(data.train, FACTS, strict=False):
+        user = row["prompt"][1]["content"]
+        assert user.startswith("Context:\n[1] ") and user.endswith(f"Question: {question}")
+        assert answer in user  # the nearest chunk is the one the answer came from

@@ -32,7 +32,9 @@ def test_lora_instruct_loss_falls_and_the_reloaded_adapter_changes_the_output(
     from llmft.workloads.modeling import load_base_model, load_with_adapter
 
     out = tmp_path / "out"
-    rc, status = run_trainer(finetune_manifest(tiny_model, dataset_dir, out))
+    manifest = finetune_manifest(tiny_model, dataset_dir, out)
+    manifest["spec"]["output"]["mergeAdapter"] = True
+    rc, status = run_trainer(manifest)
 
     assert rc == 0, status
     losses = logged_losses(out)
@@ -49,8 +51,12 @@ def test_lora_instruct_loss_falls_and_the_reloaded_adapter_changes_the_output(
     source = ModelSource(name=str(tiny_model))
     base, tokenizer = load_base_model(source, quantize_4bit=False)
     tuned, _ = load_with_adapter(source, out / "adapter")
+    merged, _ = load_base_model(ModelSource(name=str(out / "merged")), quantize_4bit=False)
     text = "What colour is the front door of the office?"
-    assert not _logits(base, tokenizer, text).allclose(_logits(tuned, tokenizer, text), atol=1e-4)
+    tuned_logits = _logits(tuned, tokenizer, text)
+    assert not _logits(base, tokenizer, text).allclose(tuned_logits, atol=1e-4)
+    assert _logits(merged, tokenizer, text).allclose(tuned_logits, atol=1e-4)
+    assert "library_name: transformers" in (out / "merged" / "README.md").read_text()
 
 
 def test_qlora_with_rag_context_trains_on_a_4bit_base(
