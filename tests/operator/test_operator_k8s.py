@@ -674,3 +674,25 @@ def test_health_and_prometheus_metrics_are_served(api: Api, operator: OperatorPr
     assert 'llmft_operator_jobs_created_total{kind="FineTuneJob"}' in metrics
     assert 'llmft_operator_resources{kind="FineTuneJob",phase="Succeeded"}' in metrics
     assert "llmft_operator_reconcile_seconds_bucket" in metrics
+
+
+def test_quickstart_examples_run_in_order_when_applied(api: Api, cluster: KubeCluster) -> None:
+    cluster.kubectl("apply", "-n", NS, "-f", str(ROOT / "examples" / "quickstart"))
+
+    statuses = [
+        api.wait_phase(kind, name, "Succeeded")
+        for kind, name in (
+            ("DatasetGeneration", "hr-handbook"),
+            ("FineTuneJob", "hr-lora"),
+            ("Evaluation", "hr-compare"),
+        )
+    ]
+
+    jobs = [api.job(s["jobName"]) for s in statuses]
+    assert [j.metadata.name for j in jobs] == [
+        "hr-handbook-dsgen",
+        "hr-lora-ftj",
+        "hr-compare-eval",
+    ]
+    for upstream, job in zip(statuses, jobs[1:], strict=False):
+        assert job.metadata.creation_timestamp >= _time(upstream["completionTime"])
