@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -142,3 +143,39 @@ def test_a_push_without_the_token_variable_is_refused(
     )
     with pytest.raises(WorkloadError, match="tokenSecretRef: the push token is not set"):
         push_folder(target, tmp_path, "test")
+
+
+def _config(spec: FineTuneJobSpec, tmp_path: Path, has_eval: bool = True):
+    import torch
+
+    from llmft.workloads.trainer.pipeline import training_config
+
+    placement = SimpleNamespace(device="cpu", dtype=torch.float32)
+    return training_config(spec, tmp_path, "job", placement, has_eval, ["tensorboard"])
+
+
+def test_early_stopping_keeps_the_best_checkpoint_by_eval_loss(tmp_path: Path) -> None:
+    spec = _spec(
+        hyperparameters={"earlyStoppingPatience": 2, "evalSteps": 10, "saveSteps": 20},
+    )
+    config = _config(spec, tmp_path)
+
+    assert config.load_best_model_at_end and config.metric_for_best_model == "eval_loss"
+    assert config.eval_strategy == "steps" and config.eval_steps == 10
+    assert not config.bf16 and config.use_cpu  # fp32 on a CPU
+
+
+def test_early_stopping_with_checkpoints_off_the_eval_steps_is_refused(tmp_path: Path) -> None:
+    spec = _spec(hyperparameters={"earlyStoppingPatience": 2, "evalSteps": 10, "saveSteps": 25})
+
+    with pytest.raises(WorkloadError, match=r"saveSteps \(25\) must be a multiple of evalSteps"):
+        _config(spec, tmp_path)
+
+
+def test_causal_mode_packs_and_instruct_mode_masks_the_prompt(tmp_path: Path) -> None:
+    causal = _config(_spec(mode="causal"), tmp_path, has_eval=False)
+    instruct = _config(_spec(mode="instruct"), tmp_path, has_eval=False)
+
+    assert causal.packing and causal.packing_strategy == "bfd_split"
+    assert not instruct.packing and instruct.completion_only_loss is True
+    assert causal.eval_strategy == "no"

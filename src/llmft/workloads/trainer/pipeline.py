@@ -231,6 +231,19 @@ def training_config(
     )
 
 
+def final_eval_loss(trainer: Any) -> float | None:
+    """The eval loss of the saved weights: the one logged at the last step, else a fresh one."""
+    state = trainer.state
+    if not trainer.args.load_best_model_at_end:
+        for entry in reversed(state.log_history):
+            if "eval_loss" in entry:
+                if entry.get("step") == state.global_step:
+                    return float(entry["eval_loss"])
+                break
+    value = trainer.evaluate().get("eval_loss")
+    return float(value) if value is not None else None
+
+
 def peak_memory_bytes(device: str) -> int:
     """Peak memory of the training process: allocated GPU memory, or resident CPU memory."""
     if device.startswith("cuda"):
@@ -313,10 +326,8 @@ def main(res: Resource[Any], reporter: Reporter) -> None:
     if resume:
         log.info("resuming from %s (step %s)", resume, resumed_from)
     result = trainer.train(resume_from_checkpoint=resume)
-    eval_loss = None
-    if has_eval:
-        eval_loss = trainer.evaluate().get("eval_loss")
-        progress.eval_loss = eval_loss
+    eval_loss = final_eval_loss(trainer) if has_eval else None
+    progress.eval_loss = eval_loss
     tokens_per_second, _ = progress.throughput(trainer.state)
     peak = peak_memory_bytes(tm.device)
 
