@@ -8,8 +8,11 @@ tested in-process by tests/operator.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,7 +23,7 @@ import pytest
 import yaml
 
 from chart.helm import CHART, EVERYTHING_ON, helm, merged, values_file
-from servers.launch import GPU_NODES, KubeCluster
+from servers.launch import GPU_NODES, KubeCluster, free_port, write_kubeconfig
 
 pytestmark = pytest.mark.k8s
 
@@ -122,8 +125,14 @@ def installed(kube_cluster: KubeCluster, tmp_path_factory: pytest.TempPathFactor
     chart = installable_chart(kube_cluster, inst.tmp)
     inst.helm("install", "llmft", str(chart), "--namespace", SYSTEM_NS,
               "-f", str(values_file(inst.tmp, values)))
+    kube_cluster.kubectl("apply", "-f", "-",
+                         input=json.dumps(static_volume("llmft-chart-test-scoped")))
+    scoped = {
+        "operator": {"watchNamespace": SCOPED_TEAM_NS},
+        "artifacts": {"pvc": {"create": True, "storageClassName": STORAGE_CLASS, "keep": False}},
+    }
     inst.helm("install", "llmft-scoped", str(chart), "--namespace", SCOPED_SYSTEM_NS,
-              "--set", f"operator.watchNamespace={SCOPED_TEAM_NS}")
+              "-f", str(values_file(inst.tmp, scoped, "scoped.json")))
     try:
         yield inst
     finally:
@@ -132,6 +141,8 @@ def installed(kube_cluster: KubeCluster, tmp_path_factory: pytest.TempPathFactor
                  str(kube_cluster.kubeconfig), check=False, timeout=120)
         kube_cluster.kubectl("delete", "namespace", SYSTEM_NS, TEAM_NS, SCOPED_SYSTEM_NS,
                              SCOPED_TEAM_NS, "--wait=false", check=False)
+        kube_cluster.kubectl("delete", "pv", "llmft-chart-test", "llmft-chart-test-scoped",
+                             "--wait=false", check=False)
 
 
 def can_i(cluster: KubeCluster, who: str, verb: str, resource: str, namespace: str,
@@ -391,3 +402,104 @@ def test_workload_really_patches_status_and_is_refused_the_spec(installed: Insta
         assert spec_patch.returncode != 0 and "Forbidden" in spec_patch.stderr
     finally:
         cluster.kubectl("delete", "finetunejob", "rbac-probe", "-n", TEAM_NS, check=False)
+
+
+# --- the operator, with exactly the chart's permissions --------------------------------------
+
+
+def operator_kubeconfig(cluster: KubeCluster, namespace: str, account: str, path: Path) -> Path:
+    """A kubeconfig holding a token of the operator's ServiceAccount, as its pod would have."""
+    token = cluster.kubectl("create", "token", account, "-n", namespace,
+                            "--duration=1h").stdout.strip()
+    write_kubeconfig(path, cluster.server, cluster.workdir / "ca.crt", token, user=account)
+    return path
+
+
+def test_operator_runs_the_chain_with_only_the_chart_rbac(installed: Install) -> None:
+    """`python -m llmft_operator` as the namespaced release's Deployment would run it: its
+    ServiceAccount's token, its ConfigMap, its arguments. Same outcome as tests/operator."""
+    cluster = installed.cluster
+    (account,) = get_json(cluster, "serviceaccounts", "-n", SCOPED_SYSTEM_NS,
+                          "-l", "app.kubernetes.io/component=operator")["items"]
+    deployment = get_json(cluster, "deployments", "-n", SCOPED_SYSTEM_NS,
+                          "-l", "app.kubernetes.io/component=operator")["items"][0]
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    (config_ref,) = container["envFrom"]
+    config = get_json(cluster, "configmap", config_ref["configMapRef"]["name"],
+                      "-n", SCOPED_SYSTEM_NS)["data"]
+    health_port = free_port()
+    args = [re.sub(r"^--liveness=http://0\.0\.0\.0:\d+",
+                   f"--liveness=http://127.0.0.1:{health_port}", a) for a in container["args"]]
+    assert any(a.startswith("--liveness=http://127.0.0.1") for a in args)
+    env = {
+        **os.environ, **config,
+        "KUBECONFIG": str(operator_kubeconfig(cluster, SCOPED_SYSTEM_NS,
+                                              account["metadata"]["name"],
+                                              installed.tmp / "operator.kubeconfig")),
+        # Not the chart's: this process shares the machine with other tests.
+        "LLMFT_METRICS_PORT": str(free_port()),
+        "LLMFT_RECONCILE_INTERVAL": "1",
+    }
+    log = installed.tmp / "operator.log"
+    ns = SCOPED_TEAM_NS
+    with log.open("wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "llmft_operator", *args,
+                                 "--log-format", "plain"], stdout=out, stderr=subprocess.STDOUT,
+                                env=env)
+
+    def tail() -> str:
+        return "\n".join(log.read_text(errors="replace").splitlines()[-40:])
+
+    def phase(kind: str, name: str) -> str | None:
+        result = cluster.kubectl("get", kind, name, "-n", ns, "-o",
+                                 "jsonpath={.status.phase}", check=False)
+        return result.stdout.strip() or None
+
+    try:
+        result = {"metrics": {"pairs": 40, "trainPairs": 32, "evalPairs": 8}, "outputs": {}}
+        run = {"llmft.io/kwok-run-ms": "500"}
+        cluster.kubectl("create", "configmap", "handbook", "-n", ns,
+                        "--from-literal=handbook.md=# Leave\nTwenty-five days a year.")
+        objects = [
+            {"kind": "DatasetGeneration", "metadata": {"name": "docs"},
+             "spec": {"source": {"configMap": "handbook"}, "generator": {"model": "smollm2"},
+                      "resources": {"podAnnotations": {
+                          **run, "llmft.io/kwok-message": json.dumps(result)}}}},
+            {"kind": "FineTuneJob", "metadata": {"name": "tune"},
+             "spec": {"baseModel": {"name": "HuggingFaceTB/SmolLM2-135M-Instruct"},
+                      "dataset": {"datasetGenerationRef": "docs"},
+                      "hyperparameters": {"maxSteps": 10},
+                      "resources": {"podAnnotations": run}}},
+            {"kind": "Evaluation", "metadata": {"name": "compare"},
+             "spec": {"dataset": {"datasetGenerationRef": "docs"},
+                      "arms": [{"name": "base",
+                                "baseModel": {"name": "HuggingFaceTB/SmolLM2-135M-Instruct"}},
+                               {"name": "tuned", "fineTuneJobRef": "tune"}],
+                      "metrics": ["rouge"], "primaryMetric": "rouge",
+                      "resources": {"podAnnotations": run}}},
+        ]
+        manifests = [{"apiVersion": "llmft.io/v1alpha1", **o} for o in objects]
+        cluster.kubectl("apply", "-n", ns, "-f", "-",
+                        input=json.dumps({"apiVersion": "v1", "kind": "List", "items": manifests}))
+
+        for kind, name in (("DatasetGeneration", "docs"), ("FineTuneJob", "tune"),
+                           ("Evaluation", "compare")):
+            try:
+                wait_for(lambda k=kind, n=name: phase(k, n) == "Succeeded"
+                         or proc.poll() is not None, timeout=120)
+            except AssertionError:
+                raise AssertionError(f"{kind}/{name} is {phase(kind, name)}\n{tail()}") from None
+            assert proc.poll() is None, f"operator exited ({proc.returncode}):\n{tail()}"
+        docs = get_json(cluster, "datasetgeneration", "docs", "-n", ns)
+        assert docs["status"]["metrics"] == result["metrics"]
+        # The operator carries on without a check it may not make, but says so.
+        text = log.read_text(errors="replace")
+        for refusal in ("Forbidden", "not allowed", "(RBAC)"):
+            assert refusal not in text, tail()
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
