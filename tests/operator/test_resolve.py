@@ -1,0 +1,166 @@
+"""Inputs of a workload: what must exist first, what is missing, and the resolved spec."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from operator_manifests import dataset, evaluation, finetune
+
+from llmft.api.resource import parse_resource
+from llmft_operator.resolve import (
+    Fetched,
+    Needs,
+    find_problems,
+    needs_of,
+    plan_workload,
+)
+from llmft_operator.settings import OperatorSettings
+
+SETTINGS = OperatorSettings()
+ARTIFACTS = {"pvc": "llmft-artifacts", "path": "datasets/docs", "uri": "pvc://llmft-artifacts/d"}
+
+
+def all_present(needs: Needs, **resources: dict[str, Any] | None) -> Fetched:
+    """What the reconciler would fetch when every input exists; `resources` overrides upstreams."""
+    fetched = Fetched(
+        resources={
+            (r.kind, r.name): {"status": {"phase": "Succeeded", "artifacts": ARTIFACTS}}
+            for r in needs.upstream
+        },
+        secret_keys={u.ref.name: frozenset({u.ref.key}) for u in needs.secrets},
+        config_maps={name: True for name, _ in needs.config_maps},
+        claims={name: True for name, _ in needs.claims},
+    )
+    for key, body in resources.items():
+        kind, name = key.split("/")
+        fetched.resources[(kind, name)] = body
+    return fetched
+
+
+def reasons(body: dict[str, Any], **resources: dict[str, Any] | None) -> list[str]:
+    needs = needs_of(parse_resource(body), SETTINGS)
+    return [p.reason for p in find_problems(needs, all_present(needs, **resources), "ns")]
+
+
+def test_finetune_needs_its_dataset_the_artifact_pvc_and_the_workload_account() -> None:
+    needs = needs_of(parse_resource(finetune()), SETTINGS)
+
+    assert [(r.kind, r.name, r.field) for r in needs.upstream] == [
+        ("DatasetGeneration", "docs", "spec.dataset.datasetGenerationRef")
+    ]
+    assert needs.claims == (("llmft-artifacts", "spec.output.pvc"),)
+    assert needs.service_account == "llmft-workload"
+
+
+def test_evaluation_needs_each_finetune_once() -> None:
+    body = evaluation(
+        arms=[
+            {"name": "a", "fineTuneJobRef": "tune"},
+            {"name": "b", "fineTuneJobRef": "tune", "rag": {"enabled": True}},
+            {"name": "c", "fineTuneJobRef": "other"},
+        ]
+    )
+
+    needs = needs_of(parse_resource(body), SETTINGS)
+
+    assert [(r.kind, r.name) for r in needs.upstream] == [
+        ("DatasetGeneration", "docs"),
+        ("FineTuneJob", "tune"),
+        ("FineTuneJob", "other"),
+    ]
+
+
+def test_nothing_is_missing_when_every_input_is_there() -> None:
+    assert reasons(evaluation()) == []
+
+
+def test_missing_upstream_is_reference_not_found() -> None:
+    assert reasons(finetune(), **{"DatasetGeneration/docs": None}) == ["ReferenceNotFound"]
+
+
+def test_running_upstream_is_not_ready_and_a_failed_one_is_reported_first() -> None:
+    running = {"status": {"phase": "Running", "progress": {"percent": 40.0}}}
+    failed = {"status": {"phase": "Failed", "message": "OOMKilled"}}
+
+    assert reasons(finetune(), **{"DatasetGeneration/docs": running}) == ["UpstreamNotReady"]
+    assert reasons(
+        evaluation(), **{"DatasetGeneration/docs": running, "FineTuneJob/tune": failed}
+    ) == ["UpstreamFailed", "UpstreamNotReady"]
+
+
+def test_missing_secret_and_missing_key_are_told_apart() -> None:
+    body = finetune(baseModel={"name": "m", "tokenSecretRef": {"name": "hf", "key": "read"}})
+    needs = needs_of(parse_resource(body), SETTINGS)
+    fetched = all_present(needs)
+
+    fetched.secret_keys["hf"] = None
+    gone = find_problems(needs, fetched, "ns")
+    fetched.secret_keys["hf"] = frozenset({"write"})
+    no_key = find_problems(needs, fetched, "ns")
+
+    assert [p.reason for p in gone] == ["SecretNotFound"]
+    assert (
+        "Secret 'hf' (spec.baseModel.tokenSecretRef) not found in namespace ns" in gone[0].message
+    )
+    assert [p.reason for p in no_key] == ["SecretKeyNotFound"]
+    assert "no key 'read'" in no_key[0].message
+
+
+def test_two_secrets_for_one_variable_conflict() -> None:
+    body = evaluation(
+        arms=[
+            {"name": "a", "baseModel": {"name": "m", "tokenSecretRef": {"name": "s1", "key": "k"}}},
+            {"name": "b", "baseModel": {"name": "m", "tokenSecretRef": {"name": "s2", "key": "k"}}},
+        ]
+    )
+
+    assert reasons(body) == ["ConflictingSecrets"]
+
+
+def test_missing_documents_configmap_pvc_and_account_are_each_reported() -> None:
+    needs = needs_of(parse_resource(dataset()), SETTINGS)
+    fetched = all_present(needs)
+    fetched.config_maps["handbook"] = False
+    fetched.claims["llmft-artifacts"] = False
+    fetched.service_account = False
+
+    problems = find_problems(needs, fetched, "ns")
+
+    assert [p.reason for p in problems] == [
+        "ConfigMapNotFound",
+        "PVCNotFound",
+        "ServiceAccountNotFound",
+    ]
+
+
+def test_cluster_service_addresses_replace_only_builtin_defaults() -> None:
+    settings = OperatorSettings(ollama_host="http://ollama.llmft:11434")
+    default = parse_resource(dataset())
+    explicit = parse_resource(dataset(generator={"ollamaHost": "http://mine:11434"}))
+
+    hosts = [
+        json.loads(plan_workload(r, Fetched(), settings, 1).spec_json)["spec"]["generator"][
+            "ollamaHost"
+        ]
+        for r in (default, explicit)
+    ]
+
+    assert hosts == ["http://ollama.llmft:11434", "http://mine:11434"]
+
+
+def test_arm_without_base_model_takes_the_one_its_finetune_ran_with() -> None:
+    res = parse_resource(evaluation(arms=[{"name": "tuned", "fineTuneJobRef": "tune"}]))
+    needs = needs_of(res, SETTINGS)
+    fetched = all_present(needs)
+    fetched.upstream_specs[("FineTuneJob", "tune")] = {
+        "spec": {"baseModel": {"name": "/artifacts/models/base", "revision": "v2"}}
+    }
+
+    spec = json.loads(plan_workload(res, fetched, SETTINGS, 1).spec_json)["spec"]
+
+    assert spec["arms"][0]["baseModel"] == {
+        "name": "/artifacts/models/base",
+        "revision": "v2",
+        "offline": False,
+    }
