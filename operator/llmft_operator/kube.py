@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from typing import Any
 
 from kubernetes import client, config
@@ -19,6 +20,9 @@ from llmft.api.resource import PLURALS
 log = logging.getLogger("llmft.operator.kube")
 
 JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
+# How long "it exists" is believed for a ConfigMap, PVC or ServiceAccount: a burst of resources
+# sharing one artefact PVC then costs one lookup, and a deletion is noticed within seconds.
+EXISTS_TTL_SECONDS = 10.0
 
 
 def load_api_client(pool_size: int = 32) -> client.ApiClient:
@@ -50,6 +54,7 @@ class Kube:
         self.batch = client.BatchV1Api(api_client)
         self.custom = client.CustomObjectsApi(api_client)
         self._forbidden_logged: set[str] = set()
+        self._exists_until: dict[tuple[str, str, str], float] = {}
 
     # --- llmft resources
 
@@ -157,6 +162,9 @@ class Kube:
 
     def exists(self, kind: str, namespace: str, name: str) -> bool:
         """Whether a ConfigMap, PVC or ServiceAccount exists (True when RBAC forbids looking)."""
+        key = (kind, namespace, name)
+        if self._exists_until.get(key, 0.0) > time.monotonic():
+            return True
         read = {
             "ConfigMap": self.core.read_namespaced_config_map,
             "PersistentVolumeClaim": self.core.read_namespaced_persistent_volume_claim,
@@ -164,10 +172,12 @@ class Kube:
         }[kind]
         try:
             read(name, namespace, _preload_content=False)
-            return True
         except ApiException as err:
             if err.status == 404:
+                self._exists_until.pop(key, None)
                 return False
             if self._forbidden(kind, err):
                 return True
             raise
+        self._exists_until[key] = time.monotonic() + EXISTS_TTL_SECONDS
+        return True

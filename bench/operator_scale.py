@@ -1,0 +1,205 @@
+"""Time from applying a resource to its Job existing (N = 50, 200, 1000), and operator memory.
+
+Starts its own control plane with kwok nodes (tests/servers/launch.py) and one operator process
+(`python -m llmft_operator`, namespace-scoped, one namespace per round). Each round creates N
+DatasetGenerations from a thread pool, as a burst of `kubectl apply` would, while a watch on
+Jobs records when each Job appears; latency is Job seen minus create call sent. The operator's
+peak resident memory (VmHWM) is read from /proc after each round, so it is the peak so far.
+Pods get tiny requests and kwok ends them after a moment, so the operator also follows Jobs to
+completion while the next objects arrive.
+
+    python bench/operator_scale.py [--sizes 50,200,1000] [--apply-threads 8] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+from kubernetes import client, watch  # noqa: E402
+
+from llmft.api.crdgen import rendered_files  # noqa: E402
+from servers.launch import KubeCluster, free_port, start_kube_cluster  # noqa: E402
+
+
+def setup_namespace(cluster: KubeCluster, ns: str) -> None:
+    cluster.create_namespace(ns)
+    pv = f"{ns}-artifacts"
+    size = {"storage": "10Gi"}
+    objects = [
+        {"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": pv},
+         "spec": {"capacity": size, "accessModes": ["ReadWriteMany"], "storageClassName": "",
+                  "hostPath": {"path": f"/tmp/{pv}"},
+                  "claimRef": {"namespace": ns, "name": "llmft-artifacts"}}},
+        {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+         "metadata": {"name": "llmft-artifacts", "namespace": ns},
+         "spec": {"accessModes": ["ReadWriteMany"], "storageClassName": "", "volumeName": pv,
+                  "resources": {"requests": size}}},
+        {"apiVersion": "v1", "kind": "ServiceAccount",
+         "metadata": {"name": "llmft-workload", "namespace": ns}},
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "docs", "namespace": ns},
+         "data": {"leave.md": "# Leave\nStaff get 25 days of annual leave.\n"}},
+    ]
+    cluster.kubectl("apply", "-f", "-",
+                    input=json.dumps({"apiVersion": "v1", "kind": "List", "items": objects}))
+
+
+def dataset(name: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "llmft.io/v1alpha1",
+        "kind": "DatasetGeneration",
+        "metadata": {"name": name},
+        "spec": {
+            "source": {"configMap": "docs"},
+            "resources": {"cpu": "10m", "memory": "16Mi", "sharedMemory": "1Mi",
+                          "podAnnotations": {"llmft.io/kwok-run-ms": "1000"}},
+        },
+    }
+
+
+def peak_rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q / 100 * len(ordered)) - 1))
+    return ordered[index]
+
+
+class JobWatch:
+    """Records, per Job name, when a watch on Jobs first reports it."""
+
+    def __init__(self, api_client: Any, namespace: str) -> None:
+        self.seen: dict[str, float] = {}
+        self.batch = client.BatchV1Api(api_client)
+        self.namespace = namespace
+        self._stop = threading.Event()
+        self._ready = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+        self._ready.wait(30)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            w = watch.Watch()
+            self._ready.set()
+            for event in w.stream(self.batch.list_namespaced_job, self.namespace,
+                                  timeout_seconds=30):
+                name = event["object"].metadata.name
+                self.seen.setdefault(name, time.monotonic())
+                if self._stop.is_set():
+                    w.stop()
+                    break
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+def run_round(cluster: KubeCluster, ns: str, n: int, threads: int, pid: int) -> dict[str, Any]:
+    api_client = cluster.api_client()
+    custom = client.CustomObjectsApi(api_client)
+    jobs = JobWatch(api_client, ns)
+    sent: dict[str, float] = {}
+
+    def create(i: int) -> None:
+        name = f"ds-{i:04d}"
+        sent[f"{name}-dsgen"] = time.monotonic()
+        custom.create_namespaced_custom_object("llmft.io", "v1alpha1", ns, "datasetgenerations",
+                                               dataset(name))
+
+    started = time.monotonic()
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(create, range(n)))
+    applied = time.monotonic() - started
+    deadline = time.monotonic() + max(300, n)
+    while len(jobs.seen.keys() & sent.keys()) < n and time.monotonic() < deadline:
+        time.sleep(0.2)
+    jobs.stop()
+    latencies = [jobs.seen[k] - t for k, t in sent.items() if k in jobs.seen]
+    return {
+        "n": n,
+        "jobs_created": len(latencies),
+        "apply_seconds": round(applied, 2),
+        "all_jobs_seconds": round(max(jobs.seen[k] for k in sent if k in jobs.seen) - started, 2),
+        "p50_seconds": round(statistics.median(latencies), 3),
+        "p99_seconds": round(percentile(latencies, 99), 3),
+        "max_seconds": round(max(latencies), 3),
+        "operator_peak_rss_mib": round(peak_rss_mib(pid), 1),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="50,200,1000")
+    parser.add_argument("--apply-threads", type=int, default=8)
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+    workdir = Path(tempfile.mkdtemp(prefix="llmft-bench-operator-"))
+    cluster = start_kube_cluster(workdir / "kube")
+    operator = None
+    try:
+        for text in rendered_files().values():
+            cluster.kubectl("apply", "--server-side", "-f", "-", input=text)
+        cluster.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
+        namespaces = [f"bench-{n}" for n in sizes]
+        for ns in namespaces:
+            setup_namespace(cluster, ns)
+        health = free_port()
+        env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig), "LLMFT_METRICS_PORT": "0",
+               "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT / "operator")])}
+        argv = [sys.executable, "-m", "llmft_operator", "--log-format", "plain", "--quiet",
+                "--liveness", f"http://127.0.0.1:{health}/healthz"]
+        for ns in namespaces:
+            argv += ["--namespace", ns]
+        log = (workdir / "operator.log").open("wb")
+        operator = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{health}/healthz", timeout=2)
+                break
+            except OSError as err:
+                if time.monotonic() > deadline or operator.poll() is not None:
+                    log_file = workdir / "operator.log"
+                    raise RuntimeError(f"operator did not start; see {log_file}") from err
+                time.sleep(0.3)
+        results = []
+        for n, ns in zip(sizes, namespaces, strict=True):
+            result = run_round(cluster, ns, n, args.apply_threads, operator.pid)
+            results.append(result)
+            print(json.dumps(result), flush=True)
+        print(f"{'N':>6} {'p50 s':>8} {'p99 s':>8} {'all jobs s':>11} {'peak RSS MiB':>13}")
+        for r in results:
+            print(f"{r['n']:>6} {r['p50_seconds']:>8} {r['p99_seconds']:>8} "
+                  f"{r['all_jobs_seconds']:>11} {r['operator_peak_rss_mib']:>13}")
+        if args.json:
+            args.json.write_text(json.dumps(results, indent=2))
+        return 0
+    finally:
+        if operator is not None and operator.poll() is None:
+            operator.terminate()
+            operator.wait(20)
+        cluster.stop()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
