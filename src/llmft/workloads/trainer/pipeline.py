@@ -370,8 +370,13 @@ def main(res: Resource[Any], reporter: Reporter) -> None:
     }
 
     targets = tm.target_modules
+    device = tm.device
     del trainer, tm
     gc.collect()
+    if device.startswith("cuda"):
+        import torch
+
+        torch.cuda.empty_cache()  # the merge loads an unquantised base next to nothing else
     if spec.output.merge_adapter:
         reporter.progress(force=True, message="merging the adapter into the base model")
         merged_dir = out / MERGED_DIR
