@@ -113,6 +113,39 @@ def test_a_restart_reuses_finished_arms(  # type: ignore[no-untyped-def]
     assert (out / "items.jsonl").read_text() == first
 
 
+def test_an_adapter_arm_answers_with_the_adapter_applied(  # type: ignore[no-untyped-def]
+    tiny_model, dataset_dir, tmp_path, write_spec
+) -> None:
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    adapter = tmp_path / "adapter"
+    peft_model = get_peft_model(
+        AutoModelForCausalLM.from_pretrained(tiny_model),
+        LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]),
+    )
+    torch.manual_seed(1)
+    with torch.no_grad():  # LoRA B starts at zero (a no-op adapter): make it change answers
+        for name, param in peft_model.named_parameters():
+            if "lora_B" in name:
+                param.normal_(0.0, 0.5)
+    peft_model.save_pretrained(adapter)
+
+    out = tmp_path / "out"
+    arms = [
+        {"name": "base", "baseModel": {"name": str(tiny_model)}},
+        {"name": "tuned", "baseModel": {"name": str(tiny_model)}, "adapterPath": str(adapter)},
+    ]
+    assert _run(write_spec(evaluation_manifest(dataset_dir, out, arms))) == 0
+    items = _lines(out / "items.jsonl")
+    base = [r["answer"] for r in items if r["arm"] == "base"]
+    tuned = [r["answer"] for r in items if r["arm"] == "tuned"]
+    assert base != tuned
+    summary = json.loads((out / "summary.json").read_text())
+    assert [a["adapter"] for a in summary["arms"]] == [None, str(adapter)]
+
+
 def test_missing_eval_split_fails_naming_the_field(  # type: ignore[no-untyped-def]
     tiny_model, tmp_path, write_spec, capsys
 ) -> None:
