@@ -83,6 +83,13 @@ def test_a_noncommittal_answer_is_a_real_zero_and_no_context_skips_faithfulness(
     assert result.errors == {}
 
 
+def test_an_empty_answer_scores_zero_without_asking_the_judge(standin, embedder) -> None:  # type: ignore[no-untyped-def]
+    judge = RagasJudge(_cfg(standin.url), ALL, embedder)
+    [result] = judge.score([_item("  ")])
+    assert result.scores == {"accuracy": 0.0, "relevance": 0.0, "faithfulness": None}
+    assert sum(standin.calls.values()) == 0
+
+
 def test_results_keep_input_order(standin, embedder) -> None:  # type: ignore[no-untyped-def]
     judge = RagasJudge(_cfg(standin.url, maxRetries=0), ["accuracy"], embedder)
     done: list[int] = []

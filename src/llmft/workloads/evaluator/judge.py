@@ -14,7 +14,8 @@ Metrics, per answer, on 0..1:
 
 Output the judge cannot produce in the expected shape (invalid JSON, an out-of-range rating, an
 empty question, no statements) is retried `judge.maxRetries` times and then recorded as missing
-(None) with the reason; it is never scored as 0.
+(None) with the reason; it is never scored as 0. An empty answer is not sent to the judge: it
+scores 0 on accuracy and relevance (it answers nothing) and has no faithfulness.
 """
 
 from __future__ import annotations
@@ -241,7 +242,12 @@ class RagasJudge:
             if key == "faithfulness" and not item.contexts:
                 continue  # only RAG arms have a context to be faithful to
             if not item.answer.strip():
-                result.scores[key], result.errors[key] = None, "empty answer"
+                # The model said nothing: that answers nothing (a real 0, not a judge failure),
+                # and holds no statement whose faithfulness could be judged.
+                if key == "faithfulness":
+                    result.scores[key], result.errors[key] = None, "empty answer: no statements"
+                else:
+                    result.scores[key] = 0.0
                 continue
             kwargs: dict[str, Any] = {"user_input": item.question, "response": item.answer}
             if key == "accuracy":
