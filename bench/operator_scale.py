@@ -78,6 +78,12 @@ def peak_rss_mib(pid: int) -> float:
     return float("nan")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     index = min(len(ordered) - 1, max(0, round(q / 100 * len(ordered)) - 1))
@@ -125,6 +131,7 @@ def run_round(cluster: KubeCluster, ns: str, n: int, threads: int, pid: int) -> 
         custom.create_namespaced_custom_object("llmft.io", "v1alpha1", ns, "datasetgenerations",
                                                dataset(name))
 
+    cpu_before = cpu_seconds(pid)
     started = time.monotonic()
     with ThreadPoolExecutor(threads) as pool:
         list(pool.map(create, range(n)))
@@ -133,6 +140,7 @@ def run_round(cluster: KubeCluster, ns: str, n: int, threads: int, pid: int) -> 
     while len(jobs.seen.keys() & sent.keys()) < n and time.monotonic() < deadline:
         time.sleep(0.2)
     jobs.stop()
+    cpu_spent = cpu_seconds(pid) - cpu_before
     latencies = [jobs.seen[k] - t for k, t in sent.items() if k in jobs.seen]
     return {
         "n": n,
@@ -143,6 +151,9 @@ def run_round(cluster: KubeCluster, ns: str, n: int, threads: int, pid: int) -> 
         "p99_seconds": round(percentile(latencies, 99), 3),
         "max_seconds": round(max(latencies), 3),
         "operator_peak_rss_mib": round(peak_rss_mib(pid), 1),
+        # CPU the operator spent until the last Job appeared: what it costs per object.
+        "operator_cpu_seconds": round(cpu_spent, 1),
+        "load_average_1m": os.getloadavg()[0],
     }
 
 
@@ -187,10 +198,12 @@ def main() -> int:
             result = run_round(cluster, ns, n, args.apply_threads, operator.pid)
             results.append(result)
             print(json.dumps(result), flush=True)
-        print(f"{'N':>6} {'p50 s':>8} {'p99 s':>8} {'all jobs s':>11} {'peak RSS MiB':>13}")
+        print(f"{'N':>6} {'p50 s':>8} {'p99 s':>8} {'all jobs s':>11} {'peak RSS MiB':>13} "
+              f"{'operator CPU s':>15}")
         for r in results:
             print(f"{r['n']:>6} {r['p50_seconds']:>8} {r['p99_seconds']:>8} "
-                  f"{r['all_jobs_seconds']:>11} {r['operator_peak_rss_mib']:>13}")
+                  f"{r['all_jobs_seconds']:>11} {r['operator_peak_rss_mib']:>13} "
+                  f"{r['operator_cpu_seconds']:>15}")
         if args.json:
             args.json.write_text(json.dumps(results, indent=2))
         return 0

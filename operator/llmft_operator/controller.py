@@ -112,8 +112,18 @@ class Reconciler:
     def _lock(self, key: tuple[str, str, str]) -> threading.Lock:
         return self._locks[hash(key) % LOCK_STRIPES]
 
-    def reconcile(self, kind: str, namespace: str, name: str, trigger: str) -> Outcome:
-        """Bring the resource's Job and status up to date with what the cluster holds now."""
+    def reconcile(
+        self,
+        kind: str,
+        namespace: str,
+        name: str,
+        trigger: str,
+        job: dict[str, Any] | None = None,
+    ) -> Outcome:
+        """Bring the resource's Job and status up to date with what the cluster holds now.
+
+        `job` is the Job as a watch event just delivered it (saves reading it again).
+        """
         started = time.monotonic()
         outcome_label = "error"
         try:
@@ -123,7 +133,7 @@ class Reconciler:
                     outcome_label = "gone"
                     self.phases.forget(kind, namespace, name)
                     return DONE
-                outcome = self._reconcile(kind, body)
+                outcome = self._reconcile(kind, body, job)
             outcome_label = (
                 "permanent" if outcome.permanent else "waiting" if outcome.retry_after else "ok"
             )
@@ -134,14 +144,15 @@ class Reconciler:
 
     # --- the steps
 
-    def _reconcile(self, kind: str, body: dict[str, Any]) -> Outcome:
+    def _reconcile(self, kind: str, body: dict[str, Any], job: dict[str, Any] | None) -> Outcome:
         meta = body["metadata"]
         namespace, name = meta["namespace"], meta["name"]
         status: dict[str, Any] = body.get("status") or {}
         generation = int(meta.get("generation") or 1)
         jname = job_name(kind, name)
 
-        job = self.kube.get_job(namespace, jname)
+        if job is None or job["metadata"].get("deletionTimestamp"):
+            job = self.kube.get_job(namespace, jname)
         if job is not None:
             if meta["uid"] not in owner_uids(job):
                 return Outcome(

@@ -14,14 +14,14 @@ from typing import Any, cast
 
 import kopf
 
-from llmft.api.common import GROUP, VERSION
+from llmft.api.common import GROUP, VERSION, Phase
 from llmft.api.resource import PLURALS
 from llmft_operator import metrics
 from llmft_operator.controller import Outcome, Reconciler
 from llmft_operator.kube import Kube, load_api_client
 from llmft_operator.naming import LABEL_KIND, LABEL_NAME, MANAGED_BY
 from llmft_operator.settings import OperatorSettings, reconcile_interval
-from llmft_operator.status import FINISHED, Transition
+from llmft_operator.status import Transition
 
 log = logging.getLogger("llmft.operator")
 
@@ -63,6 +63,9 @@ def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     settings.posting.level = logging.INFO
     settings.execution.max_workers = 16
     settings.networking.request_timeout = 60
+    # Stop within a pod's default grace period even with thousands of resources in flight;
+    # nothing is lost by a hard exit (every reconcile is idempotent).
+    settings.process.ultimate_exiting_timeout = 20
     memo.reconciler = Reconciler(
         Kube(load_api_client()), op_settings, _post_event, _adopt, retry_interval=INTERVAL
     )
@@ -113,14 +116,15 @@ def on_spec_change(
 def on_timer(
     resource: kopf.Resource, name: str, namespace: str | None, memo: Any, **_: Any
 ) -> None:
-    # A safety net for what no Job event reports (a pod stuck pulling its image); never raises
+    # What no Job event reports: why a pod does not start (image pull, scheduling). Never raises
     # TemporaryError, which would make kopf retry the timer sooner.
     reconciler: Reconciler = memo.reconciler
     reconciler.reconcile(KINDS[resource.plural], namespace or "", name, "timer")
 
 
-def _unfinished(status: kopf.Status, **_: Any) -> bool:
-    return status.get("phase") not in FINISHED and bool(status.get("jobName"))
+def _pending(status: kopf.Status, **_: Any) -> bool:
+    # Once the pod runs, every change shows on the Job, whose events drive the status.
+    return status.get("phase") == Phase.PENDING.value and bool(status.get("jobName"))
 
 
 for _plural in PLURALS.values():
@@ -134,12 +138,12 @@ for _plural in PLURALS.values():
         id="refresh",
         interval=3 * INTERVAL,
         initial_delay=3 * INTERVAL,
-        when=_unfinished,
+        when=_pending,
     )(on_timer)
 
 
 @kopf.on.event("batch", "v1", "jobs", labels={"app.kubernetes.io/managed-by": MANAGED_BY})
-def on_job_event(body: kopf.Body, memo: Any, **_: Any) -> None:
+def on_job_event(body: kopf.Body, type: str | None, memo: Any, **_: Any) -> None:
     """A workload Job changed (pod started, finished, failed): mirror it on its resource."""
     labels = body.metadata.labels
     kind, name, namespace = labels.get(LABEL_KIND), labels.get(LABEL_NAME), body.metadata.namespace
@@ -147,7 +151,8 @@ def on_job_event(body: kopf.Body, memo: Any, **_: Any) -> None:
         return
     reconciler: Reconciler = memo.reconciler
     try:
-        reconciler.reconcile(kind, namespace, name, "job")
+        job = None if type == "DELETED" else dict(body)
+        reconciler.reconcile(kind, namespace, name, "job", job=job)
     except Exception:  # the next Job event or the timer tries again
         log.exception("reconciling %s %s/%s after a Job event failed", kind, namespace, name)
 

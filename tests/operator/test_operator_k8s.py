@@ -696,3 +696,15 @@ def test_quickstart_examples_run_in_order_when_applied(api: Api, cluster: KubeCl
     ]
     for upstream, job in zip(statuses, jobs[1:], strict=False):
         assert job.metadata.creation_timestamp >= _time(upstream["completionTime"])
+
+
+def test_job_deleted_by_hand_mid_run_leaves_the_resource_failed(api: Api) -> None:
+    api.create(finetune("orphaned", dataset_ref="docs", resources=run_ms(120000)))
+    api.wait_phase("FineTuneJob", "orphaned", "Running")
+
+    api.batch.delete_namespaced_job("orphaned-ftj", NS, propagation_policy="Background")
+    status = api.wait_phase("FineTuneJob", "orphaned", "Failed")
+
+    assert condition(status, "Failed")["reason"] == "JobDeleted"
+    assert "delete and re-create" in status["message"]
+    assert api.job("orphaned-ftj") is None
