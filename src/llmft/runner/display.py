@@ -48,8 +48,11 @@ def progress_detail(progress: dict[str, Any]) -> str:
         parts.append(f"ETA {format_duration(progress['etaSeconds'])}")
     if progress.get("resumedFromStep"):
         parts.append(f"resumed from step {progress['resumedFromStep']}")
-    if progress.get("message"):
-        parts.append(str(progress["message"])[:80])
+    message = str(progress.get("message") or "")
+    if message:
+        if step is not None and total and message.startswith(f"{step}/{total} "):
+            parts.pop(0)  # the workload's message already says how far it is
+        parts.append(message[:100])
     return " · ".join(parts)
 
 
@@ -78,7 +81,8 @@ class RunDisplay:
             self.console.print(f"  [dim]----[/dim] {key}: {why}")
 
     def note(self, text: str) -> None:
-        self.console.print(text, highlight=False)
+        # soft_wrap: a long path or message stays one line in a log instead of being cut at 80.
+        self.console.print(text, highlight=False, soft_wrap=True)
 
     def started(self, step: Step, device: str) -> None:
         self.console.print(f"[bold cyan]>[/bold cyan] {step.key} on {device}")
@@ -114,11 +118,13 @@ class RunDisplay:
         if detail and (
             decile != self._last_decile or (detail != self._last_line and quiet_for > 30)
         ):
-            self.console.print(f"  {step.key}: {detail}", highlight=False)
+            self.console.print(f"  {step.key}: {detail}", highlight=False, soft_wrap=True)
             self._last_line, self._last_decile, self._last_print = detail, decile, time.monotonic()
 
     def log_line(self, step: Step, line: str) -> None:
-        self.console.print(f"  [dim]{step.key} |[/dim] {line.rstrip()}", highlight=False)
+        self.console.print(
+            f"  [dim]{step.key} |[/dim] {line.rstrip()}", highlight=False, soft_wrap=True
+        )
 
     def finished(self, step: Step, phase: str, message: str, seconds: float) -> None:
         if self._progress is not None:
@@ -129,4 +135,5 @@ class RunDisplay:
             f"{mark} {step.key} {phase} in {format_duration(seconds)}"
             + (f": {message}" if message else ""),
             highlight=False,
+            soft_wrap=True,
         )
