@@ -208,10 +208,16 @@ def main() -> int:
             args.json.write_text(json.dumps(results, indent=2))
         return 0
     finally:
-        if operator is not None and operator.poll() is None:
-            operator.terminate()
-            operator.wait(20)
-        cluster.stop()
+        try:
+            if operator is not None and operator.poll() is None:
+                operator.terminate()
+                try:
+                    operator.wait(30)
+                except subprocess.TimeoutExpired:
+                    operator.kill()
+                    operator.wait(5)
+        finally:
+            cluster.stop()
 
 
 if __name__ == "__main__":

@@ -28,6 +28,9 @@ log = logging.getLogger("llmft.operator")
 ANNOTATION_PREFIX = f"kopf.{GROUP}"
 INTERVAL = reconcile_interval()
 KINDS = {plural: kind for kind, plural in PLURALS.items()}
+# A resource waiting long for its inputs (an evaluation behind a day-long fine-tune) is checked
+# at most every 6 intervals, so thousands of waiting resources stay cheap.
+MAX_BACKOFF_FACTOR = 6
 
 
 def _post_event(body: dict[str, Any], transition: Transition) -> None:
@@ -81,36 +84,47 @@ def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     )
 
 
-def _raise_for(outcome: Outcome) -> None:
+def retry_delay(base: float, retry: int) -> float:
+    """Seconds before checking the inputs again: base, 2x, 4x, then 6x base for long waits."""
+    return base * min(2 ** min(retry, 3), MAX_BACKOFF_FACTOR)
+
+
+def _raise_for(outcome: Outcome, retry: int) -> None:
     if outcome.permanent:
         raise kopf.PermanentError(outcome.message)
     if outcome.retry_after:
-        raise kopf.TemporaryError(outcome.message, delay=outcome.retry_after)
+        raise kopf.TemporaryError(outcome.message, delay=retry_delay(outcome.retry_after, retry))
 
 
 def _reconcile(
-    trigger: str, resource: kopf.Resource, name: str, namespace: str | None, memo: Any
+    trigger: str,
+    resource: kopf.Resource,
+    name: str,
+    namespace: str | None,
+    memo: Any,
+    retry: int,
 ) -> None:
     reconciler: Reconciler = memo.reconciler
-    _raise_for(reconciler.reconcile(KINDS[resource.plural], namespace or "", name, trigger))
+    outcome = reconciler.reconcile(KINDS[resource.plural], namespace or "", name, trigger)
+    _raise_for(outcome, retry)
 
 
 def on_create(
-    resource: kopf.Resource, name: str, namespace: str | None, memo: Any, **_: Any
+    resource: kopf.Resource, name: str, namespace: str | None, memo: Any, retry: int, **_: Any
 ) -> None:
-    _reconcile("create", resource, name, namespace, memo)
+    _reconcile("create", resource, name, namespace, memo, retry)
 
 
 def on_resume(
-    resource: kopf.Resource, name: str, namespace: str | None, memo: Any, **_: Any
+    resource: kopf.Resource, name: str, namespace: str | None, memo: Any, retry: int, **_: Any
 ) -> None:
-    _reconcile("resume", resource, name, namespace, memo)
+    _reconcile("resume", resource, name, namespace, memo, retry)
 
 
 def on_spec_change(
-    resource: kopf.Resource, name: str, namespace: str | None, memo: Any, **_: Any
+    resource: kopf.Resource, name: str, namespace: str | None, memo: Any, retry: int, **_: Any
 ) -> None:
-    _reconcile("update", resource, name, namespace, memo)
+    _reconcile("update", resource, name, namespace, memo, retry)
 
 
 def on_timer(

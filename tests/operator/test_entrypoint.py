@@ -44,3 +44,9 @@ def test_status_patch_is_skipped_when_it_changes_nothing() -> None:
     assert not is_noop(current, {"metrics": {"a": 2}})
     assert not is_noop(current, {"conditions": []})
     assert not is_noop({}, {"progress": {"percent": 100.0}})
+
+
+def test_waiting_resources_are_checked_less_often_the_longer_they_wait() -> None:
+    from llmft_operator.handlers import retry_delay
+
+    assert [retry_delay(10, retry) for retry in range(6)] == [10, 20, 40, 60, 60, 60]
