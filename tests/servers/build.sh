@@ -26,7 +26,8 @@ stamp() { printf '%s\n' "$2" >"$BIN/$1.version"; }
 
 build_kubernetes() {
   local v="$K8S_VERSION" staging="v0.${K8S_VERSION#v1.}"
-  if is_built kube-apiserver "$v" && is_built kube-controller-manager "$v" && is_built kube-scheduler "$v"; then
+  if is_built kube-apiserver "$v+stamped" && is_built kube-controller-manager "$v+stamped" &&
+    is_built kube-scheduler "$v+stamped"; then
     return
   fi
   log "kubernetes $v (apiserver, controller-manager, scheduler)"
@@ -57,10 +58,17 @@ import (
 	_ "k8s.io/kubernetes/cmd/kube-scheduler"
 )
 GO
-  (cd "$dir" && go mod tidy && go build -ldflags "$LDFLAGS" -o "$BIN/" \
+  # Stamp the release into the binaries, or /version says v0.0.0-master and clients that check
+  # kubeVersion (helm's Chart.yaml constraint among them) refuse the server.
+  local minor="${v#v1.}"
+  minor="${minor%%.*}"
+  local pkg=k8s.io/component-base/version
+  local ver="-X $pkg.gitVersion=$v -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
+  ver="$ver -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
+  (cd "$dir" && go mod tidy && go build -ldflags "$LDFLAGS $ver" -o "$BIN/" \
     k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
     k8s.io/kubernetes/cmd/kube-scheduler)
-  for b in kube-apiserver kube-controller-manager kube-scheduler; do stamp "$b" "$v"; done
+  for b in kube-apiserver kube-controller-manager kube-scheduler; do stamp "$b" "$v+stamped"; done
 }
 
 build_etcd() {
