@@ -39,6 +39,7 @@ OPERATOR = f"system:serviceaccount:{SYSTEM_NS}:llmft-operator"
 WORKLOAD = f"system:serviceaccount:{TEAM_NS}:llmft-workload"
 # A statically provisioned volume the artefact PVC binds to: the test cluster has no provisioner.
 STORAGE_CLASS = "llmft-test-static"
+EXAMPLES = Path(__file__).parents[2] / "examples" / "cluster"
 
 
 @dataclass
@@ -416,8 +417,9 @@ def operator_kubeconfig(cluster: KubeCluster, namespace: str, account: str, path
 
 
 def test_operator_runs_the_chain_with_only_the_chart_rbac(installed: Install) -> None:
-    """`python -m llmft_operator` as the namespaced release's Deployment would run it: its
-    ServiceAccount's token, its ConfigMap, its arguments. Same outcome as tests/operator."""
+    """`python -m llmft_operator` as the namespaced release's Deployment would run it (its
+    ServiceAccount's token, its ConfigMap, its arguments) on examples/cluster: the whole
+    experiment reaches Succeeded, as in tests/operator."""
     cluster = installed.cluster
     (account,) = get_json(cluster, "serviceaccounts", "-n", SCOPED_SYSTEM_NS,
                           "-l", "app.kubernetes.io/component=operator")["items"]
@@ -456,41 +458,40 @@ def test_operator_runs_the_chain_with_only_the_chart_rbac(installed: Install) ->
         return result.stdout.strip() or None
 
     try:
+        # The examples a user applies after `helm install`, as they are, except for the pod
+        # annotations that tell kwok how long each pod "runs" and what it "prints".
         result = {"metrics": {"pairs": 40, "trainPairs": 32, "evalPairs": 8}, "outputs": {}}
         run = {"llmft.io/kwok-run-ms": "500"}
-        cluster.kubectl("create", "configmap", "handbook", "-n", ns,
-                        "--from-literal=handbook.md=# Leave\nTwenty-five days a year.")
-        objects = [
-            {"kind": "DatasetGeneration", "metadata": {"name": "docs"},
-             "spec": {"source": {"configMap": "handbook"}, "generator": {"model": "smollm2"},
-                      "resources": {"podAnnotations": {
-                          **run, "llmft.io/kwok-message": json.dumps(result)}}}},
-            {"kind": "FineTuneJob", "metadata": {"name": "tune"},
-             "spec": {"baseModel": {"name": "HuggingFaceTB/SmolLM2-135M-Instruct"},
-                      "dataset": {"datasetGenerationRef": "docs"},
-                      "hyperparameters": {"maxSteps": 10},
-                      "resources": {"podAnnotations": run}}},
-            {"kind": "Evaluation", "metadata": {"name": "compare"},
-             "spec": {"dataset": {"datasetGenerationRef": "docs"},
-                      "arms": [{"name": "base",
-                                "baseModel": {"name": "HuggingFaceTB/SmolLM2-135M-Instruct"}},
-                               {"name": "tuned", "fineTuneJobRef": "tune"}],
-                      "metrics": ["rouge"], "primaryMetric": "rouge",
-                      "resources": {"podAnnotations": run}}},
-        ]
-        manifests = [{"apiVersion": "llmft.io/v1alpha1", **o} for o in objects]
+        cluster.kubectl("create", "configmap", "hr-handbook", "-n", ns,
+                        f"--from-file={EXAMPLES.parent / 'hr-handbook'}")
+        cluster.kubectl("create", "secret", "generic", "hf-token", "-n", ns,
+                        "--from-literal=token=hf_not_a_real_token")
+        manifests = []
+        for path in sorted(EXAMPLES.glob("*.yaml")):
+            for doc in yaml.safe_load_all(path.read_text()):
+                annotations = dict(run)
+                if doc["kind"] == "DatasetGeneration":
+                    annotations["llmft.io/kwok-message"] = json.dumps(result)
+                doc["spec"].setdefault("resources", {})["podAnnotations"] = annotations
+                manifests.append(doc)
         cluster.kubectl("apply", "-n", ns, "-f", "-",
                         input=json.dumps({"apiVersion": "v1", "kind": "List", "items": manifests}))
 
-        for kind, name in (("DatasetGeneration", "docs"), ("FineTuneJob", "tune"),
-                           ("Evaluation", "compare")):
+        for doc in manifests:
+            kind, name = doc["kind"], doc["metadata"]["name"]
             try:
                 wait_for(lambda k=kind, n=name: phase(k, n) == "Succeeded"
-                         or proc.poll() is not None, timeout=120)
+                         or proc.poll() is not None, timeout=180)
             except AssertionError:
                 raise AssertionError(f"{kind}/{name} is {phase(kind, name)}\n{tail()}") from None
             assert proc.poll() is None, f"operator exited ({proc.returncode}):\n{tail()}"
-        docs = get_json(cluster, "datasetgeneration", "docs", "-n", ns)
+        # The fine-tuning and evaluation Jobs ran on the fake A10 nodes, the dataset's on CPU.
+        pods = get_json(cluster, "pods", "-n", ns)["items"]
+        nodes = {p["metadata"]["labels"].get("job-name", ""): p["spec"].get("nodeName")
+                 for p in pods}
+        gpu_jobs = [j for j in nodes if "hr-handbook" not in j]
+        assert gpu_jobs and all(nodes[j] in GPU_NODES for j in gpu_jobs), nodes
+        docs = get_json(cluster, "datasetgeneration", "hr-handbook", "-n", ns)
         assert docs["status"]["metrics"] == result["metrics"]
         # The operator carries on without a check it may not make, but says so.
         text = log.read_text(errors="replace")
