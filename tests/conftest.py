@@ -19,7 +19,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from servers.launch import (  # noqa: E402
+from servers.launch import (
     KubeCluster,
     OllamaServer,
     WeaviateServer,

@@ -148,7 +148,8 @@ def reporter_from_env(kind: str, name: str, namespace: str, output_dir: Path | N
     status_file = os.environ.get("LLMFT_STATUS_FILE")
     if status_file:
         return Reporter(FileSink(Path(status_file)), output_dir, min_interval=1.0)
-    if os.environ.get("KUBERNETES_SERVICE_HOST") and os.environ.get("LLMFT_REPORT_STATUS", "1") == "1":
+    in_pod = bool(os.environ.get("KUBERNETES_SERVICE_HOST"))
+    if in_pod and os.environ.get("LLMFT_REPORT_STATUS", "1") == "1":
         try:
             sink = KubernetesSink(kind, name, namespace)
         except Exception as err:

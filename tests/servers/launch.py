@@ -83,7 +83,9 @@ class Proc:
             self.popen.wait(5)
 
 
-def start_proc(name: str, argv: list[str | Path], workdir: Path, env: dict[str, str] | None = None) -> Proc:
+def start_proc(
+    name: str, argv: list[str | Path], workdir: Path, env: dict[str, str] | None = None
+) -> Proc:
     log = workdir / f"{name}.log"
     fh = log.open("wb")
     popen = subprocess.Popen(
@@ -111,7 +113,9 @@ def wait_until(proc: Proc, ready: Callable[[], bool], timeout: float, what: str)
     raise ServerUnavailable(f"{proc.name} not ready after {timeout:.0f}s ({what}):\n{proc.tail()}")
 
 
-def http_ok(url: str, headers: dict[str, str] | None = None, ctx: ssl.SSLContext | None = None) -> bool:
+def http_ok(
+    url: str, headers: dict[str, str] | None = None, ctx: ssl.SSLContext | None = None
+) -> bool:
     req = urllib.request.Request(url, headers=headers or {})
     with urllib.request.urlopen(req, timeout=3, context=ctx) as resp:
         return 200 <= resp.status < 300
@@ -126,16 +130,57 @@ def _openssl(*args: str, cwd: Path) -> None:
 
 def make_pki(d: Path) -> None:
     """A CA, a serving certificate for the API server, and the service-account signing key."""
-    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt",
-             "-days", "3650", "-subj", "/CN=llmft-test-ca", cwd=d)
-    _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "apiserver.key", "-out",
-             "apiserver.csr", "-subj", "/CN=kube-apiserver", cwd=d)
+    _openssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        "3650",
+        "-subj",
+        "/CN=llmft-test-ca",
+        cwd=d,
+    )
+    _openssl(
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "apiserver.key",
+        "-out",
+        "apiserver.csr",
+        "-subj",
+        "/CN=kube-apiserver",
+        cwd=d,
+    )
     (d / "san.ext").write_text(
         "subjectAltName=IP:127.0.0.1,IP:10.0.0.1,DNS:localhost,DNS:kubernetes,"
         "DNS:kubernetes.default,DNS:kubernetes.default.svc\n"
     )
-    _openssl("x509", "-req", "-in", "apiserver.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
-             "-CAcreateserial", "-out", "apiserver.crt", "-days", "3650", "-extfile", "san.ext", cwd=d)
+    _openssl(
+        "x509",
+        "-req",
+        "-in",
+        "apiserver.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "apiserver.crt",
+        "-days",
+        "3650",
+        "-extfile",
+        "san.ext",
+        cwd=d,
+    )
     _openssl("genrsa", "-out", "sa.key", "2048", cwd=d)
     _openssl("rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub", cwd=d)
 
@@ -144,9 +189,15 @@ def write_kubeconfig(path: Path, server: str, ca: Path, token: str, user: str = 
     cfg = {
         "apiVersion": "v1",
         "kind": "Config",
-        "clusters": [{"name": "llmft-test", "cluster": {
-            "server": server,
-            "certificate-authority-data": base64.b64encode(ca.read_bytes()).decode()}}],
+        "clusters": [
+            {
+                "name": "llmft-test",
+                "cluster": {
+                    "server": server,
+                    "certificate-authority-data": base64.b64encode(ca.read_bytes()).decode(),
+                },
+            }
+        ],
         "users": [{"name": user, "user": {"token": token}}],
         "contexts": [{"name": "llmft-test", "context": {"cluster": "llmft-test", "user": user}}],
         "current-context": "llmft-test",
@@ -165,15 +216,18 @@ def _node_manifest(name: str, gpu: bool) -> dict[str, Any]:
     spec: dict[str, Any] = {}
     if gpu:
         capacity["nvidia.com/gpu"] = "4"
-        labels[ "nvidia.com/gpu.product"] = GPU_PRODUCT
+        labels["nvidia.com/gpu.product"] = GPU_PRODUCT
         labels["nvidia.com/gpu.count"] = "4"
         labels["nvidia.com/gpu.memory"] = "24564"
         spec["taints"] = [{"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}]
     return {
         "apiVersion": "v1",
         "kind": "Node",
-        "metadata": {"name": name, "labels": labels,
-                     "annotations": {"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0"}},
+        "metadata": {
+            "name": name,
+            "labels": labels,
+            "annotations": {"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0"},
+        },
         "spec": spec,
         "status": {"capacity": capacity, "allocatable": capacity},
     }
@@ -189,13 +243,16 @@ class KubeCluster:
     token: str
     procs: list[Proc] = field(default_factory=list)
 
-    def kubectl(self, *args: str, input: str | None = None, check: bool = True,
-                timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    def kubectl(
+        self, *args: str, input: str | None = None, check: bool = True, timeout: float = 60
+    ) -> subprocess.CompletedProcess[str]:
         cmd = [str(binary("kubectl")), "--kubeconfig", str(self.kubeconfig), *args]
         result = subprocess.run(cmd, input=input, capture_output=True, text=True, timeout=timeout)
         if check and result.returncode != 0:
-            raise AssertionError(f"kubectl {' '.join(args)} failed ({result.returncode}):\n"
-                                 f"{result.stdout}\n{result.stderr}")
+            raise AssertionError(
+                f"kubectl {' '.join(args)} failed ({result.returncode}):\n"
+                f"{result.stdout}\n{result.stderr}"
+            )
         return result
 
     def api_client(self) -> Any:
@@ -203,17 +260,25 @@ class KubeCluster:
 
         return config.new_client_from_config(config_file=str(self.kubeconfig))
 
-    def create_namespace(self, name: str, labels: dict[str, str] | None = None,
-                         timeout: float = 60) -> str:
+    def create_namespace(
+        self, name: str, labels: dict[str, str] | None = None, timeout: float = 60
+    ) -> str:
         """Create a namespace and wait for its default ServiceAccount (pods need it)."""
         meta: dict[str, Any] = {"name": name}
         if labels:
             meta["labels"] = labels
-        self.kubectl("apply", "-f", "-", input=json.dumps(
-            {"apiVersion": "v1", "kind": "Namespace", "metadata": meta}))
+        self.kubectl(
+            "apply",
+            "-f",
+            "-",
+            input=json.dumps({"apiVersion": "v1", "kind": "Namespace", "metadata": meta}),
+        )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.kubectl("get", "serviceaccount", "default", "-n", name, check=False).returncode == 0:
+            if (
+                self.kubectl("get", "serviceaccount", "default", "-n", name, check=False).returncode
+                == 0
+            ):
                 return name
             time.sleep(0.3)
         raise ServerUnavailable(f"namespace {name}: default ServiceAccount never appeared")
@@ -240,73 +305,133 @@ def start_kube_cluster(workdir: Path, startup_timeout: float = 120) -> KubeClust
     ctx = ssl.create_default_context(cafile=str(workdir / "ca.crt"))
     auth = {"Authorization": f"Bearer {token}"}
     try:
-        etcd = start_proc("etcd", [
-            binary("etcd"), "--data-dir", workdir / "etcd",
-            "--listen-client-urls", f"http://127.0.0.1:{etcd_port}",
-            "--advertise-client-urls", f"http://127.0.0.1:{etcd_port}",
-            "--listen-peer-urls", f"http://127.0.0.1:{etcd_peer}",
-            "--initial-advertise-peer-urls", f"http://127.0.0.1:{etcd_peer}",
-            "--initial-cluster", f"default=http://127.0.0.1:{etcd_peer}",
-            "--unsafe-no-fsync", "--quota-backend-bytes", str(2 * 1024**3),
-        ], workdir)
+        etcd = start_proc(
+            "etcd",
+            [
+                binary("etcd"),
+                "--data-dir",
+                workdir / "etcd",
+                "--listen-client-urls",
+                f"http://127.0.0.1:{etcd_port}",
+                "--advertise-client-urls",
+                f"http://127.0.0.1:{etcd_port}",
+                "--listen-peer-urls",
+                f"http://127.0.0.1:{etcd_peer}",
+                "--initial-advertise-peer-urls",
+                f"http://127.0.0.1:{etcd_peer}",
+                "--initial-cluster",
+                f"default=http://127.0.0.1:{etcd_peer}",
+                "--unsafe-no-fsync",
+                "--quota-backend-bytes",
+                str(2 * 1024**3),
+            ],
+            workdir,
+        )
         cluster.procs.append(etcd)
-        wait_until(etcd, lambda: http_ok(f"http://127.0.0.1:{etcd_port}/health"), 30, "etcd /health")
+        wait_until(
+            etcd, lambda: http_ok(f"http://127.0.0.1:{etcd_port}/health"), 30, "etcd /health"
+        )
 
-        api = start_proc("kube-apiserver", [
-            binary("kube-apiserver"),
-            f"--etcd-servers=http://127.0.0.1:{etcd_port}",
-            "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", f"--secure-port={api_port}",
-            f"--cert-dir={workdir / 'certs'}",
-            f"--tls-cert-file={workdir / 'apiserver.crt'}",
-            f"--tls-private-key-file={workdir / 'apiserver.key'}",
-            f"--client-ca-file={workdir / 'ca.crt'}",
-            f"--token-auth-file={workdir / 'tokens.csv'}",
-            "--authorization-mode=RBAC",
-            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-            f"--service-account-key-file={workdir / 'sa.pub'}",
-            f"--service-account-signing-key-file={workdir / 'sa.key'}",
-            "--service-cluster-ip-range=10.0.0.0/24",
-            "--allow-privileged=true",
-            "--endpoint-reconciler-type=none",  # loopback advertise address is refused otherwise
-            "--enable-priority-and-fairness=false",
-            "--profiling=false",
-        ], workdir)
+        api = start_proc(
+            "kube-apiserver",
+            [
+                binary("kube-apiserver"),
+                f"--etcd-servers=http://127.0.0.1:{etcd_port}",
+                "--bind-address=127.0.0.1",
+                "--advertise-address=127.0.0.1",
+                f"--secure-port={api_port}",
+                f"--cert-dir={workdir / 'certs'}",
+                f"--tls-cert-file={workdir / 'apiserver.crt'}",
+                f"--tls-private-key-file={workdir / 'apiserver.key'}",
+                f"--client-ca-file={workdir / 'ca.crt'}",
+                f"--token-auth-file={workdir / 'tokens.csv'}",
+                "--authorization-mode=RBAC",
+                "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+                f"--service-account-key-file={workdir / 'sa.pub'}",
+                f"--service-account-signing-key-file={workdir / 'sa.key'}",
+                "--service-cluster-ip-range=10.0.0.0/24",
+                "--allow-privileged=true",
+                # A loopback advertise address is refused by the endpoint reconciler.
+                "--endpoint-reconciler-type=none",
+                "--enable-priority-and-fairness=false",
+                "--profiling=false",
+            ],
+            workdir,
+        )
         cluster.procs.append(api)
         wait_until(api, lambda: http_ok(f"{server}/readyz", auth, ctx), startup_timeout, "/readyz")
 
         cm_port, sched_port = free_port(), free_port()
-        cluster.procs.append(start_proc("kube-controller-manager", [
-            binary("kube-controller-manager"), f"--kubeconfig={kubeconfig}",
-            f"--service-account-private-key-file={workdir / 'sa.key'}",
-            f"--root-ca-file={workdir / 'ca.crt'}",
-            "--leader-elect=false", "--bind-address=127.0.0.1", f"--secure-port={cm_port}",
-            "--use-service-account-credentials=true",
-            "--concurrent-gc-syncs=5", "--profiling=false",
-        ], workdir))
-        cluster.procs.append(start_proc("kube-scheduler", [
-            binary("kube-scheduler"), f"--kubeconfig={kubeconfig}", "--leader-elect=false",
-            "--bind-address=127.0.0.1", f"--secure-port={sched_port}", "--profiling=false",
-        ], workdir))
+        cluster.procs.append(
+            start_proc(
+                "kube-controller-manager",
+                [
+                    binary("kube-controller-manager"),
+                    f"--kubeconfig={kubeconfig}",
+                    f"--service-account-private-key-file={workdir / 'sa.key'}",
+                    f"--root-ca-file={workdir / 'ca.crt'}",
+                    "--leader-elect=false",
+                    "--bind-address=127.0.0.1",
+                    f"--secure-port={cm_port}",
+                    "--use-service-account-credentials=true",
+                    "--concurrent-gc-syncs=5",
+                    "--profiling=false",
+                ],
+                workdir,
+            )
+        )
+        cluster.procs.append(
+            start_proc(
+                "kube-scheduler",
+                [
+                    binary("kube-scheduler"),
+                    f"--kubeconfig={kubeconfig}",
+                    "--leader-elect=false",
+                    "--bind-address=127.0.0.1",
+                    f"--secure-port={sched_port}",
+                    "--profiling=false",
+                ],
+                workdir,
+            )
+        )
         kwok_port = free_port()
-        cluster.procs.append(start_proc("kwok", [
-            binary("kwok"), f"--kubeconfig={kubeconfig}",
-            f"--config={HERE / 'kwok-stages.yaml'}",
-            "--manage-all-nodes=false",
-            "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
-            "--manage-nodes-with-label-selector=",
-            "--cidr=10.0.0.1/24", "--node-ip=10.0.0.1",
-            "--node-lease-duration-seconds=40",
-            f"--server-address=127.0.0.1:{kwok_port}",
-        ], workdir))
+        cluster.procs.append(
+            start_proc(
+                "kwok",
+                [
+                    binary("kwok"),
+                    f"--kubeconfig={kubeconfig}",
+                    f"--config={HERE / 'kwok-stages.yaml'}",
+                    "--manage-all-nodes=false",
+                    "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
+                    "--manage-nodes-with-label-selector=",
+                    "--cidr=10.0.0.1/24",
+                    "--node-ip=10.0.0.1",
+                    "--node-lease-duration-seconds=40",
+                    f"--server-address=127.0.0.1:{kwok_port}",
+                ],
+                workdir,
+            )
+        )
 
-        nodes = [_node_manifest(n, True) for n in GPU_NODES] + [_node_manifest(n, False) for n in CPU_NODES]
-        cluster.kubectl("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": nodes}))
-        cluster.kubectl("wait", "--for=condition=Ready", "node", "--all", "--timeout=60s", timeout=90)
+        nodes = [_node_manifest(n, True) for n in GPU_NODES] + [
+            _node_manifest(n, False) for n in CPU_NODES
+        ]
+        cluster.kubectl(
+            "apply",
+            "-f",
+            "-",
+            input=json.dumps({"apiVersion": "v1", "kind": "List", "items": nodes}),
+        )
+        cluster.kubectl(
+            "wait", "--for=condition=Ready", "node", "--all", "--timeout=60s", timeout=90
+        )
         cluster.create_namespace("default")
         dead = [p for p in cluster.procs if not p.alive()]
         if dead:
-            raise ServerUnavailable("exited while starting:\n" + "\n".join(
-                f"--- {p.name}\n{p.tail()}" for p in dead))
+            raise ServerUnavailable(
+                "exited while starting:\n" + "\n".join(f"--- {p.name}\n{p.tail()}" for p in dead)
+            )
         return cluster
     except BaseException:
         cluster.stop()
@@ -363,8 +488,13 @@ def start_ollama(workdir: Path, model: str = "smollm2", num_parallel: int = 4) -
         if model not in names:
             modelfile = workdir / "Modelfile"
             modelfile.write_text(f"FROM {smollm2_gguf()}\nPARAMETER num_ctx 4096\n")
-            subprocess.run([str(binary("ollama")), "create", model, "-f", str(modelfile)],
-                           env={**os.environ, **env}, check=True, capture_output=True, timeout=600)
+            subprocess.run(
+                [str(binary("ollama")), "create", model, "-f", str(modelfile)],
+                env={**os.environ, **env},
+                check=True,
+                capture_output=True,
+                timeout=600,
+            )
         return OllamaServer(url, model, proc)
     except BaseException:
         proc.stop()
@@ -413,11 +543,27 @@ def start_weaviate(workdir: Path) -> WeaviateServer:
         "QUERY_DEFAULTS_LIMIT": "25",
         "LOG_LEVEL": "warning",
     }
-    proc = start_proc("weaviate", [binary("weaviate-server"), "--host", "127.0.0.1",
-                                   "--port", str(http_port), "--scheme", "http"], workdir, env)
+    proc = start_proc(
+        "weaviate",
+        [
+            binary("weaviate-server"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(http_port),
+            "--scheme",
+            "http",
+        ],
+        workdir,
+        env,
+    )
     try:
-        wait_until(proc, lambda: http_ok(f"http://127.0.0.1:{http_port}/v1/.well-known/ready"),
-                   90, "/v1/.well-known/ready")
+        wait_until(
+            proc,
+            lambda: http_ok(f"http://127.0.0.1:{http_port}/v1/.well-known/ready"),
+            90,
+            "/v1/.well-known/ready",
+        )
         return WeaviateServer("127.0.0.1", http_port, grpc_port, proc)
     except BaseException:
         proc.stop()

@@ -26,7 +26,11 @@ def test_chat_answer_from_smollm2(ollama_server: OllamaServer) -> None:
 
 def test_structured_output_follows_json_schema(ollama_server: OllamaServer) -> None:
     client = ollama.Client(host=ollama_server.url)
-    schema = {"type": "object", "properties": {"answer": {"type": "string"}}, "required": ["answer"]}
+    schema = {
+        "type": "object",
+        "properties": {"answer": {"type": "string"}},
+        "required": ["answer"],
+    }
 
     reply = client.chat(
         model=ollama_server.model,

@@ -14,7 +14,9 @@ def test_store_and_query_vectors(weaviate_server: WeaviateServer) -> None:
     from weaviate.classes.config import Configure, DataType, Property
 
     client = weaviate.connect_to_local(
-        host=weaviate_server.host, port=weaviate_server.http_port, grpc_port=weaviate_server.grpc_port
+        host=weaviate_server.host,
+        port=weaviate_server.http_port,
+        grpc_port=weaviate_server.grpc_port,
     )
     try:
         if client.collections.exists("ServerSmoke"):
@@ -24,11 +26,17 @@ def test_store_and_query_vectors(weaviate_server: WeaviateServer) -> None:
             properties=[Property(name="text", data_type=DataType.TEXT)],
             vector_config=Configure.Vectors.self_provided(),
         )
-        coll.data.insert_many([
-            weaviate.classes.data.DataObject(properties={"text": "north"}, vector=[1.0, 0.0, 0.0]),
-            weaviate.classes.data.DataObject(properties={"text": "east"}, vector=[0.0, 1.0, 0.0]),
-            weaviate.classes.data.DataObject(properties={"text": "up"}, vector=[0.0, 0.0, 1.0]),
-        ])
+        coll.data.insert_many(
+            [
+                weaviate.classes.data.DataObject(
+                    properties={"text": "north"}, vector=[1.0, 0.0, 0.0]
+                ),
+                weaviate.classes.data.DataObject(
+                    properties={"text": "east"}, vector=[0.0, 1.0, 0.0]
+                ),
+                weaviate.classes.data.DataObject(properties={"text": "up"}, vector=[0.0, 0.0, 1.0]),
+            ]
+        )
 
         result = coll.query.near_vector(near_vector=[0.1, 0.9, 0.0], limit=2)
 

@@ -47,7 +47,7 @@ def run_workload(
     main: Callable[[Resource[Any], Reporter], None],
     argv: list[str] | None = None,
 ) -> int:
-    """Parse `--spec`, build the reporter, run `main`; a clear one-line error and exit 1 on failure."""
+    """Parse `--spec`, build the reporter, run `main`; on failure a one-line error and exit 1."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--spec", type=Path, required=True, help="resolved spec (JSON or YAML)")
     parser.add_argument("--verbose", action="store_true", help="debug logging")
