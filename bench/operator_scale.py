@@ -119,7 +119,21 @@ class JobWatch:
         self._stop.set()
 
 
-def run_round(cluster: KubeCluster, ns: str, n: int, threads: int, pid: int) -> dict[str, Any]:
+def reconcile_totals(metrics_url: str) -> tuple[float, float]:
+    """(seconds, count) summed over the operator's reconcile histogram."""
+    text = urllib.request.urlopen(metrics_url, timeout=5).read().decode()
+    seconds = count = 0.0
+    for line in text.splitlines():
+        if line.startswith("llmft_operator_reconcile_seconds_sum"):
+            seconds += float(line.rsplit(" ", 1)[1])
+        elif line.startswith("llmft_operator_reconcile_seconds_count"):
+            count += float(line.rsplit(" ", 1)[1])
+    return seconds, count
+
+
+def run_round(
+    cluster: KubeCluster, ns: str, n: int, threads: int, pid: int, metrics_url: str
+) -> dict[str, Any]:
     api_client = cluster.api_client()
     custom = client.CustomObjectsApi(api_client)
     jobs = JobWatch(api_client, ns)
@@ -132,6 +146,7 @@ def run_round(cluster: KubeCluster, ns: str, n: int, threads: int, pid: int) -> 
                                                dataset(name))
 
     cpu_before = cpu_seconds(pid)
+    seconds_before, count_before = reconcile_totals(metrics_url)
     started = time.monotonic()
     with ThreadPoolExecutor(threads) as pool:
         list(pool.map(create, range(n)))
@@ -141,6 +156,8 @@ def run_round(cluster: KubeCluster, ns: str, n: int, threads: int, pid: int) -> 
         time.sleep(0.2)
     jobs.stop()
     cpu_spent = cpu_seconds(pid) - cpu_before
+    seconds_after, count_after = reconcile_totals(metrics_url)
+    reconciles = max(count_after - count_before, 1)
     latencies = [jobs.seen[k] - t for k, t in sent.items() if k in jobs.seen]
     return {
         "n": n,
@@ -153,6 +170,8 @@ def run_round(cluster: KubeCluster, ns: str, n: int, threads: int, pid: int) -> 
         "operator_peak_rss_mib": round(peak_rss_mib(pid), 1),
         # CPU the operator spent until the last Job appeared: what it costs per object.
         "operator_cpu_seconds": round(cpu_spent, 1),
+        "reconciles": int(reconciles),
+        "mean_reconcile_ms": round(1000 * (seconds_after - seconds_before) / reconciles, 1),
         "load_average_1m": os.getloadavg()[0],
     }
 
@@ -174,8 +193,10 @@ def main() -> int:
         namespaces = [f"bench-{n}" for n in sizes]
         for ns in namespaces:
             setup_namespace(cluster, ns)
-        health = free_port()
-        env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig), "LLMFT_METRICS_PORT": "0",
+        health, metrics_port = free_port(), free_port()
+        metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
+        env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig),
+               "LLMFT_METRICS_PORT": str(metrics_port),
                "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT / "operator")])}
         argv = [sys.executable, "-m", "llmft_operator", "--log-format", "plain", "--quiet",
                 "--liveness", f"http://127.0.0.1:{health}/healthz"]
@@ -195,7 +216,7 @@ def main() -> int:
                 time.sleep(0.3)
         results = []
         for n, ns in zip(sizes, namespaces, strict=True):
-            result = run_round(cluster, ns, n, args.apply_threads, operator.pid)
+            result = run_round(cluster, ns, n, args.apply_threads, operator.pid, metrics_url)
             results.append(result)
             print(json.dumps(result), flush=True)
         print(f"{'N':>6} {'p50 s':>8} {'p99 s':>8} {'all jobs s':>11} {'peak RSS MiB':>13} "
