@@ -88,9 +88,9 @@ def main() -> int:
     trainer = SFTTrainer(
         model=model, args=config, train_dataset=dataset, processing_class=tokenizer
     )
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     result = trainer.train()
-    seconds = time.perf_counter() - start
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu_start
     tokens = int(trainer.state.num_input_tokens_seen)
     peak = (
         torch.cuda.max_memory_allocated()
@@ -103,6 +103,7 @@ def main() -> int:
                 "tokens": tokens,
                 "trainRuntimeSeconds": float(result.metrics["train_runtime"]),
                 "wallSeconds": seconds,
+                "trainCpuSeconds": cpu,
                 "tokensPerSecond": tokens / float(result.metrics["train_runtime"]),
                 "peakMemoryBytes": int(peak),
                 "trainLoss": float(result.training_loss),

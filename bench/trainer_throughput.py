@@ -4,7 +4,8 @@ Both train the same randomly initialised Llama (built from a config) on the same
 prompt/completion conversations, with the same LoRA shape, batch, sequence length and steps, each
 in its own fresh process (so peak memory is its own). tokens/s counts non-padding tokens over the
 Trainer's train_runtime in both. Peak memory is the CUDA allocator's peak on a GPU, the peak
-resident set size on a CPU.
+resident set size on a CPU. Each process's CPU time (user + system, import and load included)
+is printed too: on a shared CPU, wall-clock rates swing with the neighbours' load.
 
     python bench/trainer_throughput.py                       # CPU-sized defaults
     python bench/trainer_throughput.py --preset 1b --method qlora --steps 30   # on a GPU
@@ -16,6 +17,7 @@ import argparse
 import json
 import os
 import random
+import resource
 import subprocess
 import sys
 import tempfile
@@ -121,13 +123,19 @@ def write_data(dataset_dir: Path, rows: int, answer_words: int) -> Path:
     return conversations
 
 
-def run(cmd: list[str], env: dict[str, str]) -> tuple[str, float]:
-    start = time.perf_counter()
+def _children_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run(cmd: list[str], env: dict[str, str]) -> tuple[str, float, float]:
+    """stdout, wall seconds and CPU seconds (user + system) of one fresh process."""
+    start, cpu = time.perf_counter(), _children_cpu_seconds()
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if proc.returncode != 0:
         sys.stderr.write(proc.stdout[-4000:] + proc.stderr[-8000:])
         raise SystemExit(f"failed: {' '.join(cmd)}")
-    return proc.stdout, time.perf_counter() - start
+    return proc.stdout, time.perf_counter() - start, _children_cpu_seconds() - cpu
 
 
 def run_llmft(args: argparse.Namespace, model: Path, data: Path, work: Path, env: dict[str, str]):
@@ -159,15 +167,19 @@ def run_llmft(args: argparse.Namespace, model: Path, data: Path, work: Path, env
     }
     spec_file = work / "spec.json"
     spec_file.write_text(json.dumps(spec))
-    _, wall = run([sys.executable, "-m", "llmft.workloads.trainer", "--spec", str(spec_file)], env)
+    _, wall, cpu = run(
+        [sys.executable, "-m", "llmft.workloads.trainer", "--spec", str(spec_file)], env
+    )
     m = json.loads((work / "llmft-out" / "metrics.json").read_text())
     return {
         "tokens": m["tokensSeen"],
         "trainRuntimeSeconds": m["trainRuntimeSeconds"],
+        "trainCpuSeconds": m["trainCpuSeconds"],
         "tokensPerSecond": m["tokensSeen"] / m["trainRuntimeSeconds"],
         "peakMemoryBytes": int(m["peakMemoryGiB"] * 1024**3),
         "trainLoss": m["trainLoss"],
         "wallSeconds": wall,
+        "processCpuSeconds": cpu,
     }
 
 
@@ -195,9 +207,10 @@ def run_baseline(
     ]
     if args.gradient_checkpointing:
         cmd.append("--gradient-checkpointing")
-    stdout, wall = run(cmd, env)
+    stdout, wall, cpu = run(cmd, env)
     result = json.loads(stdout.strip().splitlines()[-1])
     result["wallSeconds"] = wall
+    result["processCpuSeconds"] = cpu
     return result
 
 
@@ -246,16 +259,26 @@ def main() -> int:
         f"\n{args.preset} Llama, {args.method}, {args.steps} steps x batch {args.batch_size} x "
         f"seq {args.seq_len}, gradient checkpointing {args.gradient_checkpointing}, device {device}"
     )
-    print(f"{'':10} {'tokens/s':>10} {'peak GiB':>9} {'train s':>8} {'tokens':>8} {'loss':>7}")
+    print(
+        f"{'':10} {'tokens/s':>10} {'peak GiB':>9} {'train s':>8} {'tokens':>8} {'loss':>7} "
+        f"{'train CPU s':>12} {'tokens/CPU s':>13} {'process CPU s':>14}"
+    )
     for label in ("llmft", "baseline"):
         r = results[label]
+        r["tokensPerCpuSecond"] = r["tokens"] / r["trainCpuSeconds"]
         print(
             f"{label:10} {r['tokensPerSecond']:10.1f} {r['peakMemoryBytes'] / 1024**3:9.3f} "
-            f"{r['trainRuntimeSeconds']:8.2f} {r['tokens']:8d} {r['trainLoss']:7.3f}"
+            f"{r['trainRuntimeSeconds']:8.2f} {r['tokens']:8d} {r['trainLoss']:7.3f} "
+            f"{r['trainCpuSeconds']:12.1f} {r['tokensPerCpuSecond']:13.1f} "
+            f"{r['processCpuSeconds']:14.1f}"
         )
     ratio_tps = ours["tokensPerSecond"] / base["tokensPerSecond"]
     ratio_mem = ours["peakMemoryBytes"] / base["peakMemoryBytes"]
-    print(f"ratio llmft/baseline: tokens/s {ratio_tps:.3f}, peak memory {ratio_mem:.3f}")
+    ratio_cpu = ours["tokensPerCpuSecond"] / base["tokensPerCpuSecond"]
+    print(
+        f"ratio llmft/baseline: tokens/s {ratio_tps:.3f}, tokens per CPU second {ratio_cpu:.3f}, "
+        f"peak memory {ratio_mem:.3f}"
+    )
     if args.json:
         Path(args.json).write_text(
             json.dumps(
@@ -263,7 +286,11 @@ def main() -> int:
                     "args": vars(args),
                     "device": device,
                     "results": results,
-                    "ratio": {"tokensPerSecond": ratio_tps, "peakMemory": ratio_mem},
+                    "ratio": {
+                        "tokensPerSecond": ratio_tps,
+                        "tokensPerCpuSecond": ratio_cpu,
+                        "peakMemory": ratio_mem,
+                    },
                 },
                 indent=2,
             )

@@ -10,6 +10,7 @@ import logging
 import os
 import resource
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -325,7 +326,9 @@ def main(res: Resource[Any], reporter: Reporter) -> None:
                 param.data = param.data.float()
     if resume:
         log.info("resuming from %s (step %s)", resume, resumed_from)
+    cpu_start = time.process_time()
     result = trainer.train(resume_from_checkpoint=resume)
+    train_cpu = time.process_time() - cpu_start
     eval_loss = final_eval_loss(trainer) if has_eval else None
     progress.eval_loss = eval_loss
     tokens_per_second, _ = progress.throughput(trainer.state)
@@ -344,6 +347,7 @@ def main(res: Resource[Any], reporter: Reporter) -> None:
         "tokensPerSecond": round(tokens_per_second, 2) if tokens_per_second else None,
         "tokensSeen": int(trainer.state.num_input_tokens_seen),
         "trainRuntimeSeconds": round(float(result.metrics.get("train_runtime", 0.0)), 2),
+        "trainCpuSeconds": round(train_cpu, 2),
         "peakMemoryGiB": round(peak / 1024**3, 3),
         "estimatedMemoryGiB": round(tm.estimate.total / 1024**3, 3),
         "trainableParameters": int(trainable),
