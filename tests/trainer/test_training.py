@@ -169,3 +169,32 @@ def test_smollm2_from_the_gguf_package_runs_lora_steps(
     assert metrics["steps"] == 3 and metrics["totalParameters"] > 100_000_000
     config = json.loads((out / "adapter" / "adapter_config.json").read_text())
     assert sorted(config["target_modules"]) == ["q_proj", "v_proj"]
+
+
+def test_early_stopping_ends_a_diverging_run_and_keeps_the_best_checkpoint(
+    tiny_model: Path, dataset_dir: Path, tmp_path: Path, run_trainer: RunTrainer
+) -> None:
+    out = tmp_path / "out"
+    manifest = finetune_manifest(
+        tiny_model,
+        dataset_dir,
+        out,
+        hyperparameters={
+            "maxSteps": 20,
+            "learningRate": 1.0,  # diverges at once: eval loss only gets worse
+            "evalSteps": 1,
+            "saveSteps": 1,
+            "earlyStoppingPatience": 1,
+        },
+    )
+    rc, status = run_trainer(manifest)
+
+    assert rc == 0, status
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["stoppedEarly"] and metrics["steps"] < 20
+    evals = [
+        json.loads(line)["eval_loss"]
+        for line in (out / "log_history.jsonl").read_text().splitlines()
+        if "eval_loss" in json.loads(line)
+    ]
+    assert metrics["evalLoss"] == pytest.approx(min(evals[:-1]), rel=1e-4)
