@@ -151,8 +151,9 @@ class Reconciler:
         generation = int(meta.get("generation") or 1)
         jname = job_name(kind, name)
 
-        if job is None or job["metadata"].get("deletionTimestamp"):
+        if (job is None or job["metadata"].get("deletionTimestamp")) and status.get("jobName"):
             job = self.kube.get_job(namespace, jname)
+        # Without status.jobName no Job is known: _start's create answers 409 if one exists.
         if job is not None:
             if meta["uid"] not in owner_uids(job):
                 return Outcome(
@@ -256,6 +257,9 @@ class Reconciler:
                     message=f"{child['kind']} {child['metadata']['name']} of an earlier "
                     f"{kind} {meta['name']} is still being deleted",
                 )
+            if child is job and existing is not None:
+                # Created before the status said so (an operator stopped in between): follow it.
+                return self._reconcile(kind, body, existing)
         jname = job["metadata"]["name"]
         obs = Observation(Phase.PENDING, "JobCreated", f"created Job {jname}")
         patch = job_status(

@@ -64,7 +64,8 @@ def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
         # first).
         settings.scanning.disabled = True
     settings.posting.level = logging.INFO
-    settings.execution.max_workers = 16
+    # Reconciles mostly wait on the API server; more threads overlap those waits.
+    settings.execution.max_workers = 32
     settings.networking.request_timeout = 60
     # Stop within a pod's default grace period even with thousands of resources in flight;
     # nothing is lost by a hard exit (every reconcile is idempotent).
