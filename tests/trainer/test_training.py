@@ -139,6 +139,12 @@ def test_causal_training_killed_mid_run_resumes_from_its_last_checkpoint(
     assert steps == sorted(set(steps)), "steps after the checkpoint were logged twice"
     assert steps[-1] == saved[-1] + 2
 
+    # Restarted once more after the last step: nothing is trained past maxSteps.
+    rc, status = run_trainer(manifest)
+    assert rc == 0, status
+    assert status["metrics"]["steps"] == saved[-1] + 2
+    assert status["metrics"]["resumedFromStep"] == saved[-1] + 2
+
 
 def test_smollm2_from_the_gguf_package_runs_lora_steps(
     dataset_dir: Path, tmp_path: Path, run_trainer: RunTrainer

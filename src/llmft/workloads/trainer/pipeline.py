@@ -112,6 +112,39 @@ def find_resume_checkpoint(ckpt_dir: Path, fingerprint: dict[str, Any]) -> str |
     return last
 
 
+def checkpoint_is_final(checkpoint: str, spec: FineTuneJobSpec) -> bool:
+    """Whether the checkpoint already holds the run's last step (for the spec's run length)."""
+    state = json.loads((Path(checkpoint) / "trainer_state.json").read_text())
+    step = int(state.get("global_step", 0))
+    hp = spec.hyperparameters
+    if hp.max_steps is not None:
+        return step >= hp.max_steps
+    # Epoch-based: the same data and batch shape (run.json) give the same steps per epoch.
+    same_epochs = float(state.get("num_train_epochs") or -1) == float(hp.epochs)
+    return same_epochs and step >= int(state.get("max_steps") or 1 << 62)
+
+
+def restore_final_checkpoint(trainer: Any, checkpoint: str) -> tuple[float, float]:
+    """Load the adapter (the best one, when early stopping kept it) and the state of a finished
+    run into the trainer; returns its last logged training loss and runtime."""
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+    from transformers import TrainerState
+
+    state = TrainerState.load_from_json(str(Path(checkpoint) / "trainer_state.json"))
+    source = Path(state.best_model_checkpoint or checkpoint)
+    if trainer.args.load_best_model_at_end and not (source / "adapter_model.safetensors").exists():
+        source = Path(checkpoint)
+    weights = load_file(str(source / "adapter_model.safetensors"))
+    set_peft_model_state_dict(trainer.model, weights)
+    trainer.state = state
+    losses = [e["loss"] for e in state.log_history if "loss" in e]
+    runtimes = [e["train_runtime"] for e in state.log_history if "train_runtime" in e]
+    return (float(losses[-1]) if losses else float("nan")), (
+        float(runtimes[-1]) if runtimes else 0.0
+    )
+
+
 def _trim_log(log_file: Path, resumed_from: int | None) -> None:
     """Keep log entries up to the resumed step, so steps logged after it are not doubled."""
     if resumed_from is None or not log_file.exists():
@@ -327,7 +360,21 @@ def main(res: Resource[Any], reporter: Reporter) -> None:
     if resume:
         log.info("resuming from %s (step %s)", resume, resumed_from)
     cpu_start = time.process_time()
-    result = trainer.train(resume_from_checkpoint=resume)
+    if resume and checkpoint_is_final(resume, spec):
+        # A pod restarted after the last step (while saving or pushing): training again would
+        # run past maxSteps, so the final checkpoint's adapter is taken as it is.
+        train_loss, train_runtime = restore_final_checkpoint(trainer, resume)
+        reporter.progress(
+            force=True,
+            step=trainer.state.global_step,
+            total=trainer.state.max_steps,
+            resumedFromStep=resumed_from,
+            message=f"checkpoint {resumed_from} is the last step; saving it without training",
+        )
+    else:
+        result = trainer.train(resume_from_checkpoint=resume)
+        train_loss = float(result.training_loss)
+        train_runtime = float(result.metrics.get("train_runtime", 0.0))
     train_cpu = time.process_time() - cpu_start
     eval_loss = final_eval_loss(trainer) if has_eval else None
     progress.eval_loss = eval_loss
@@ -341,12 +388,12 @@ def main(res: Resource[Any], reporter: Reporter) -> None:
     metrics: dict[str, Any] = {
         "steps": trainer.state.global_step,
         "epochs": round(float(trainer.state.epoch or 0), 4),
-        "trainLoss": round(float(result.training_loss), 6),
+        "trainLoss": round(train_loss, 6),
         "finalLoss": progress.loss,
         "evalLoss": round(float(eval_loss), 6) if eval_loss is not None else None,
         "tokensPerSecond": round(tokens_per_second, 2) if tokens_per_second else None,
         "tokensSeen": int(trainer.state.num_input_tokens_seen),
-        "trainRuntimeSeconds": round(float(result.metrics.get("train_runtime", 0.0)), 2),
+        "trainRuntimeSeconds": round(train_runtime, 2),
         "trainCpuSeconds": round(train_cpu, 2),
         "peakMemoryGiB": round(peak / 1024**3, 3),
         "estimatedMemoryGiB": round(tm.estimate.total / 1024**3, 3),
