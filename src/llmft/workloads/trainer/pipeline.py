@@ -127,16 +127,14 @@ def checkpoint_is_final(checkpoint: str, spec: FineTuneJobSpec) -> bool:
 def restore_final_checkpoint(trainer: Any, checkpoint: str) -> tuple[float, float]:
     """Load the adapter (the best one, when early stopping kept it) and the state of a finished
     run into the trainer; returns its last logged training loss and runtime."""
-    from peft import set_peft_model_state_dict
-    from safetensors.torch import load_file
+    from peft import load_peft_weights, set_peft_model_state_dict
     from transformers import TrainerState
 
     state = TrainerState.load_from_json(str(Path(checkpoint) / "trainer_state.json"))
     source = Path(state.best_model_checkpoint or checkpoint)
     if trainer.args.load_best_model_at_end and not (source / "adapter_model.safetensors").exists():
         source = Path(checkpoint)
-    weights = load_file(str(source / "adapter_model.safetensors"))
-    set_peft_model_state_dict(trainer.model, weights)
+    set_peft_model_state_dict(trainer.model, load_peft_weights(str(source)))
     trainer.state = state
     losses = [e["loss"] for e in state.log_history if "loss" in e]
     runtimes = [e["train_runtime"] for e in state.log_history if "train_runtime" in e]
