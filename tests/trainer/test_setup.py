@@ -179,3 +179,21 @@ def test_causal_mode_packs_and_instruct_mode_masks_the_prompt(tmp_path: Path) ->
     assert causal.packing and causal.packing_strategy == "bfd_split"
     assert not instruct.packing and instruct.completion_only_loss is True
     assert causal.eval_strategy == "no"
+
+
+def test_a_configured_tracker_that_is_not_installed_is_named(
+    tiny_model: Path, dataset_dir: Path, tmp_path: Path, run_trainer: RunTrainer
+) -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("mlflow") is not None:
+        pytest.skip("mlflow is installed here")
+    manifest = finetune_manifest(tiny_model, dataset_dir, tmp_path / "out")
+    manifest["spec"]["tracking"] = {"mlflowTrackingUri": "http://127.0.0.1:5000"}
+    rc, status = run_trainer(manifest)
+
+    assert rc == 1
+    assert status["progress"]["message"] == (
+        "failed: spec.tracking.mlflowTrackingUri: set, but the mlflow package is not installed "
+        "in the trainer image"
+    )
