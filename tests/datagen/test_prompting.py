@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from llmft.api.datasetgeneration import Generator
 from llmft.workloads.datagen.chunking import Chunk
 from llmft.workloads.datagen.prompting import (
+    ANSWER_PATTERNS,
     DEFAULT_SYSTEM_PROMPT,
     DEFAULT_TEMPLATE,
+    QUESTION_PATTERNS,
     PromptSet,
     build_request,
     kinds_for_chunk,
@@ -83,9 +87,37 @@ def test_a_multihop_request_shows_the_neighbour_and_records_both_chunks() -> Non
     assert "five days" not in alone.messages[1]["content"]
 
 
-def test_the_response_schema_constrains_kind_and_count() -> None:
-    schema = response_schema(["yesno", "factual", "yesno"])
-    items = schema["properties"]["pairs"]
-    assert items["maxItems"] == 3
-    assert items["items"]["properties"]["kind"]["enum"] == ["factual", "yesno"]
-    assert items["items"]["required"] == ["question", "answer", "kind"]
+def test_the_response_schema_asks_one_pair_per_kind_in_order() -> None:
+    schema = response_schema(["yesno", "factual"])
+    pairs = schema["properties"]["pairs"]
+    assert pairs["minItems"] == pairs["maxItems"] == 2
+    items = pairs["prefixItems"]
+    assert [i["properties"]["kind"]["enum"] for i in items] == [["yesno"], ["factual"]]
+    assert list(items[0]["properties"]) == ["kind", "question", "answer"]
+    assert all(i["required"] == ["kind", "question", "answer"] for i in items)
+
+
+@pytest.mark.parametrize(
+    ("kind", "question", "ok"),
+    [
+        ("factual", "How many days of leave do I get?", True),
+        ("factual", "1. factual", False),
+        ("factual", "Annual leave", False),
+        ("procedural", "How do I book leave?", True),
+        ("yesno", "Is sick pay paid during probation?", True),
+        ("yesno", "What is sick pay?", False),
+        ("multihop", "When must carried-over days be used, and how many are there?", True),
+        ("multihop", "Your first weeks, your buddy will meet you.", False),
+        ("factual", 'What is "Harbour"?', False),  # a quote would end the JSON string
+    ],
+)
+def test_question_patterns_hold_the_model_to_a_question_of_its_kind(
+    kind: str, question: str, ok: bool
+) -> None:
+    assert bool(re.match(QUESTION_PATTERNS[kind], question)) is ok
+
+
+def test_a_yes_no_answer_starts_with_yes_or_no() -> None:
+    pattern = ANSWER_PATTERNS["yesno"]
+    assert re.match(pattern, "Yes, after probation.") and re.match(pattern, "No.")
+    assert not re.match(pattern, "It depends on your service.")

@@ -154,6 +154,12 @@ class OllamaBackend:
             except self._ollama.ResponseError as err:
                 if err.status_code == 404:
                     raise self._missing() from None
+                if "invalid JSON schema" in str(err.error):
+                    # Ollama answers 500, but the same schema fails the same way every time.
+                    raise WorkloadError(
+                        f"Ollama at {self.host} cannot use the reply schema as `format`: "
+                        f"{err.error}; upgrade Ollama (structured outputs need 0.5 or later)"
+                    ) from None
                 if err.status_code != 429 and err.status_code < 500:
                     raise RequestRejected(
                         f"Ollama at {self.host} rejected the request for chunk "

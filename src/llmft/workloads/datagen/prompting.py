@@ -33,12 +33,13 @@ Text:
 {context}
 \"\"\"
 {neighbour_context}
-Write {num_questions} question and answer pairs about the text, one for each of these kinds, \
+Write {num_questions} question and answer pairs about the text, one of each of these kinds, \
 in this order:
 {kinds}
 
-Answer in one or two sentences, using the words of the text.
-Reply as JSON: {"pairs": [{"question": "...", "answer": "...", "kind": "..."}]}"""
+Each question ends with a question mark. Answer in one or two sentences, using the words of \
+the text.
+Reply as JSON: {"pairs": [{"kind": "...", "question": "...", "answer": "..."}]}"""
 
 NEIGHBOUR_BLOCK = """
 Neighbouring text from the same document (use it for the multihop question only):
@@ -120,23 +121,48 @@ def kinds_for_chunk(
     return [rotated[j % len(rotated)] for j in range(count)]
 
 
+# What each kind's question opens with; the schema's patterns hold the model to it, so even a
+# 135M model writes a question (not a heading, a list item or "1. factual") of the kind asked.
+_TEXT = r'[^"\\\n]'
+QUESTION_PATTERNS = {
+    "factual": rf"^(What|When|Who|Which|Where|How many|How much|How long|How often) {_TEXT}+\?$",
+    "procedural": rf"^(How|What) {_TEXT}+\?$",
+    "yesno": rf"^(Is|Are|Can|Could|Do|Does|Did|Must|Should|May|Will|Has|Have) {_TEXT}+\?$",
+    # Any question word: without one, a small model writes a paragraph and never reaches "?".
+    "multihop": rf"^(What|When|Who|Which|Where|Why|How|Is|Are|Can|Do|Does|Must|Should) {_TEXT}+\?$",
+}
+ANSWER_PATTERNS = {"yesno": rf"^(Yes|No)[,.]( {_TEXT}+)?$"}
+
+
+def _pair_schema(kind: str) -> dict[str, Any]:
+    answer: dict[str, Any] = {"type": "string"}
+    if kind in ANSWER_PATTERNS:
+        answer["pattern"] = ANSWER_PATTERNS[kind]
+    else:
+        answer["minLength"] = 1
+    return {
+        "type": "object",
+        # The kind comes first, so the model has read which kind it writes before the question.
+        "properties": {
+            "kind": {"type": "string", "enum": [kind]},
+            "question": {"type": "string", "pattern": QUESTION_PATTERNS.get(kind, r"^.+\?$")},
+            "answer": answer,
+        },
+        "required": ["kind", "question", "answer"],
+    }
+
+
 def response_schema(kinds: Sequence[str]) -> dict[str, Any]:
-    """The JSON schema passed as Ollama's `format`: a list of question/answer/kind objects."""
+    """The JSON schema passed as Ollama's `format`: exactly one pair per kind asked, in order,
+    each with its kind fixed and its question (and a yes/no answer) held to a pattern."""
     return {
         "type": "object",
         "properties": {
             "pairs": {
                 "type": "array",
-                "items": {
-                    "type": "object",
-                    "properties": {
-                        "question": {"type": "string"},
-                        "answer": {"type": "string"},
-                        "kind": {"type": "string", "enum": sorted(set(kinds))},
-                    },
-                    "required": ["question", "answer", "kind"],
-                },
-                "minItems": 1,
+                # Ollama refuses `"items": false`; minItems = maxItems closes the tuple instead.
+                "prefixItems": [_pair_schema(k) for k in kinds],
+                "minItems": len(kinds),
                 "maxItems": len(kinds),
             }
         },
@@ -157,7 +183,8 @@ def build_request(
         position, generator.question_kinds, generator.questions_per_chunk, neighbour is not None
     )
     uses_neighbour = neighbour is not None and "multihop" in kinds
-    kinds_text = "\n".join(f"{i + 1}. {k}: {KIND_HINTS[k]}" for i, k in enumerate(kinds))
+    # Bullets, not numbers: small models copy "1. factual" into the question field otherwise.
+    kinds_text = "\n".join(f"- {k}: {KIND_HINTS[k]}" for k in kinds)
     user = prompts.render(
         context=chunk.text,
         neighbour_context=NEIGHBOUR_BLOCK.format(text=neighbour.text)
