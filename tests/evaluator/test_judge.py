@@ -144,7 +144,8 @@ def test_real_ollama_judge_completes_with_scores_in_range_or_missing(  # type: i
             "maxRetries": 1,
             "maxTokens": 128,
             "relevancyQuestions": 1,
-            "timeoutSeconds": 120,
+            "timeoutSeconds": 300,
+            "concurrency": 1,  # parallel requests on a CPU Ollama only share the same cores
         }
     )
     check_judge(cfg)

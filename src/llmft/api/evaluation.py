@@ -115,6 +115,9 @@ class Judge(ApiModel):
     max_tokens: int = Field(
         default=1024, ge=16, le=16384, description="Token limit of one judge reply."
     )
+    concurrency: int = Field(
+        default=4, ge=1, le=64, description="Answers judged at the same time (1 for a CPU judge)."
+    )
     relevancy_questions: int = Field(
         default=3,
         ge=1,

@@ -53,7 +53,6 @@ UNSCORED = {
     "accuracy": "neither judge prompt gave a usable 0/2/4 rating",
     "faithfulness": "the judge found no statements in the answer to check",
 }
-CONCURRENCY = 4
 T = TypeVar("T", bound=BaseModel)
 
 
@@ -209,7 +208,9 @@ class RagasJudge:
             base_url=base_url(self.cfg),
             api_key=self.api_key,
             timeout=self.cfg.timeout_seconds,
-            max_retries=2,  # transport errors; unusable output is retried by `_score_one`
+            # No hidden transport retries (a timed-out call would silently cost three timeouts):
+            # every failed call, whatever the cause, counts against judge.maxRetries.
+            max_retries=0,
         )
         raw = llm_factory(
             self.cfg.model,
@@ -273,7 +274,7 @@ class RagasJudge:
         self, items: Sequence[JudgeInput], on_item: Callable[[int], None] | None
     ) -> list[JudgeResult]:
         metrics = self._metrics()
-        gate = asyncio.Semaphore(CONCURRENCY)
+        gate = asyncio.Semaphore(self.cfg.concurrency)
         done = 0
 
         async def one(item: JudgeInput) -> JudgeResult:
