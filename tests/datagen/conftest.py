@@ -26,6 +26,29 @@ def handbook() -> Path:
     return HANDBOOK
 
 
+# SmolLM2 with one CPU thread. ggml's worker threads spin while they wait for each other, so on
+# a shared CPU with fewer free cores than threads a step can take 20-40 times longer: on the
+# two-core CI host 40 tokens took 99 s with the default threads and 2.6 s with one.
+SINGLE_THREAD_MODEL = "smollm2-1thread"
+
+
+def create_single_thread_model(url: str, base: str) -> str:
+    """A variant of `base` on the server that runs with num_thread 1 (created once, cheaply:
+    it shares the base model's weights)."""
+    import ollama
+
+    client = ollama.Client(host=url)
+    if not any(m.model.split(":")[0] == SINGLE_THREAD_MODEL for m in client.list().models):
+        client.create(model=SINGLE_THREAD_MODEL, from_=base, parameters={"num_thread": 1})
+    return SINGLE_THREAD_MODEL
+
+
+@pytest.fixture(scope="session")
+def datagen_model(ollama_server) -> str:  # type: ignore[no-untyped-def]
+    """The model name the datagen tests ask the real Ollama for."""
+    return create_single_thread_model(ollama_server.url, ollama_server.model)
+
+
 @pytest.fixture
 def mixed_docs(tmp_path: Path) -> Path:
     return make_mixed_docs(tmp_path / "docs")

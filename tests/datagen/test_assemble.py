@@ -61,18 +61,26 @@ def test_each_filter_drops_and_counts_its_pairs() -> None:
                 _pair(
                     "How many days of annual leave do full-time staff get each year?", "27 days."
                 ),
-                _pair("What is the canteen menu?", "Pizza and chips every Friday."),
+                _pair("Who approves annual leave for staff?", "The director, every Friday."),
                 _pair("", "27 days."),
                 _pair("Annual leave", "27 days of annual leave."),
+                _pair("Can you answer this?", "Yes, I can!", "yesno"),
+                _pair("What is the canteen menu?", "Pizza and chips."),
+                _pair("How many days of leave?", "10.5 days of annual leave."),
                 _pair("Extra?", "Too many pairs.", "factual"),
             ],
-            ["factual"] * 5,
+            ["factual"] * 8,
             ["a0"],
         ),
         "a1": _record("a1", "I am sorry, I cannot do that.", ["factual"], ["a1"]),
         "b0": _record(
             "b0",
-            [_pair("How many days of annual leave do full-time staff get?", "27 days.")],
+            [
+                _pair(
+                    "How many days of annual leave do full-time staff get?",
+                    "Paid on the last working day of each month.",
+                )
+            ],
             ["factual"],
             ["b0"],
         ),
@@ -81,8 +89,9 @@ def test_each_filter_drops_and_counts_its_pairs() -> None:
                       Quality(near_duplicate_threshold=0.7))  # fmt: skip
 
     assert result.dropped == {
-        "unparsable": 1, "empty": 1, "over_limit": 1, "not_question": 1, "unsupported": 1,
-        "cross_split": 0, "duplicate": 1, "near_duplicate": 1,
+        "unparsable": 1, "empty": 1, "over_limit": 1, "not_question": 1, "not_standalone": 1,
+        "off_topic": 1, "unsupported_number": 1, "unsupported": 1, "cross_split": 0,
+        "duplicate": 1, "near_duplicate": 1,
     }  # fmt: skip
     assert [r["question"] for r in result.rows[TRAIN]] == [
         "How many days of annual leave do full-time staff get?"
@@ -145,7 +154,7 @@ def test_the_files_load_with_datasets_and_the_card_names_their_configs(tmp_path:
         "a0": _record("a0", [_pair("How many leave days?", "27 days.")], ["factual"], ["a0"]),
         "b0": _record(
             "b0",
-            [_pair("When is payday?", "The last working day of each month.")],
+            [_pair("When are salaries paid?", "The last working day of each month.")],
             ["factual"],
             ["b0"],
         ),
@@ -164,6 +173,23 @@ def test_the_files_load_with_datasets_and_the_card_names_their_configs(tmp_path:
     assert corpus["train"]["chunk_id"] == ["a0", "a1"] and corpus["eval"]["chunk_id"] == ["b0"]
     all_chunks = load_dataset(str(tmp_path), "chunks")["chunks"]
     assert all_chunks["split"] == [TRAIN, TRAIN, EVAL]
+
+
+def test_the_card_leaves_out_an_empty_split(tmp_path: Path) -> None:
+    from datasets import load_dataset
+
+    chunks = _chunks()
+    plan = _plan({"a0": TRAIN, "a1": TRAIN, "b0": EVAL})
+    records = {
+        "a0": _record("a0", [_pair("How many leave days?", "27 days.")], ["factual"], ["a0"])
+    }
+    write_dataset(tmp_path, chunks, plan, assemble(chunks, records, plan, Quality()))
+    manifest = {
+        "counts": {"documents": 2, "chunks": 3, "trainPairs": 1, "evalPairs": 0},
+        "generator": {"model": "smollm2", "backend": "ollama"},
+    }
+    (tmp_path / hub.CARD).write_text(hub.dataset_card("hr", manifest))
+    assert list(load_dataset(str(tmp_path), "instruct")) == ["train"]
 
 
 def test_generation_fingerprint_follows_what_changes_replies_only() -> None:

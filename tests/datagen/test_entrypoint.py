@@ -52,11 +52,13 @@ def error_line(stderr: str) -> str:
     return lines[0]
 
 
-def run_datagen(spec_file: Path, status_file: Path) -> subprocess.CompletedProcess[str]:
+def run_datagen(
+    spec_file: Path, status_file: Path, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "LLMFT_STATUS_FILE": str(status_file)}
     return subprocess.run(
         [sys.executable, "-m", "llmft.workloads.datagen", "--spec", str(spec_file)],
-        capture_output=True, text=True, env=env, timeout=120,
+        capture_output=True, text=True, env=env, timeout=timeout,
     )  # fmt: skip
 
 

@@ -9,6 +9,10 @@ from llmft.workloads.datagen.quality import (
     count_reasons,
     is_empty,
     is_question,
+    is_standalone,
+    numbers,
+    on_topic,
+    unsupported_numbers,
 )
 
 CHUNK = (
@@ -73,3 +77,22 @@ def test_a_heading_or_statement_is_not_a_question() -> None:
     assert not is_question("Annual leave")
     assert not is_question("Employees get 27 days of leave.")
     assert not is_question("How")
+
+
+def test_numbers_an_answer_states_must_be_in_the_chunk() -> None:
+    assert numbers("10,000 miles at 45p, by 09:30, 1.5 times") == {"10000", "45", "09:30", "1.5"}
+    assert unsupported_numbers("27 days, plus 8 public holidays.", CHUNK) == set()
+    assert unsupported_numbers("10.5 days a year.", CHUNK) == {"10.5"}
+
+
+def test_a_question_about_the_prompt_is_not_standalone() -> None:
+    assert not is_standalone("Can you answer this?")
+    assert not is_standalone("What is the answer to this question?")
+    assert not is_standalone("What does the text say about leave?")
+    assert is_standalone("How many days of annual leave do full-time employees get?")
+
+
+def test_a_question_must_share_a_content_word_with_the_chunk() -> None:
+    assert on_topic("Who approves leave requests?", CHUNK)
+    assert not on_topic("What is the canteen menu?", CHUNK)
+    assert not on_topic("What does it mean?", CHUNK)

@@ -116,21 +116,31 @@ def push_dataset(plan: PushPlan, token: str) -> dict[str, str]:
 def dataset_card(name: str, manifest: dict[str, Any]) -> str:
     """A README whose `configs` let `load_dataset(repo, "instruct")` etc. find the files."""
     counts = manifest["counts"]
+
+    def files(config: str, splits: list[tuple[str, str, int]]) -> str:
+        # A split with no rows is left out: `load_dataset` refuses a config naming an empty file.
+        entries = "".join(
+            f"  - split: {split}\n    path: {path}\n" for split, path, rows in splits if rows
+        )
+        return f"- config_name: {config}\n  data_files:\n{entries}" if entries else ""
+
+    instruct = files(
+        "instruct",
+        [
+            ("train", INSTRUCT_TRAIN, counts["trainPairs"]),
+            ("eval", INSTRUCT_EVAL, counts["evalPairs"]),
+        ],
+    )
+    corpus = files(
+        "corpus",
+        [
+            ("train", CORPUS_TRAIN, counts.get("trainChunks", 1)),
+            ("eval", CORPUS_EVAL, counts.get("evalChunks", 1)),
+        ],
+    )
     return f"""---
 configs:
-- config_name: instruct
-  data_files:
-  - split: train
-    path: {INSTRUCT_TRAIN}
-  - split: eval
-    path: {INSTRUCT_EVAL}
-- config_name: corpus
-  data_files:
-  - split: train
-    path: {CORPUS_TRAIN}
-  - split: eval
-    path: {CORPUS_EVAL}
-- config_name: chunks
+{instruct}{corpus}- config_name: chunks
   data_files:
   - split: chunks
     path: {CHUNKS}

@@ -39,6 +39,9 @@ from llmft.workloads.datagen.quality import (
     answer_support,
     is_empty,
     is_question,
+    is_standalone,
+    on_topic,
+    unsupported_numbers,
 )
 from llmft.workloads.datagen.splitting import EVAL, TRAIN, SplitPlan, plan_split
 from llmft.workloads.datagen.worklog import ChunkRecord, WorkLog, fingerprint
@@ -51,6 +54,9 @@ DROP_REASONS = (
     "empty",
     "over_limit",
     "not_question",
+    "not_standalone",
+    "off_topic",
+    "unsupported_number",
     "unsupported",
     "cross_split",
     "duplicate",
@@ -85,8 +91,9 @@ def _pair_kind(pair: RawPair, j: int, record: ChunkRecord) -> str:
 def screen_pairs(
     chunk: Chunk, record: ChunkRecord, texts: dict[str, str], quality: Quality
 ) -> tuple[list[tuple[int, RawPair, str, list[str]]], Counter[str], int]:
-    """Per-chunk filters (parse, empty, count, support): (index, pair, kind, context ids) kept,
-    drops by reason, and how many pairs were parsed."""
+    """Per-chunk filters, cheapest first (parse, count, empty, question shape, standalone, on
+    topic, numbers, word support): (index, pair, kind, context ids) kept, drops by reason, and
+    how many pairs were parsed."""
     dropped: Counter[str] = Counter()
     parsed = parse_pairs(record.raw)
     if parsed is None:
@@ -105,9 +112,18 @@ def screen_pairs(
         if not is_question(pair.question):
             dropped["not_question"] += 1
             continue
+        if not is_standalone(pair.question):
+            dropped["not_standalone"] += 1
+            continue
         kind = _pair_kind(pair, j, record)
         context_ids = record.context_chunk_ids if kind == "multihop" else [chunk.id]
         context = "\n\n".join(texts[c] for c in context_ids)
+        if not on_topic(pair.question, context):
+            dropped["off_topic"] += 1
+            continue
+        if unsupported_numbers(pair.answer, context):
+            dropped["unsupported_number"] += 1
+            continue
         if answer_support(pair.answer, context, kind) < quality.min_answer_support:
             dropped["unsupported"] += 1
             continue

@@ -1,5 +1,5 @@
-"""Filters on generated pairs: empty, not a question, unsupported by the chunk, duplicate and
-near-duplicate.
+"""Filters on generated pairs: empty, not a question, not standalone, off topic, numbers or
+words unsupported by the chunk, duplicate and near-duplicate.
 
 Support is lexical: the share of the answer's content words (stopwords removed, light
 suffix stemming) that occur in the chunk(s) the pair was written from. It cannot prove an
@@ -60,6 +60,43 @@ def answer_support(answer: str, context: str, kind: str | None = None) -> float:
         return 1.0 if kind == "yesno" and first and first[0] in ("yes", "no") else 0.0
     available = set(content_words(context))
     return sum(1 for w in needed if w in available) / len(needed)
+
+
+_NUMBER = re.compile(r"\d+(?:[.,:/]\d+)*")
+
+
+def numbers(text: str) -> set[str]:
+    """The numbers written in `text`, thousands separators removed ("10,000" -> "10000")."""
+    return {re.sub(r"(?<=\d),(?=\d{3}\b)", "", n) for n in _NUMBER.findall(text)}
+
+
+def unsupported_numbers(answer: str, context: str) -> set[str]:
+    """Numbers in the answer that the context never states: the commonest invention of a small
+    model ("10.5 days"), and one a share-of-words check lets through."""
+    return numbers(answer) - numbers(context)
+
+
+# Words of a question that point at the prompt rather than at the handbook.
+_SELF_REFERENCE = re.compile(
+    r"\b(?:(?:this|the|that|above|following|given) (?:text|document|passage|section|sentence|"
+    r"paragraph|question|answer|excerpt|rule)|answer (?:this|it)|mentioned above)\b",
+    re.IGNORECASE,
+)
+_GENERIC = frozenset({"answer", "question", "text", "document", "mean", "say", "thing", "do"})
+
+
+def is_standalone(question: str) -> bool:
+    """A question a reader can answer without seeing the prompt: no "this text", "the above",
+    "answer this"."""
+    return _SELF_REFERENCE.search(question) is None
+
+
+def on_topic(question: str, context: str) -> bool:
+    """At least one of the question's own content words occurs in the context; "Can you answer
+    this?" and "How many days until your next shift?" about a payday rule do not."""
+    needed = [w for w in content_words(question) if w not in _GENERIC]
+    available = set(content_words(context))
+    return any(w in available for w in needed)
 
 
 def _shingles(text: str, n: int = 3) -> frozenset[tuple[str, ...]]:
