@@ -13,7 +13,6 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +22,7 @@ import pytest
 import yaml
 
 from chart.helm import CHART, EVERYTHING_ON, helm, merged, values_file
-from servers.launch import GPU_NODES, KubeCluster, free_port, write_kubeconfig
+from servers.launch import GPU_NODES, KubeCluster, free_port, wait_for, write_kubeconfig
 
 pytestmark = pytest.mark.k8s
 
@@ -49,16 +48,6 @@ class Install:
 
     def helm(self, *args: str, timeout: float = 180) -> str:
         return helm(*args, "--kubeconfig", str(self.cluster.kubeconfig), timeout=timeout).stdout
-
-
-def wait_for(check, timeout: float = 90, every: float = 0.5):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError(f"condition not met within {timeout}s")
 
 
 def get_json(cluster: KubeCluster, *args: str) -> Any:
@@ -181,7 +170,7 @@ def test_rendered_manifests_pass_server_side_dry_run(kube_cluster: KubeCluster,
 def test_helm_install_runs_the_operator_pod_in_a_restricted_namespace(installed: Install) -> None:
     cluster = installed.cluster
     pods = wait_for(lambda: running_pods(cluster, SYSTEM_NS,
-                                         "app.kubernetes.io/component=operator"))
+                                         "app.kubernetes.io/component=operator"), timeout=90)
     assert len(pods) == 1
     assert pods[0]["spec"]["nodeName"] not in GPU_NODES, "the operator takes no GPU node"
     status = json.loads(installed.helm("status", "llmft", "-n", SYSTEM_NS, "-o", "json"))
@@ -195,7 +184,7 @@ def test_helm_install_runs_the_operator_pod_in_a_restricted_namespace(installed:
 def test_ollama_and_weaviate_pods_are_admitted_as_restricted(installed: Install,
                                                              component: str) -> None:
     pods = wait_for(lambda: running_pods(installed.cluster, SYSTEM_NS,
-                                         f"app.kubernetes.io/component={component}"))
+                                         f"app.kubernetes.io/component={component}"), timeout=90)
     assert len(pods) == 1
 
 
@@ -216,7 +205,7 @@ def test_artefact_pvc_and_workload_identity_land_in_the_workload_namespace(
         installed: Install) -> None:
     cluster = installed.cluster
     wait_for(lambda: get_json(cluster, "pvc", "llmft-artifacts", "-n", TEAM_NS)
-             ["status"].get("phase") == "Bound")
+             ["status"].get("phase") == "Bound", timeout=90)
     cluster.kubectl("get", "serviceaccount", "llmft-workload", "-n", TEAM_NS)
     cluster.kubectl("get", "rolebinding", "llmft-workload", "-n", TEAM_NS)
 

@@ -13,9 +13,8 @@ import json
 import os
 import subprocess
 import sys
-import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +25,14 @@ from kubernetes.client.rest import ApiException
 from operator_manifests import dataset, evaluation, finetune
 
 from llmft.api.crdgen import rendered_files
-from servers.launch import GPU_NODES, KubeCluster, binary, free_port, write_kubeconfig
+from servers.launch import (
+    GPU_NODES,
+    KubeCluster,
+    binary,
+    free_port,
+    wait_for,
+    write_kubeconfig,
+)
 
 pytestmark = pytest.mark.k8s
 
@@ -44,22 +50,6 @@ RELEASE = "optest"
 
 
 # --- fixtures --------------------------------------------------------------------------------
-
-
-def wait_for(
-    check: Callable[[], Any],
-    timeout: float = 60,
-    every: float = 0.3,
-    what: str = "condition",
-    logs: Callable[[], str] | None = None,
-) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError(f"{what} not met within {timeout}s" + (f"\n{logs()}" if logs else ""))
 
 
 class OperatorProcess:

@@ -99,6 +99,23 @@ def start_proc(
     return Proc(name, popen, log)
 
 
+def wait_for(
+    check: Callable[[], Any],
+    timeout: float = 60,
+    every: float = 0.3,
+    what: str = "condition",
+    logs: Callable[[], str] | None = None,
+) -> Any:
+    """Poll `check` until it returns something truthy (and return that), or fail the test."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"{what} not met within {timeout}s" + (f"\n{logs()}" if logs else ""))
+
+
 def wait_until(proc: Proc, ready: Callable[[], bool], timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 
-from servers.launch import GPU_NODES, KubeCluster
+from servers.launch import GPU_NODES, KubeCluster, wait_for
 
 pytestmark = pytest.mark.k8s
 
@@ -51,16 +50,6 @@ def widget(name: str, size: int) -> str:
             "spec": {"size": size},
         }
     )
-
-
-def wait_for(check, timeout: float = 60, every: float = 0.5):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError(f"condition not met within {timeout}s")
 
 
 def test_crd_schema_accepts_valid_and_refuses_invalid_objects(kube_cluster: KubeCluster) -> None:
