@@ -179,7 +179,8 @@ def collection_name(raw: str) -> str:
 def weaviate_ready(url: str, timeout: float = 3.0) -> bool:
     """True when Weaviate's readiness endpoint answers 2xx."""
     try:
-        with urllib.request.urlopen(url.rstrip("/") + "/v1/.well-known/ready", timeout=timeout) as r:
+        ready = url.rstrip("/") + "/v1/.well-known/ready"
+        with urllib.request.urlopen(ready, timeout=timeout) as r:
             return 200 <= r.status < 300
     except (urllib.error.URLError, OSError, ValueError):
         return False
