@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from llmft.api.common import HuggingFaceRepo
+from llmft.api.common import HuggingFaceRepo, SecretKeyRef
 from llmft.api.layout import (
     CHUNKS,
     CORPUS_EVAL,
@@ -23,6 +23,7 @@ from llmft.api.layout import (
     INSTRUCT_TRAIN,
 )
 from llmft.workloads.entry import WorkloadError
+from llmft.workloads.hubpush import check_online, push_failure
 
 HF_TOKEN_ENV = ENV_HF_PUSH_TOKEN
 CARD = "README.md"
@@ -40,6 +41,7 @@ class PushPlan:
     endpoint: str | None
     folder: Path
     commit_message: str
+    secret: SecretKeyRef | None = None  # named in errors when the Hub refuses the token
 
     def create_repo_kwargs(self) -> dict[str, Any]:
         return {
@@ -78,6 +80,7 @@ def plan_push(target: HuggingFaceRepo, folder: Path, name: str, summary: str) ->
         endpoint=target.endpoint,
         folder=folder,
         commit_message=f"llmft DatasetGeneration {name}: {summary}",
+        secret=target.token_secret_ref,
     )
 
 
@@ -96,8 +99,8 @@ def hub_token(environ: dict[str, str] | None = None) -> str:
 def push_dataset(plan: PushPlan, token: str) -> dict[str, str]:
     """Create the repository if needed and upload the dataset files; returns repo and commit."""
     from huggingface_hub import HfApi
-    from huggingface_hub.errors import HfHubHTTPError
 
+    check_online()
     api = HfApi(endpoint=plan.endpoint, token=token)
     try:
         api.create_repo(**plan.create_repo_kwargs())
@@ -105,11 +108,8 @@ def push_dataset(plan: PushPlan, token: str) -> dict[str, str]:
         if branch is not None:
             api.create_branch(**branch)
         commit = api.upload_folder(**plan.upload_kwargs())
-    except HfHubHTTPError as err:
-        # The server's message, never the token: HfHubHTTPError does not include headers.
-        raise WorkloadError(
-            f"spec.output.huggingFace: push to {plan.repo_id} failed: {err}"
-        ) from None
+    except Exception as err:  # HTTP errors, an unreachable endpoint, a refused card
+        raise push_failure(err, plan.repo_id, plan.endpoint, token, plan.secret) from None
     return {"repo": plan.repo_id, "revision": plan.branch, "commit": commit.oid}
 
 

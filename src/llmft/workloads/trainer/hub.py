@@ -10,6 +10,7 @@ from typing import Any
 from llmft.api.common import HuggingFaceRepo
 from llmft.api.layout import ENV_HF_PUSH_TOKEN
 from llmft.workloads.entry import WorkloadError
+from llmft.workloads.hubpush import check_online, push_failure
 
 log = logging.getLogger("llmft.trainer.hub")
 FIELD = "spec.output.huggingFace"
@@ -29,8 +30,7 @@ def push_folder(target: HuggingFaceRepo, folder: Path, message: str) -> dict[str
             f"{FIELD}.tokenSecretRef: the push token is not set (environment variable "
             f"{ENV_HF_PUSH_TOKEN} is empty; the operator fills it from the referenced Secret key)"
         )
-    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
-        raise WorkloadError(f"{FIELD}: HF_HUB_OFFLINE is set in the workload's environment")
+    check_online()
     api = HfApi(endpoint=target.endpoint, token=token)
     try:
         api.create_repo(target.repo, private=target.private, exist_ok=True, repo_type="model")
@@ -44,9 +44,8 @@ def push_folder(target: HuggingFaceRepo, folder: Path, message: str) -> dict[str
             repo_type="model",
         )
     except Exception as err:
-        text = str(err).replace(token, "***")
-        raise WorkloadError(
-            f"{FIELD}: pushing to {target.repo} failed: {type(err).__name__}: {text}"
+        raise push_failure(
+            err, target.repo, target.endpoint, token, target.token_secret_ref
         ) from None
     revision = commit.oid  # type: ignore[union-attr]
     log.info("pushed %s to %s@%s (%s)", folder, target.repo, target.branch, revision)
