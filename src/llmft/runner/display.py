@@ -76,9 +76,9 @@ class RunDisplay:
         self.console.print("[bold]Plan[/bold]")
         for step in plan.steps:
             verb = "[cyan]run [/cyan]" if step.decision.run else "[green]skip[/green]"
-            self.console.print(f"  {verb} {step.key}: {step.decision.reason}")
+            self.console.print(f"  {verb} {step.key}: {step.decision.reason}", soft_wrap=True)
         for key, why in plan.not_selected.items():
-            self.console.print(f"  [dim]----[/dim] {key}: {why}")
+            self.console.print(f"  [dim]----[/dim] {key}: {why}", soft_wrap=True)
 
     def note(self, text: str) -> None:
         # soft_wrap: a long path or message stays one line in a log instead of being cut at 80.
