@@ -167,6 +167,20 @@ def test_adapter_dir_without_adapter_fails_naming_the_field(  # type: ignore[no-
     assert "adapterPath" in capsys.readouterr().err
 
 
+def test_unknown_embedding_model_fails_naming_the_field(  # type: ignore[no-untyped-def]
+    tiny_model, dataset_dir, tmp_path, write_spec, capsys
+) -> None:
+    arms = [{"name": "rag", "baseModel": {"name": str(tiny_model)}, "rag": {"enabled": True}}]
+    manifest = evaluation_manifest(
+        dataset_dir,
+        tmp_path / "out",
+        arms,
+        retrieval={"backend": "embedded", "embeddingModel": "pkg:no_such_package/model"},
+    )
+    assert _run(write_spec(manifest)) == 1
+    assert "spec.retrieval.embeddingModel" in capsys.readouterr().err
+
+
 def test_unreachable_judge_fails_before_any_generation(  # type: ignore[no-untyped-def]
     tiny_model, dataset_dir, tmp_path, write_spec, capsys
 ) -> None:

@@ -222,6 +222,16 @@ def arm_scores(arm: Arm, records: Sequence[dict[str, Any]], keys: Sequence[str])
     return scores
 
 
+def load_embedder(model: str, field: str) -> Any:
+    """The sentence-embedding model, or an error naming the spec field that chose it."""
+    from llmft.retrieval import Embedder
+
+    try:
+        return Embedder(model)
+    except Exception as err:
+        raise WorkloadError(f"{field}: cannot load {model!r}: {type(err).__name__}: {err}") from err
+
+
 def _write_jsonl(path: Path, rows: Sequence[dict[str, Any]]) -> None:
     tmp = path.with_name(path.name + ".tmp")
     with tmp.open("w", encoding="utf-8") as f:
@@ -263,15 +273,11 @@ def run_evaluation(res: Resource[Any], reporter: Reporter) -> dict[str, Any]:
     needs_rag = any(a.rag.enabled for a in todo)
     needs_judge = bool(judge_metrics) and bool(todo)
     if needs_rag or (needs_judge and "relevance" in judge_metrics):
-        from llmft.retrieval import Embedder
-
-        embedder = Embedder(spec.retrieval.embedding_model)
+        embedder = load_embedder(spec.retrieval.embedding_model, "spec.retrieval.embeddingModel")
     judge_embedder = embedder
     judge_model = spec.judge.embedding_model if spec.judge else None
     if needs_judge and judge_model and judge_model != spec.retrieval.embedding_model:
-        from llmft.retrieval import Embedder
-
-        judge_embedder = Embedder(judge_model)
+        judge_embedder = load_embedder(judge_model, "spec.judge.embeddingModel")
 
     judge = None
     if needs_judge:
