@@ -28,6 +28,7 @@ from urllib.parse import urlparse
 
 import numpy as np
 
+from llmft.api.layout import ENV_WEAVIATE_API_KEY
 from llmft.models import resolve_model
 
 if TYPE_CHECKING:
@@ -36,7 +37,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("llmft.retrieval")
 
 Backend = Literal["weaviate", "embedded", "auto"]
-WEAVIATE_API_KEY_ENV = "WEAVIATE_API_KEY"
 
 
 class RetrievalError(RuntimeError):
@@ -321,10 +321,10 @@ def open_retriever(
 ) -> Retriever:
     """The retriever for `backend`; `auto` falls back to the embedded store when Weaviate is down.
 
-    The Weaviate API key defaults to the WEAVIATE_API_KEY environment variable (the operator
-    injects it from the spec's secretKeyRef).
+    The Weaviate API key defaults to the LLMFT_WEAVIATE_API_KEY environment variable (the
+    operator injects it from the spec's secretKeyRef).
     """
-    api_key = api_key or os.environ.get(WEAVIATE_API_KEY_ENV) or None
+    api_key = api_key or os.environ.get(ENV_WEAVIATE_API_KEY) or None
     if backend == "embedded":
         return EmbeddedRetriever(embedder)
     if backend == "auto" and not weaviate_ready(weaviate_url):
