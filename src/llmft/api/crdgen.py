@@ -131,6 +131,7 @@ KIND_INFOS: dict[str, KindInfo] = {
                 PROGRESS,
                 _column("Metric", ".spec.primaryMetric", "string", "Metric that ranks the arms."),
                 _column("Winner", ".status.metrics.winner", "string", "Best arm by that metric."),
+                _column("Score", ".status.metrics.winnerScore", "number", "The winner's mean."),
                 AGE,
                 JOB,
                 MESSAGE,
