@@ -34,10 +34,10 @@ ITEMS = 12
 ARM_LEVEL = {"base": 0.18, "base-rag": 0.34, "lora": 0.27, "lora-rag": 0.41}
 
 
-def _log_history(steps: int = 30) -> list[dict[str, Any]]:
-    """What the HF Trainer logs: a falling train loss every 2 steps, eval loss every 10."""
+def _log_history(steps: int, eval_every: int) -> list[dict[str, Any]]:
+    """What the HF Trainer logs: a falling train loss every step, eval loss every few."""
     events: list[dict[str, Any]] = []
-    for step in range(2, steps + 1, 2):
+    for step in range(1, steps + 1):
         events.append(
             {
                 "step": step,
@@ -46,7 +46,7 @@ def _log_history(steps: int = 30) -> list[dict[str, Any]]:
                 "learning_rate": 1e-3 * (1 - step / steps),
             }
         )
-        if step % 10 == 0:
+        if step % eval_every == 0:
             events.append(
                 {"step": step, "epoch": round(step / 15, 4), "eval_loss": 3.2 - 0.05 * step}
             )
@@ -123,9 +123,11 @@ def build_quickstart_state(root: Path, evaluation_phase: Phase = Phase.SUCCEEDED
         metrics: dict[str, Any] = {}
         if step.resource.kind == "FineTuneJob":
             (out / ADAPTER_DIR).mkdir()
-            history = _log_history(spec["hyperparameters"]["maxSteps"])
+            hp = spec["hyperparameters"]
+            history = _log_history(hp["maxSteps"], hp["evalSteps"])
             _write_jsonl(out / TRAIN_LOG, history)
-            metrics = {"steps": 30, "trainLoss": 1.84, "evalLoss": history[-2]["eval_loss"]}
+            last_eval = [e["eval_loss"] for e in history if "eval_loss" in e][-1]
+            metrics = {"steps": hp["maxSteps"], "trainLoss": 1.84, "evalLoss": last_eval}
         if step.resource.kind == "Evaluation":
             items = _items(spec, score_keys(spec["metrics"]))
             _write_jsonl(out / EVAL_ITEMS, items)

@@ -36,7 +36,9 @@ def main(res: Any, reporter: Reporter) -> None:
         checkpoint.write_text(json.dumps({"step": step}))
         reporter.progress(force=True, step=step, total=steps, unit="steps", loss=1.0 / step)
     with open(os.environ["STANDIN_LOG"], "a") as log:
-        log.write(json.dumps({"key": f"{res.kind}/{res.metadata.name}", "from": start}) + "\n")
+        threads = os.environ.get("OMP_NUM_THREADS")
+        entry = {"key": f"{res.kind}/{res.metadata.name}", "from": start, "threads": threads}
+        log.write(json.dumps(entry) + "\n")
     reporter.result({"steps": steps, "resumedFrom": start}, {"dir": str(out)})
 
 

@@ -169,3 +169,26 @@ def test_ctrl_c_keeps_the_checkpoint_and_the_next_run_resumes_from_it(
     assert len(resumed) == 1 and resumed[0]["from"] >= stopped_at
     final = state.read_status("FineTuneJob/tune") or {}
     assert final["phase"] == "Succeeded" and final["progress"]["resumedFromStep"] >= stopped_at
+
+
+def test_cpu_workloads_get_the_threads_their_cpu_resource_allows(
+    tmp_path: Path, standin: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delenv("MKL_NUM_THREADS", raising=False)
+    job = copy.deepcopy(FINETUNE)
+    job["spec"]["resources"]["cpu"] = "500m"
+    write_manifests(tmp_path / "m", DATASET, job)
+    assert _run(tmp_path / "m", tmp_path / "state") == 0
+    threads = {r["key"]: r["threads"] for r in _runs(standin)}
+    assert threads["FineTuneJob/tune"] == "1"
+    assert threads["DatasetGeneration/docs"] == str(min(4, os.cpu_count() or 1))
+
+
+def test_threads_the_user_set_are_left_alone(
+    tmp_path: Path, standin: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    write_manifests(tmp_path / "m", DATASET)
+    assert _run(tmp_path / "m", tmp_path / "state") == 0
+    assert [r["threads"] for r in _runs(standin)] == ["3"]

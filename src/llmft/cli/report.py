@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from rich.console import Console
@@ -17,9 +18,13 @@ from llmft.report import (
 )
 from llmft.runner.state import StateDir
 
+REPORT_WIDTH = 160
+
 
 def report_command(args: argparse.Namespace) -> int:
     console = Console()
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console = Console(width=REPORT_WIDTH)  # a log or a pipe: room for the whole table
     errors = Console(stderr=True)
     try:
         if args.cluster:

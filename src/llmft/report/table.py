@@ -99,8 +99,8 @@ def table_headers(summary: EvaluationSummary) -> list[str]:
         "RAG",
         f"{summary.primary_metric} (mean ± CI)",
         *others,
-        f"Δ {summary.primary_metric} vs baseline",
-        "retrieval hit rate",
+        f"Δ {summary.primary_metric}",
+        "hit rate",
     ]
 
 
@@ -124,11 +124,16 @@ def render_table(summary: EvaluationSummary) -> Table:
     table = Table(
         title=f"Evaluation {summary.name}: ranked by {summary.primary_metric}"
         + (f" (n={n} per arm)" if n else ""),
-        caption=f"★ winner · baseline: {summary.baseline or '-'} · metrics on a 0..1 scale",
+        caption=(
+            f"★ winner · Δ: difference from the baseline arm ({summary.baseline or '-'}) · "
+            "hit rate: share of RAG questions whose source chunk was retrieved · "
+            "metrics on a 0..1 scale"
+        ),
     )
     for i, header in enumerate(table_headers(summary)):
         numeric = i == 0 or i >= 5
-        table.add_column(header, justify="right" if numeric else "left", no_wrap=i < 2)
+        # Numbers never wrap or get cut; names and models give way on a narrow terminal.
+        table.add_column(header, justify="right" if numeric else "left", no_wrap=numeric or i == 1)
     for row in comparison_rows(summary):
         table.add_row(*table_cells(row), style="bold" if row.winner else None)
     return table

@@ -23,7 +23,7 @@ from typing import IO, Any
 
 from llmft.api.common import Phase
 from llmft.reporting import now_rfc3339
-from llmft.runner.devices import Placement, local_gpus, place
+from llmft.runner.devices import Placement, local_gpus, place, thread_env
 from llmft.runner.display import RunDisplay
 from llmft.runner.plan import Plan, Step
 from llmft.runner.results import result_notes
@@ -183,6 +183,7 @@ def run_step(
     begin_run(state, step, placement.device)
     env = {
         **os.environ,
+        **thread_env(step.resource.spec.resources.cpu),
         **placement.env,
         "LLMFT_STATUS_FILE": str(state.status_file(key)),
         "LLMFT_KIND": step.resource.kind,
