@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The front door: set up (once per machine), then run the quickstart experiment end to end on this
-# machine and write its report. Extra arguments go to `llmft run` (e.g. --fresh).
+# machine and write its report. Extra arguments go to `llmft run` (e.g. --force).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 VENV=$(bash "$ROOT/scripts/setup.sh" | tail -n 1)
