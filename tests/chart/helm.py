@@ -48,11 +48,13 @@ def helm_binary() -> Path:
 
 
 def helm(*args: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run([str(helm_binary()), *args], capture_output=True, text=True,
-                            timeout=timeout)
+    result = subprocess.run(
+        [str(helm_binary()), *args], capture_output=True, text=True, timeout=timeout
+    )
     if check and result.returncode != 0:
-        raise AssertionError(f"helm {' '.join(args)} failed ({result.returncode}):\n"
-                             f"{result.stdout}\n{result.stderr}")
+        raise AssertionError(
+            f"helm {' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
+        )
     return result
 
 
@@ -63,8 +65,13 @@ def values_file(tmp_path: Path, values: dict[str, Any], name: str = "values.json
     return path
 
 
-def render(tmp_path: Path, values: dict[str, Any] | None = None, *extra: str,
-           release: str = "llmft", namespace: str = "llmft-system") -> list[dict[str, Any]]:
+def render(
+    tmp_path: Path,
+    values: dict[str, Any] | None = None,
+    *extra: str,
+    release: str = "llmft",
+    namespace: str = "llmft-system",
+) -> list[dict[str, Any]]:
     """`helm template` of the chart: the manifests as dicts, in render order."""
     args = ["template", release, str(CHART), "--namespace", namespace, *extra]
     if values:
@@ -72,10 +79,12 @@ def render(tmp_path: Path, values: dict[str, Any] | None = None, *extra: str,
     return [doc for doc in yaml.safe_load_all(helm(*args).stdout) if doc]
 
 
-def find(docs: list[dict[str, Any]], kind: str, name: str | None = None,
-         namespace: str | None = None) -> dict[str, Any]:
+def find(
+    docs: list[dict[str, Any]], kind: str, name: str | None = None, namespace: str | None = None
+) -> dict[str, Any]:
     found = [
-        d for d in docs
+        d
+        for d in docs
         if d["kind"] == kind
         and (name is None or d["metadata"]["name"] == name)
         and (namespace is None or d["metadata"].get("namespace") == namespace)

@@ -93,8 +93,9 @@ def installable_chart(cluster: KubeCluster, tmp: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def installed(kube_cluster: KubeCluster, tmp_path_factory: pytest.TempPathFactory
-              ) -> Iterator[Install]:
+def installed(
+    kube_cluster: KubeCluster, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Install]:
     """The chart installed with Ollama, Weaviate, PVC and NetworkPolicies, in restricted namespaces.
 
     A second release watches one namespace only, to show the operator's namespaced RBAC.
@@ -103,40 +104,86 @@ def installed(kube_cluster: KubeCluster, tmp_path_factory: pytest.TempPathFactor
     for ns in (SYSTEM_NS, TEAM_NS, SCOPED_SYSTEM_NS, SCOPED_TEAM_NS):
         kube_cluster.create_namespace(ns, labels=RESTRICTED)
     kube_cluster.kubectl("apply", "-f", "-", input=json.dumps(static_volume("llmft-chart-test")))
-    values = merged(EVERYTHING_ON, {
-        # No Kueue here: a queue name would leave the Jobs suspended, waiting for it.
-        "workloads": {"namespaces": [TEAM_NS], "kueueQueue": ""},
-        "artifacts": {"pvc": {"storageClassName": STORAGE_CLASS, "keep": False}},
-        "ollama": {"persistence": {"enabled": False}},
-        "weaviate": {"persistence": {"enabled": False}},
-        # The test cluster has no Prometheus Operator CRDs.
-        "metrics": {"serviceMonitor": {"enabled": False}},
-    })
+    values = merged(
+        EVERYTHING_ON,
+        {
+            # No Kueue here: a queue name would leave the Jobs suspended, waiting for it.
+            "workloads": {"namespaces": [TEAM_NS], "kueueQueue": ""},
+            "artifacts": {"pvc": {"storageClassName": STORAGE_CLASS, "keep": False}},
+            "ollama": {"persistence": {"enabled": False}},
+            "weaviate": {"persistence": {"enabled": False}},
+            # The test cluster has no Prometheus Operator CRDs.
+            "metrics": {"serviceMonitor": {"enabled": False}},
+        },
+    )
     chart = installable_chart(kube_cluster, inst.tmp)
-    inst.helm("install", "llmft", str(chart), "--namespace", SYSTEM_NS,
-              "-f", str(values_file(inst.tmp, values)))
-    kube_cluster.kubectl("apply", "-f", "-",
-                         input=json.dumps(static_volume("llmft-chart-test-scoped")))
+    inst.helm(
+        "install",
+        "llmft",
+        str(chart),
+        "--namespace",
+        SYSTEM_NS,
+        "-f",
+        str(values_file(inst.tmp, values)),
+    )
+    kube_cluster.kubectl(
+        "apply", "-f", "-", input=json.dumps(static_volume("llmft-chart-test-scoped"))
+    )
     scoped = {
         "operator": {"watchNamespace": SCOPED_TEAM_NS},
         "artifacts": {"pvc": {"create": True, "storageClassName": STORAGE_CLASS, "keep": False}},
     }
-    inst.helm("install", "llmft-scoped", str(chart), "--namespace", SCOPED_SYSTEM_NS,
-              "-f", str(values_file(inst.tmp, scoped, "scoped.json")))
+    inst.helm(
+        "install",
+        "llmft-scoped",
+        str(chart),
+        "--namespace",
+        SCOPED_SYSTEM_NS,
+        "-f",
+        str(values_file(inst.tmp, scoped, "scoped.json")),
+    )
     try:
         yield inst
     finally:
         for release, ns in (("llmft", SYSTEM_NS), ("llmft-scoped", SCOPED_SYSTEM_NS)):
-            helm("uninstall", release, "--namespace", ns, "--kubeconfig",
-                 str(kube_cluster.kubeconfig), check=False, timeout=120)
-        kube_cluster.kubectl("delete", "namespace", SYSTEM_NS, TEAM_NS, SCOPED_SYSTEM_NS,
-                             SCOPED_TEAM_NS, "--wait=false", check=False)
-        kube_cluster.kubectl("delete", "pv", "llmft-chart-test", "llmft-chart-test-scoped",
-                             "--wait=false", check=False)
+            helm(
+                "uninstall",
+                release,
+                "--namespace",
+                ns,
+                "--kubeconfig",
+                str(kube_cluster.kubeconfig),
+                check=False,
+                timeout=120,
+            )
+        kube_cluster.kubectl(
+            "delete",
+            "namespace",
+            SYSTEM_NS,
+            TEAM_NS,
+            SCOPED_SYSTEM_NS,
+            SCOPED_TEAM_NS,
+            "--wait=false",
+            check=False,
+        )
+        kube_cluster.kubectl(
+            "delete",
+            "pv",
+            "llmft-chart-test",
+            "llmft-chart-test-scoped",
+            "--wait=false",
+            check=False,
+        )
 
 
-def can_i(cluster: KubeCluster, who: str, verb: str, resource: str, namespace: str,
-          subresource: str | None = None) -> bool:
+def can_i(
+    cluster: KubeCluster,
+    who: str,
+    verb: str,
+    resource: str,
+    namespace: str,
+    subresource: str | None = None,
+) -> bool:
     args = ["auth", "can-i", verb, resource, "-n", namespace, f"--as={who}"]
     if subresource:
         args.append(f"--subresource={subresource}")
@@ -148,19 +195,29 @@ def can_i(cluster: KubeCluster, who: str, verb: str, resource: str, namespace: s
 # --- apply -----------------------------------------------------------------------------------
 
 
-def test_rendered_manifests_pass_server_side_dry_run(kube_cluster: KubeCluster,
-                                                     tmp_path: Path) -> None:
+def test_rendered_manifests_pass_server_side_dry_run(
+    kube_cluster: KubeCluster, tmp_path: Path
+) -> None:
     """Every template, CRDs included, is accepted by the API server's validation."""
     ns = kube_cluster.create_namespace("llmft-dry-run")
     values = merged(EVERYTHING_ON, {"metrics": {"serviceMonitor": {"enabled": False}}})
-    rendered = helm("template", "dry", str(CHART), "--namespace", ns, "--include-crds",
-                    "-f", str(values_file(tmp_path, values))).stdout
+    rendered = helm(
+        "template",
+        "dry",
+        str(CHART),
+        "--namespace",
+        ns,
+        "--include-crds",
+        "-f",
+        str(values_file(tmp_path, values)),
+    ).stdout
     docs = [d for d in yaml.safe_load_all(rendered) if d]
 
     result = kube_cluster.kubectl("apply", "--dry-run=server", "-f", "-", input=rendered)
 
     assert len([line for line in result.stdout.splitlines() if "(server dry run)" in line]) == len(
-        docs)
+        docs
+    )
     assert "customresourcedefinition.apiextensions.k8s.io/finetunejobs.llmft.io" in result.stdout
 
 
@@ -169,43 +226,60 @@ def test_rendered_manifests_pass_server_side_dry_run(kube_cluster: KubeCluster,
 
 def test_helm_install_runs_the_operator_pod_in_a_restricted_namespace(installed: Install) -> None:
     cluster = installed.cluster
-    pods = wait_for(lambda: running_pods(cluster, SYSTEM_NS,
-                                         "app.kubernetes.io/component=operator"), timeout=90)
+    pods = wait_for(
+        lambda: running_pods(cluster, SYSTEM_NS, "app.kubernetes.io/component=operator"), timeout=90
+    )
     assert len(pods) == 1
     assert pods[0]["spec"]["nodeName"] not in GPU_NODES, "the operator takes no GPU node"
     status = json.loads(installed.helm("status", "llmft", "-n", SYSTEM_NS, "-o", "json"))
     assert status["info"]["status"] == "deployed"
     for crd in ("datasetgenerations", "finetunejobs", "evaluations"):
-        cluster.kubectl("wait", "--for=condition=Established", f"crd/{crd}.llmft.io",
-                        "--timeout=30s")
+        cluster.kubectl(
+            "wait", "--for=condition=Established", f"crd/{crd}.llmft.io", "--timeout=30s"
+        )
 
 
 @pytest.mark.parametrize("component", ["ollama", "weaviate"])
-def test_ollama_and_weaviate_pods_are_admitted_as_restricted(installed: Install,
-                                                             component: str) -> None:
-    pods = wait_for(lambda: running_pods(installed.cluster, SYSTEM_NS,
-                                         f"app.kubernetes.io/component={component}"), timeout=90)
+def test_ollama_and_weaviate_pods_are_admitted_as_restricted(
+    installed: Install, component: str
+) -> None:
+    pods = wait_for(
+        lambda: running_pods(
+            installed.cluster, SYSTEM_NS, f"app.kubernetes.io/component={component}"
+        ),
+        timeout=90,
+    )
     assert len(pods) == 1
 
 
 def test_restricted_namespace_refuses_a_pod_without_the_security_settings(
-        installed: Install) -> None:
+    installed: Install,
+) -> None:
     """The control: Pod Security really is enforced where the chart's pods were admitted."""
     pod = {
-        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "careless"},
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "careless"},
         "spec": {"containers": [{"name": "c", "image": "busybox"}]},
     }
-    result = installed.cluster.kubectl("apply", "--dry-run=server", "-n", SYSTEM_NS, "-f", "-",
-                                       input=json.dumps(pod), check=False)
+    result = installed.cluster.kubectl(
+        "apply", "--dry-run=server", "-n", SYSTEM_NS, "-f", "-", input=json.dumps(pod), check=False
+    )
     assert result.returncode != 0
     assert 'violates PodSecurity "restricted:latest"' in result.stderr
 
 
 def test_artefact_pvc_and_workload_identity_land_in_the_workload_namespace(
-        installed: Install) -> None:
+    installed: Install,
+) -> None:
     cluster = installed.cluster
-    wait_for(lambda: get_json(cluster, "pvc", "llmft-artifacts", "-n", TEAM_NS)
-             ["status"].get("phase") == "Bound", timeout=90)
+    wait_for(
+        lambda: (
+            get_json(cluster, "pvc", "llmft-artifacts", "-n", TEAM_NS)["status"].get("phase")
+            == "Bound"
+        ),
+        timeout=90,
+    )
     cluster.kubectl("get", "serviceaccount", "llmft-workload", "-n", TEAM_NS)
     cluster.kubectl("get", "rolebinding", "llmft-workload", "-n", TEAM_NS)
 
@@ -224,11 +298,14 @@ def test_a_gpu_workload_job_from_the_operator_is_admitted_and_runs(installed: In
     config = get_json(cluster, "configmap", "llmft-config", "-n", SYSTEM_NS)["data"]
     settings = OperatorSettings.from_env(config)
     manifest = {
-        "apiVersion": "llmft.io/v1alpha1", "kind": "FineTuneJob",
+        "apiVersion": "llmft.io/v1alpha1",
+        "kind": "FineTuneJob",
         "metadata": {"name": "psa-check", "namespace": TEAM_NS},
         "spec": {
-            "baseModel": {"name": "meta-llama/Llama-3.2-1B-Instruct",
-                          "tokenSecretRef": {"name": "hf-token", "key": "token"}},
+            "baseModel": {
+                "name": "meta-llama/Llama-3.2-1B-Instruct",
+                "tokenSecretRef": {"name": "hf-token", "key": "token"},
+            },
             "dataset": {"path": "datasets/hr"},
             "resources": {"gpuCount": 1, "cpu": "2", "memory": "8Gi"},
         },
@@ -238,13 +315,22 @@ def test_a_gpu_workload_job_from_the_operator_is_admitted_and_runs(installed: In
     pod_spec = job["spec"]["template"]["spec"]
     assert pod_spec["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
 
-    created = cluster.kubectl("create", "-n", TEAM_NS, "-f", "-", input=json.dumps(job),
-                              check=False)
+    created = cluster.kubectl(
+        "create", "-n", TEAM_NS, "-f", "-", input=json.dumps(job), check=False
+    )
     assert created.returncode == 0, created.stderr
     assert "would violate PodSecurity" not in created.stderr
     name = job["metadata"]["name"]
-    done = cluster.kubectl("wait", "--for=condition=Complete", f"job/{name}", "-n", TEAM_NS,
-                           "--timeout=90s", timeout=120, check=False)
+    done = cluster.kubectl(
+        "wait",
+        "--for=condition=Complete",
+        f"job/{name}",
+        "-n",
+        TEAM_NS,
+        "--timeout=90s",
+        timeout=120,
+        check=False,
+    )
     if done.returncode != 0:
         detail = cluster.kubectl("describe", "job,pods", "-n", TEAM_NS, check=False).stdout
         events = cluster.kubectl("get", "events", "-n", TEAM_NS, check=False).stdout
@@ -300,21 +386,24 @@ OPERATOR_MAY_NOT = [
 
 
 @pytest.mark.parametrize(("verb", "resource", "sub"), OPERATOR_MAY)
-def test_operator_may_do_its_work(installed: Install, verb: str, resource: str,
-                                  sub: str | None) -> None:
+def test_operator_may_do_its_work(
+    installed: Install, verb: str, resource: str, sub: str | None
+) -> None:
     assert can_i(installed.cluster, OPERATOR, verb, resource, TEAM_NS, sub)
 
 
 @pytest.mark.parametrize(("verb", "resource", "sub"), OPERATOR_MAY_NOT)
-def test_operator_is_refused_what_it_does_not_need(installed: Install, verb: str, resource: str,
-                                                   sub: str | None) -> None:
+def test_operator_is_refused_what_it_does_not_need(
+    installed: Install, verb: str, resource: str, sub: str | None
+) -> None:
     assert not can_i(installed.cluster, OPERATOR, verb, resource, TEAM_NS, sub)
 
 
 def test_operator_cannot_change_crds_or_cluster_rbac(installed: Install) -> None:
     cluster = installed.cluster
-    assert can_i(cluster, OPERATOR, "watch", "customresourcedefinitions.apiextensions.k8s.io",
-                 "default")
+    assert can_i(
+        cluster, OPERATOR, "watch", "customresourcedefinitions.apiextensions.k8s.io", "default"
+    )
     for verb, resource in [
         ("update", "customresourcedefinitions.apiextensions.k8s.io"),
         ("delete", "customresourcedefinitions.apiextensions.k8s.io"),
@@ -326,11 +415,13 @@ def test_operator_cannot_change_crds_or_cluster_rbac(installed: Install) -> None
 
 
 def test_operator_really_creates_a_configmap_and_is_refused_listing_secrets(
-        installed: Install) -> None:
+    installed: Install,
+) -> None:
     """Impersonated requests, not just `can-i`: the API server acts on them."""
     cluster = installed.cluster
-    cluster.kubectl("create", "configmap", "rbac-probe", "-n", TEAM_NS,
-                    "--from-literal=k=v", f"--as={OPERATOR}")
+    cluster.kubectl(
+        "create", "configmap", "rbac-probe", "-n", TEAM_NS, "--from-literal=k=v", f"--as={OPERATOR}"
+    )
     cluster.kubectl("get", "configmap", "rbac-probe", "-n", TEAM_NS, f"--as={OPERATOR}")
     cluster.kubectl("delete", "configmap", "rbac-probe", "-n", TEAM_NS)
     refused = cluster.kubectl("get", "secrets", "-n", TEAM_NS, f"--as={OPERATOR}", check=False)
@@ -340,8 +431,14 @@ def test_operator_really_creates_a_configmap_and_is_refused_listing_secrets(
 
 def test_namespaced_operator_is_refused_outside_its_namespace(installed: Install) -> None:
     cluster = installed.cluster
-    (account,) = get_json(cluster, "serviceaccounts", "-n", SCOPED_SYSTEM_NS,
-                          "-l", "app.kubernetes.io/component=operator")["items"]
+    (account,) = get_json(
+        cluster,
+        "serviceaccounts",
+        "-n",
+        SCOPED_SYSTEM_NS,
+        "-l",
+        "app.kubernetes.io/component=operator",
+    )["items"]
     scoped = f"system:serviceaccount:{SCOPED_SYSTEM_NS}:{account['metadata']['name']}"
     assert can_i(cluster, scoped, "create", "jobs.batch", SCOPED_TEAM_NS)
     assert can_i(cluster, scoped, "patch", "finetunejobs.llmft.io", SCOPED_TEAM_NS, "status")
@@ -363,32 +460,55 @@ def test_workload_may_only_get_and_patch_status(installed: Install, plural: str)
         assert not can_i(cluster, WORKLOAD, verb, resource, TEAM_NS), verb
     assert not can_i(cluster, WORKLOAD, "update", resource, TEAM_NS, "status")
     assert not can_i(cluster, WORKLOAD, "patch", resource, SYSTEM_NS, "status")
-    for verb, other in [("get", "secrets"), ("list", "pods"), ("create", "jobs.batch"),
-                        ("get", "configmaps")]:
+    for verb, other in [
+        ("get", "secrets"),
+        ("list", "pods"),
+        ("create", "jobs.batch"),
+        ("get", "configmaps"),
+    ]:
         assert not can_i(cluster, WORKLOAD, verb, other, TEAM_NS), (verb, other)
 
 
 def test_workload_really_patches_status_and_is_refused_the_spec(installed: Install) -> None:
     cluster = installed.cluster
     ftj = {
-        "apiVersion": "llmft.io/v1alpha1", "kind": "FineTuneJob",
+        "apiVersion": "llmft.io/v1alpha1",
+        "kind": "FineTuneJob",
         "metadata": {"name": "rbac-probe", "namespace": TEAM_NS},
-        "spec": {"baseModel": {"name": "meta-llama/Llama-3.2-1B-Instruct"},
-                 "dataset": {"path": "datasets/hr"}},
+        "spec": {
+            "baseModel": {"name": "meta-llama/Llama-3.2-1B-Instruct"},
+            "dataset": {"path": "datasets/hr"},
+        },
     }
     cluster.kubectl("apply", "-f", "-", input=json.dumps(ftj))
     try:
-        cluster.kubectl("patch", "finetunejob", "rbac-probe", "-n", TEAM_NS,
-                        "--subresource=status", "--type=merge",
-                        "-p", json.dumps({"status": {"progress": {"step": 3, "total": 10}}}),
-                        f"--as={WORKLOAD}")
+        cluster.kubectl(
+            "patch",
+            "finetunejob",
+            "rbac-probe",
+            "-n",
+            TEAM_NS,
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            json.dumps({"status": {"progress": {"step": 3, "total": 10}}}),
+            f"--as={WORKLOAD}",
+        )
         body = get_json(cluster, "finetunejob", "rbac-probe", "-n", TEAM_NS)
         assert body["status"]["progress"]["step"] == 3
 
         spec_patch = cluster.kubectl(
-            "patch", "finetunejob", "rbac-probe", "-n", TEAM_NS, "--type=merge",
-            "-p", json.dumps({"spec": {"dataset": {"path": "elsewhere"}}}),
-            f"--as={WORKLOAD}", check=False)
+            "patch",
+            "finetunejob",
+            "rbac-probe",
+            "-n",
+            TEAM_NS,
+            "--type=merge",
+            "-p",
+            json.dumps({"spec": {"dataset": {"path": "elsewhere"}}}),
+            f"--as={WORKLOAD}",
+            check=False,
+        )
         assert spec_patch.returncode != 0 and "Forbidden" in spec_patch.stderr
     finally:
         cluster.kubectl("delete", "finetunejob", "rbac-probe", "-n", TEAM_NS, check=False)
@@ -399,8 +519,9 @@ def test_workload_really_patches_status_and_is_refused_the_spec(installed: Insta
 
 def operator_kubeconfig(cluster: KubeCluster, namespace: str, account: str, path: Path) -> Path:
     """A kubeconfig holding a token of the operator's ServiceAccount, as its pod would have."""
-    token = cluster.kubectl("create", "token", account, "-n", namespace,
-                            "--duration=1h").stdout.strip()
+    token = cluster.kubectl(
+        "create", "token", account, "-n", namespace, "--duration=1h"
+    ).stdout.strip()
     write_kubeconfig(path, cluster.server, cluster.workdir / "ca.crt", token, user=account)
     return path
 
@@ -410,23 +531,41 @@ def test_operator_runs_the_chain_with_only_the_chart_rbac(installed: Install) ->
     ServiceAccount's token, its ConfigMap, its arguments) on examples/cluster: the whole
     experiment reaches Succeeded, as in tests/operator."""
     cluster = installed.cluster
-    (account,) = get_json(cluster, "serviceaccounts", "-n", SCOPED_SYSTEM_NS,
-                          "-l", "app.kubernetes.io/component=operator")["items"]
-    deployment = get_json(cluster, "deployments", "-n", SCOPED_SYSTEM_NS,
-                          "-l", "app.kubernetes.io/component=operator")["items"][0]
+    (account,) = get_json(
+        cluster,
+        "serviceaccounts",
+        "-n",
+        SCOPED_SYSTEM_NS,
+        "-l",
+        "app.kubernetes.io/component=operator",
+    )["items"]
+    deployment = get_json(
+        cluster, "deployments", "-n", SCOPED_SYSTEM_NS, "-l", "app.kubernetes.io/component=operator"
+    )["items"][0]
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
     (config_ref,) = container["envFrom"]
-    config = get_json(cluster, "configmap", config_ref["configMapRef"]["name"],
-                      "-n", SCOPED_SYSTEM_NS)["data"]
+    config = get_json(
+        cluster, "configmap", config_ref["configMapRef"]["name"], "-n", SCOPED_SYSTEM_NS
+    )["data"]
     health_port = free_port()
-    args = [re.sub(r"^--liveness=http://0\.0\.0\.0:\d+",
-                   f"--liveness=http://127.0.0.1:{health_port}", a) for a in container["args"]]
+    args = [
+        re.sub(
+            r"^--liveness=http://0\.0\.0\.0:\d+", f"--liveness=http://127.0.0.1:{health_port}", a
+        )
+        for a in container["args"]
+    ]
     assert any(a.startswith("--liveness=http://127.0.0.1") for a in args)
     env = {
-        **os.environ, **config,
-        "KUBECONFIG": str(operator_kubeconfig(cluster, SCOPED_SYSTEM_NS,
-                                              account["metadata"]["name"],
-                                              installed.tmp / "operator.kubeconfig")),
+        **os.environ,
+        **config,
+        "KUBECONFIG": str(
+            operator_kubeconfig(
+                cluster,
+                SCOPED_SYSTEM_NS,
+                account["metadata"]["name"],
+                installed.tmp / "operator.kubeconfig",
+            )
+        ),
         # Not the chart's: this process shares the machine with other tests.
         "LLMFT_METRICS_PORT": str(free_port()),
         "LLMFT_RECONCILE_INTERVAL": "1",
@@ -434,16 +573,20 @@ def test_operator_runs_the_chain_with_only_the_chart_rbac(installed: Install) ->
     log = installed.tmp / "operator.log"
     ns = SCOPED_TEAM_NS
     with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "llmft_operator", *args,
-                                 "--log-format", "plain"], stdout=out, stderr=subprocess.STDOUT,
-                                env=env)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "llmft_operator", *args, "--log-format", "plain"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
 
     def tail() -> str:
         return "\n".join(log.read_text(errors="replace").splitlines()[-40:])
 
     def phase(kind: str, name: str) -> str | None:
-        result = cluster.kubectl("get", kind, name, "-n", ns, "-o",
-                                 "jsonpath={.status.phase}", check=False)
+        result = cluster.kubectl(
+            "get", kind, name, "-n", ns, "-o", "jsonpath={.status.phase}", check=False
+        )
         return result.stdout.strip() or None
 
     try:
@@ -451,10 +594,23 @@ def test_operator_runs_the_chain_with_only_the_chart_rbac(installed: Install) ->
         # annotations that tell kwok how long each pod "runs" and what it "prints".
         result = {"metrics": {"pairs": 40, "trainPairs": 32, "evalPairs": 8}, "outputs": {}}
         run = {"llmft.io/kwok-run-ms": "500"}
-        cluster.kubectl("create", "configmap", "hr-handbook", "-n", ns,
-                        f"--from-file={EXAMPLES.parent / 'hr-handbook'}")
-        cluster.kubectl("create", "secret", "generic", "hf-token", "-n", ns,
-                        "--from-literal=token=hf_not_a_real_token")
+        cluster.kubectl(
+            "create",
+            "configmap",
+            "hr-handbook",
+            "-n",
+            ns,
+            f"--from-file={EXAMPLES.parent / 'hr-handbook'}",
+        )
+        cluster.kubectl(
+            "create",
+            "secret",
+            "generic",
+            "hf-token",
+            "-n",
+            ns,
+            "--from-literal=token=hf_not_a_real_token",
+        )
         manifests = []
         for path in sorted(EXAMPLES.glob("*.yaml")):
             for doc in yaml.safe_load_all(path.read_text()):
@@ -463,21 +619,30 @@ def test_operator_runs_the_chain_with_only_the_chart_rbac(installed: Install) ->
                     annotations["llmft.io/kwok-message"] = json.dumps(result)
                 doc["spec"].setdefault("resources", {})["podAnnotations"] = annotations
                 manifests.append(doc)
-        cluster.kubectl("apply", "-n", ns, "-f", "-",
-                        input=json.dumps({"apiVersion": "v1", "kind": "List", "items": manifests}))
+        cluster.kubectl(
+            "apply",
+            "-n",
+            ns,
+            "-f",
+            "-",
+            input=json.dumps({"apiVersion": "v1", "kind": "List", "items": manifests}),
+        )
 
         for doc in manifests:
             kind, name = doc["kind"], doc["metadata"]["name"]
             try:
-                wait_for(lambda k=kind, n=name: phase(k, n) == "Succeeded"
-                         or proc.poll() is not None, timeout=180)
+                wait_for(
+                    lambda k=kind, n=name: phase(k, n) == "Succeeded" or proc.poll() is not None,
+                    timeout=180,
+                )
             except AssertionError:
                 raise AssertionError(f"{kind}/{name} is {phase(kind, name)}\n{tail()}") from None
             assert proc.poll() is None, f"operator exited ({proc.returncode}):\n{tail()}"
         # The fine-tuning and evaluation Jobs ran on the fake A10 nodes, the dataset's on CPU.
         pods = get_json(cluster, "pods", "-n", ns)["items"]
-        nodes = {p["metadata"]["labels"].get("job-name", ""): p["spec"].get("nodeName")
-                 for p in pods}
+        nodes = {
+            p["metadata"]["labels"].get("job-name", ""): p["spec"].get("nodeName") for p in pods
+        }
         gpu_jobs = [j for j in nodes if "hr-handbook" not in j]
         assert gpu_jobs and all(nodes[j] in GPU_NODES for j in gpu_jobs), nodes
         docs = get_json(cluster, "datasetgeneration", "hr-handbook", "-n", ns)

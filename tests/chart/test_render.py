@@ -86,11 +86,21 @@ def test_chart_passes_helm_lint_strict(tmp_path: Path, everything: bool) -> None
 def test_defaults_render_the_operator_its_rbac_and_the_workload_identity(tmp_path: Path) -> None:
     docs = render(tmp_path)
     kinds = sorted(d["kind"] for d in docs)
-    assert kinds == sorted([
-        "ServiceAccount", "ServiceAccount", "ConfigMap", "ClusterRole", "ClusterRole",
-        "ClusterRole", "ClusterRoleBinding", "ClusterRoleBinding", "RoleBinding", "Service",
-        "Deployment",
-    ])
+    assert kinds == sorted(
+        [
+            "ServiceAccount",
+            "ServiceAccount",
+            "ConfigMap",
+            "ClusterRole",
+            "ClusterRole",
+            "ClusterRole",
+            "ClusterRoleBinding",
+            "ClusterRoleBinding",
+            "RoleBinding",
+            "Service",
+            "Deployment",
+        ]
+    )
     # Optional parts stay off by default.
     assert not {"NetworkPolicy", "ServiceMonitor", "PersistentVolumeClaim"} & set(kinds)
     for doc in docs:
@@ -103,13 +113,17 @@ def test_everything_on_renders_ollama_weaviate_pvcs_policies_and_monitor(tmp_pat
     docs = render(tmp_path, EVERYTHING_ON)
     names = {(d["kind"], d["metadata"]["name"]) for d in docs}
     assert {
-        ("Deployment", "llmft-ollama"), ("Service", "llmft-ollama"),
+        ("Deployment", "llmft-ollama"),
+        ("Service", "llmft-ollama"),
         ("PersistentVolumeClaim", "llmft-ollama-models"),
-        ("Deployment", "llmft-weaviate"), ("Service", "llmft-weaviate"),
+        ("Deployment", "llmft-weaviate"),
+        ("Service", "llmft-weaviate"),
         ("PersistentVolumeClaim", "llmft-weaviate-data"),
         ("PersistentVolumeClaim", "llmft-artifacts"),
-        ("NetworkPolicy", "llmft-operator"), ("NetworkPolicy", "llmft-ollama"),
-        ("NetworkPolicy", "llmft-weaviate"), ("ServiceMonitor", "llmft-operator"),
+        ("NetworkPolicy", "llmft-operator"),
+        ("NetworkPolicy", "llmft-ollama"),
+        ("NetworkPolicy", "llmft-weaviate"),
+        ("ServiceMonitor", "llmft-operator"),
     } <= names
     config = find(docs, "ConfigMap")["data"]
     assert config["LLMFT_OLLAMA_HOST"] == "http://llmft-ollama.llmft-system.svc:11434"
@@ -120,8 +134,7 @@ def test_everything_on_renders_ollama_weaviate_pvcs_policies_and_monitor(tmp_pat
 
 
 def test_notes_tell_the_user_what_to_do_next() -> None:
-    result = helm("install", "llmft", str(CHART), "--namespace", "llmft-system",
-                  "--dry-run=client")
+    result = helm("install", "llmft", str(CHART), "--namespace", "llmft-system", "--dry-run=client")
     notes = result.stdout.split("NOTES:", 1)[1]
     assert "rollout status deployment/llmft-operator" in notes
     assert "kubectl apply -n llmft-system" in notes
@@ -186,9 +199,15 @@ def test_default_values_name_every_schema_property() -> None:
             node = schema["definitions"][node["$ref"].rsplit("/", 1)[1]]
         if node.get("additionalProperties") is not False or not isinstance(value, dict):
             return []
-        missing = [] if shared else [
-            f"{path}.{k}" for k in node.get("properties", {}) if k not in value and k != "global"
-        ]
+        missing = (
+            []
+            if shared
+            else [
+                f"{path}.{k}"
+                for k in node.get("properties", {})
+                if k not in value and k != "global"
+            ]
+        )
         for key, sub in value.items():
             missing += walk(node["properties"].get(key, {}), sub, f"{path}.{key}")
         return missing
@@ -208,15 +227,28 @@ def test_configmap_sets_exactly_the_variables_the_operator_reads(tmp_path: Path)
 def test_operator_reads_the_configmap_it_is_given(tmp_path: Path) -> None:
     from llmft_operator.settings import OperatorSettings, reconcile_interval
 
-    values = merged(EVERYTHING_ON, {
-        "images": {"registry": "registry.example.com/ml", "tag": "1.2.3",
-                   "pullSecrets": ["regcred"], "pullPolicy": "Always"},
-        "operator": {"watchNamespace": "team-a", "reconcileInterval": 5},
-        "gpu": {"product": "NVIDIA-L4", "productLabel": "nvidia.com/gpu.product",
-                "tolerationKey": "nvidia.com/gpu"},
-        "workloads": {"jobTTLSeconds": 600, "jobDeadlineSeconds": 7200,
-                      "serviceAccount": {"name": "trainer-sa"}},
-    })
+    values = merged(
+        EVERYTHING_ON,
+        {
+            "images": {
+                "registry": "registry.example.com/ml",
+                "tag": "1.2.3",
+                "pullSecrets": ["regcred"],
+                "pullPolicy": "Always",
+            },
+            "operator": {"watchNamespace": "team-a", "reconcileInterval": 5},
+            "gpu": {
+                "product": "NVIDIA-L4",
+                "productLabel": "nvidia.com/gpu.product",
+                "tolerationKey": "nvidia.com/gpu",
+            },
+            "workloads": {
+                "jobTTLSeconds": 600,
+                "jobDeadlineSeconds": 7200,
+                "serviceAccount": {"name": "trainer-sa"},
+            },
+        },
+    )
     config = find(render(tmp_path, values), "ConfigMap")["data"]
 
     settings = OperatorSettings.from_env(config)
@@ -280,8 +312,12 @@ def test_operator_deployment_is_one_restricted_replica_with_probes(tmp_path: Pat
 
 def test_operator_command_line_accepts_the_chart_arguments() -> None:
     """The Deployment passes --liveness (and extraArgs such as --verbose) to the operator."""
-    result = subprocess.run([sys.executable, "-m", "llmft_operator", "--help"],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "llmft_operator", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     assert "--liveness" in result.stdout
 
@@ -312,8 +348,15 @@ def test_operator_role_grants_its_work_and_no_wildcards(tmp_path: Path) -> None:
     assert {v for g, r, v in granted if r == "events"} == {"create"}
     # No way to escalate: it cannot touch RBAC, ServiceAccount tokens, pods' shells or CRDs.
     assert not {r for _, r, _ in granted} & {
-        "roles", "rolebindings", "clusterroles", "clusterrolebindings", "serviceaccounts/token",
-        "customresourcedefinitions", "pods/exec", "pods/attach", "nodes",
+        "roles",
+        "rolebindings",
+        "clusterroles",
+        "clusterrolebindings",
+        "serviceaccounts/token",
+        "customresourcedefinitions",
+        "pods/exec",
+        "pods/attach",
+        "nodes",
     }
     assert {v for g, r, v in granted if r == "serviceaccounts"} == {"get"}
 
@@ -322,17 +365,28 @@ KOPF_NEEDS = {
     # kopf watches the three kinds and patches them (finalizer, last-handled annotation).
     *(("llmft.io", p, v) for p in PLURALS for v in ("list", "watch", "patch")),
     # @kopf.on.event on batch/v1 jobs.
-    ("batch", "jobs", "list"), ("batch", "jobs", "watch"),
+    ("batch", "jobs", "list"),
+    ("batch", "jobs", "watch"),
     # kopf.event() posts core/v1 Events.
     ("", "events", "create"),
 }
 # Granted though no call in the operator's code makes it, and why.
 GRANTED_BEYOND_CALLS = {
-    **{("llmft.io", f"{p}/finalizers", "update"): "ownerReference blockOwnerDeletion on "
-       "clusters enforcing OwnerReferencesPermissionEnforcement" for p in PLURALS},
+    **{
+        ("llmft.io", f"{p}/finalizers", "update"): "ownerReference blockOwnerDeletion on "
+        "clusters enforcing OwnerReferencesPermissionEnforcement"
+        for p in PLURALS
+    },
 }
-CLIENT_VERBS = {"read": "get", "get": "get", "list": "list", "create": "create",
-                "patch": "patch", "delete": "delete", "replace": "update"}
+CLIENT_VERBS = {
+    "read": "get",
+    "get": "get",
+    "list": "list",
+    "create": "create",
+    "patch": "patch",
+    "delete": "delete",
+    "replace": "update",
+}
 
 
 def operator_api_calls() -> dict[tuple[str, str, str], str]:
@@ -357,19 +411,26 @@ def operator_api_calls() -> dict[tuple[str, str, str], str]:
 
 
 def test_operator_role_grants_every_call_the_operator_makes_and_nothing_else(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     docs = render(tmp_path)
     granted = set(rules_of(find(docs, "ClusterRole", "llmft-operator"))) | set(
-        rules_of(find(docs, "ClusterRole", "llmft-operator-crds")))
+        rules_of(find(docs, "ClusterRole", "llmft-operator-crds"))
+    )
     calls = operator_api_calls()
     assert calls, "no kubernetes client calls found in operator/llmft_operator"
-    needed = set(calls) | KOPF_NEEDS | {
-        ("apiextensions.k8s.io", "customresourcedefinitions", "list"),
-        ("apiextensions.k8s.io", "customresourcedefinitions", "watch"),
-    }
+    needed = (
+        set(calls)
+        | KOPF_NEEDS
+        | {
+            ("apiextensions.k8s.io", "customresourcedefinitions", "list"),
+            ("apiextensions.k8s.io", "customresourcedefinitions", "watch"),
+        }
+    )
     missing = sorted(needed - granted)
     assert not missing, "not granted: " + ", ".join(
-        f"{t} ({calls.get(t, 'kopf')})" for t in missing)
+        f"{t} ({calls.get(t, 'kopf')})" for t in missing
+    )
     unused = sorted(granted - needed - set(GRANTED_BEYOND_CALLS))
     assert not unused, f"granted but never used: {unused}"
 
@@ -407,8 +468,9 @@ def test_workload_identity_may_only_get_and_patch_status(tmp_path: Path) -> None
         for plural in ("datasetgenerations", "finetunejobs", "evaluations")
         for verb in ("get", "patch")
     }
-    bindings = [d for d in docs if d["kind"] == "RoleBinding"
-                and d["roleRef"]["name"] == "llmft-workload"]
+    bindings = [
+        d for d in docs if d["kind"] == "RoleBinding" and d["roleRef"]["name"] == "llmft-workload"
+    ]
     assert sorted(b["metadata"]["namespace"] for b in bindings) == ["team-a", "team-b"]
     for binding in bindings:
         (subject,) = binding["subjects"]

@@ -33,7 +33,8 @@ def health(obj: dict[str, Any]) -> tuple[str, str]:
 
 def resource(status: dict[str, Any] | None, generation: int = 1) -> dict[str, Any]:
     obj: dict[str, Any] = {
-        "apiVersion": "llmft.io/v1alpha1", "kind": "FineTuneJob",
+        "apiVersion": "llmft.io/v1alpha1",
+        "kind": "FineTuneJob",
         "metadata": {"name": "tune", "namespace": "ml", "generation": generation},
     }
     if status is not None:
@@ -41,21 +42,28 @@ def resource(status: dict[str, Any] | None, generation: int = 1) -> dict[str, An
     return obj
 
 
-def with_job(phase: Phase, reason: str, message: str, generation: int = 1,
-             job_generation: int = 1) -> dict[str, Any]:
-    return job_status({}, Observation(phase, reason, message), generation=generation,
-                      job_generation=job_generation, job_name="tune-ftj", artifacts=None, now=NOW)
+def with_job(
+    phase: Phase, reason: str, message: str, generation: int = 1, job_generation: int = 1
+) -> dict[str, Any]:
+    return job_status(
+        {},
+        Observation(phase, reason, message),
+        generation=generation,
+        job_generation=job_generation,
+        job_name="tune-ftj",
+        artifacts=None,
+        now=NOW,
+    )
 
 
 def test_a_new_object_is_progressing_until_the_operator_writes_status() -> None:
-    assert health(resource(None)) == (
-        "Progressing", "waiting for the llmft operator to pick it up")
+    assert health(resource(None)) == ("Progressing", "waiting for the llmft operator to pick it up")
 
 
 def test_waiting_for_inputs_is_progressing_and_says_why() -> None:
     status = waiting_status(
-        {}, [Problem("UpstreamNotReady", "waiting for DatasetGeneration 'docs' to succeed")], 1,
-        NOW)
+        {}, [Problem("UpstreamNotReady", "waiting for DatasetGeneration 'docs' to succeed")], 1, NOW
+    )
     state, message = health(resource(status))
     assert state == "Progressing"
     assert message == "Waiting: waiting for DatasetGeneration 'docs' to succeed"
@@ -65,7 +73,9 @@ def test_a_running_workload_is_progressing_with_its_progress() -> None:
     status = with_job(Phase.RUNNING, "Running", "pod tune-ftj-x is running")
     status["progress"] = {"step": 30, "total": 120, "loss": 1.25}
     assert health(resource(status)) == (
-        "Progressing", "Running (30/120): pod tune-ftj-x is running")
+        "Progressing",
+        "Running (30/120): pod tune-ftj-x is running",
+    )
     status["progress"]["percent"] = 25.0
     assert health(resource(status))[1].startswith("Running (25%)")
 
@@ -77,8 +87,7 @@ def test_a_succeeded_workload_is_healthy() -> None:
 
 def test_a_failed_workload_is_degraded_with_the_reason() -> None:
     status = with_job(Phase.FAILED, "OOMKilled", "the trainer ran out of memory (limit 8Gi)")
-    assert health(resource(status)) == (
-        "Degraded", "the trainer ran out of memory (limit 8Gi)")
+    assert health(resource(status)) == ("Degraded", "the trainer ran out of memory (limit 8Gi)")
 
 
 def test_a_spec_the_operator_refuses_is_degraded() -> None:
@@ -87,8 +96,7 @@ def test_a_spec_the_operator_refuses_is_degraded() -> None:
 
 
 def test_a_spec_changed_after_the_job_ran_is_degraded_until_re_created() -> None:
-    status = with_job(Phase.SUCCEEDED, "Succeeded", "adapter saved", generation=2,
-                      job_generation=1)
+    status = with_job(Phase.SUCCEEDED, "Succeeded", "adapter saved", generation=2, job_generation=1)
     state, message = health(resource(status, generation=2))
     assert state == "Degraded"
     assert "spec generation 2 is not applied" in message
@@ -97,4 +105,6 @@ def test_a_spec_changed_after_the_job_ran_is_degraded_until_re_created() -> None
 def test_a_status_older_than_the_spec_is_progressing() -> None:
     status = with_job(Phase.SUCCEEDED, "Succeeded", "adapter saved")
     assert health(resource(status, generation=3)) == (
-        "Progressing", "the operator has not yet seen generation 3")
+        "Progressing",
+        "the operator has not yet seen generation 3",
+    )

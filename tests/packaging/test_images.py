@@ -53,9 +53,11 @@ def dockerfile(image: str) -> str:
 
 def instructions(text: str) -> list[tuple[str, str]]:
     """(INSTRUCTION, arguments) pairs with continuation lines joined and comments dropped."""
-    joined = re.sub(r"\\\n", " ", "\n".join(
-        line for line in text.splitlines() if not line.lstrip().startswith("#")
-    ))
+    joined = re.sub(
+        r"\\\n",
+        " ",
+        "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#")),
+    )
     result = []
     for line in joined.splitlines():
         if line.strip():
@@ -104,19 +106,28 @@ def hadolint() -> str:
 @pytest.mark.parametrize("image", sorted(IMAGES))
 def test_dockerfile_passes_hadolint(image: str, hadolint: str) -> None:
     result = subprocess.run(
-        [hadolint, "--no-color", "--config", str(IMAGES_DIR / ".hadolint.yaml"),
-         str(IMAGES_DIR / image / "Dockerfile")],
-        capture_output=True, text=True, timeout=60,
+        [
+            hadolint,
+            "--no-color",
+            "--config",
+            str(IMAGES_DIR / ".hadolint.yaml"),
+            str(IMAGES_DIR / image / "Dockerfile"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_hadolint_config_refuses_a_dockerfile_without_labels(hadolint: str, tmp_path: Path) -> None:
     bad = tmp_path / "Dockerfile"
-    bad.write_text("FROM python:3.12.11-slim-bookworm\nUSER 1000\nCMD [\"python\"]\n")
+    bad.write_text('FROM python:3.12.11-slim-bookworm\nUSER 1000\nCMD ["python"]\n')
     result = subprocess.run(
         [hadolint, "--no-color", "--config", str(IMAGES_DIR / ".hadolint.yaml"), str(bad)],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode != 0
     assert "org.opencontainers.image.version" in result.stdout
@@ -150,8 +161,17 @@ def test_final_stage_runs_as_a_numeric_non_root_user_without_build_tools(image: 
     # The chart's and the Job builder's securityContext run as uid 1000.
     assert uid == "1000"
     runs = " ".join(args for word, args in final if word == "RUN")
-    for tool in ("gcc", "g++", "make", "build-essential", "python3-dev", "python3.12-venv",
-                 "python3-pip", "git", "pip install"):
+    for tool in (
+        "gcc",
+        "g++",
+        "make",
+        "build-essential",
+        "python3-dev",
+        "python3.12-venv",
+        "python3-pip",
+        "git",
+        "pip install",
+    ):
         assert tool not in runs, f"{image}: final stage installs or runs {tool!r}"
     copies = [args for word, args in final if word == "COPY"]
     assert copies == ["--from=build /opt/llmft /opt/llmft"], copies
@@ -189,8 +209,12 @@ def test_entrypoint_is_python_dash_m_of_an_existing_module(image: str) -> None:
     assert len(entries) == 1
     assert json.loads(entries[0]) == ["python", "-m", module]
     package_dir = next(
-        (base / Path(*module.split(".")) for base in (ROOT / "src", ROOT / "operator")
-         if (base / Path(*module.split("."))).is_dir()), None,
+        (
+            base / Path(*module.split("."))
+            for base in (ROOT / "src", ROOT / "operator")
+            if (base / Path(*module.split("."))).is_dir()
+        ),
+        None,
     )
     assert package_dir is not None, f"{image}: entrypoint module {module} does not exist"
     main = package_dir / "__main__.py"
@@ -252,7 +276,10 @@ def test_workloads_never_import_kopf(image: str) -> None:
 def test_build_script_tags_every_image_with_the_package_version() -> None:
     result = subprocess.run(
         ["bash", str(IMAGES_DIR / "build.sh"), "--dry-run"],
-        capture_output=True, text=True, timeout=30, env={"PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={"PATH": "/usr/bin:/bin"},
     )
     assert result.returncode == 0, result.stderr
     version = PYPROJECT["project"]["version"]
@@ -266,8 +293,12 @@ def test_build_script_tags_every_image_with_the_package_version() -> None:
 
 
 def test_build_script_refuses_an_unknown_image() -> None:
-    result = subprocess.run(["bash", str(IMAGES_DIR / "build.sh"), "--dry-run", "trainr"],
-                            capture_output=True, text=True, timeout=30)
+    result = subprocess.run(
+        ["bash", str(IMAGES_DIR / "build.sh"), "--dry-run", "trainr"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert result.returncode == 2
     assert "unknown image 'trainr'" in result.stderr
 
