@@ -61,4 +61,6 @@ def test_auto_without_a_server_generates_in_process(tmp_path: Path) -> None:
     record = json.loads((out / WORK_DIR / GENERATED).read_text())
     pairs = parse_pairs(record["raw"])  # valid JSON by construction, whatever the model wrote
     assert pairs is not None and len(pairs) == 1, record["raw"]
-    assert pairs[0].kind == "factual" and pairs[0].question, record["raw"]
+    assert pairs[0].kind == "factual" and pairs[0].question.startswith("What "), record["raw"]
+    assert pairs[0].question.endswith("?")
+    assert pairs[0].answer in (docs / "leave.md").read_text().replace("\n", " "), record["raw"]

@@ -121,3 +121,23 @@ def test_a_yes_no_answer_starts_with_yes_or_no() -> None:
     pattern = ANSWER_PATTERNS["yesno"]
     assert re.match(pattern, "Yes, after probation.") and re.match(pattern, "No.")
     assert not re.match(pattern, "It depends on your service.")
+
+
+def test_a_request_carries_the_texts_it_shows() -> None:
+    gen = Generator(question_kinds=["multihop"], questions_per_chunk=1)
+    neighbour = _chunk(1, "Unused leave of up to five days carries over to March.")
+    request = build_request(PromptSet.from_spec(gen), _chunk(0), 0, neighbour, gen)
+    assert request.texts == (_chunk(0).text, neighbour.text)
+
+
+def test_answer_sentences_are_whole_sentences_without_markup() -> None:
+    from llmft.workloads.datagen.backends import answer_sentences
+
+    text = (
+        "## Carry over\n\nYou may carry over up to **five days** of unused leave. Use them by "
+        "31 March.\n\n| Leave | Days |\n| --- | --- |\n- Ask your manager in Harbour first;\n"
+    )
+    assert answer_sentences(text) == [
+        "You may carry over up to five days of unused leave.",
+        "Ask your manager in Harbour first.",
+    ]

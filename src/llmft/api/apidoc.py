@@ -89,7 +89,7 @@ def render() -> str:
         ]
         rows: list[str] = []
         _rows(spec, "spec", True, rows)
-        lines += rows + [""]
+        lines += [*rows, ""]
     return "\n".join(lines)
 
 

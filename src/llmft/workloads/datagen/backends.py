@@ -2,9 +2,9 @@
 
 Both take the same messages and return the model's raw text; the caller parses it. Ollama
 gets the response JSON schema as `format=`, so its sampler can only write valid JSON. The
-in-process model is constrained by construction instead: llmft writes the JSON around the
-fields and the model only fills in each question and answer string, stopping at its closing
-quote, so a small model's reply is valid JSON of the right shape too.
+in-process fallback is meant for a small local model that cannot follow the JSON prompt, so it
+works extractively: each answer is a sentence of the chunk and the model writes only the
+question that sentence answers; llmft writes the JSON, so the reply always parses.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import re
 import threading
 import time
 import zlib
@@ -29,9 +30,29 @@ log = logging.getLogger("llmft.datagen.backends")
 
 PROBE_TIMEOUT_SECONDS = 3.0
 MAX_BACKOFF_SECONDS = 30.0
-# Token budgets of one question and one answer string written in-process.
+# Token budget of one question written in-process.
 QUESTION_TOKENS = 64
-ANSWER_TOKENS = 128
+# The first word of each kind's question, written for the in-process model: what the schema's
+# patterns make Ollama's model do, so a small model starts a question, not a heading.
+QUESTION_OPENERS = {"factual": "What", "procedural": "How", "yesno": "Is", "multihop": "What"}
+IN_PROCESS_SYSTEM = "You turn statements from an employee handbook into quiz questions."
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9*])")
+_MARKUP = re.compile(r"^\s*(?:#+\s.*|[-=|]{3,}.*|\|.*)$", re.MULTILINE)
+
+
+def answer_sentences(text: str) -> list[str]:
+    """The chunk's sentences that can stand as an answer: markup lines (headings, rules, table
+    rows) removed, emphasis and list markers dropped, 5 to 60 words."""
+    body = _MARKUP.sub("", text)
+    body = re.sub(r"\*\*|__|`", "", body)
+    body = re.sub(r"^\s*(?:[-*+]|\d+[.)])\s+", "", body, flags=re.MULTILINE)
+    out = []
+    for paragraph in re.split(r"\n\s*\n", body):
+        flat = " ".join(paragraph.split())
+        for sentence in _SENTENCE_END.split(flat):
+            if 5 <= len(sentence.split()) <= 60 and sentence[-1:] in ".!?;:":
+                out.append(sentence.rstrip(";:") + ("" if sentence[-1] in ".!?" else "."))
+    return out
 
 
 class BackendUnavailable(WorkloadError):
@@ -226,9 +247,15 @@ class TransformersBackend:
         self._lm = AutoModelForCausalLM.from_pretrained(loc.path_or_id, **kwargs)
         self._lm.eval()
 
-    def _fill(self, prefix: str, max_new_tokens: int, seed: int | None) -> str:
-        """The model's continuation of `prefix` up to the end of the JSON string it is in: the
-        first unescaped quote or line break, or the token budget."""
+    def _fill(
+        self,
+        prefix: str,
+        max_new_tokens: int,
+        seed: int | None,
+        stops: tuple[str, ...] = ('"', "\n"),
+    ) -> str:
+        """The model's continuation of `prefix` up to the first of `stops` (kept when it is a
+        question mark) or the token budget."""
         import torch
         from transformers import StoppingCriteria, StoppingCriteriaList
 
@@ -239,7 +266,7 @@ class TransformersBackend:
         class _StringClosed(StoppingCriteria):
             def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> bool:
                 new = tokenizer.decode(input_ids[0, prompt_len:], skip_special_tokens=True)
-                return '"' in new.replace('\\"', "") or "\n" in new
+                return any(stop in new for stop in stops)
 
         sample = self.generator.temperature > 0
         kwargs: dict[str, Any] = {
@@ -259,41 +286,55 @@ class TransformersBackend:
             out = self._lm.generate(**inputs, **kwargs)
         text = tokenizer.decode(out[0, prompt_len:], skip_special_tokens=True)
         end = len(text)
-        for stop in ('"', "\n"):
-            k = text.replace('\\"', "\0\0").find(stop)
+        for stop in stops:
+            k = text.find(stop)
             if k >= 0:
-                end = min(end, k)
-        return text[:end].replace('\\"', '"').strip()
+                end = min(end, k + 1 if stop == "?" else k)
+        return text[:end].strip()
+
+    def _question_for(self, answer: str, kind: str, seed: int | None) -> str:
+        """The model's question, of `kind`, that the handbook statement `answer` answers. The
+        chunk itself is left out of this prompt: a 135M model given the whole text writes
+        questions about the text ("What does it say?") instead of about the statement."""
+        opener = QUESTION_OPENERS.get(kind, "What")
+        messages = [
+            {"role": "system", "content": IN_PROCESS_SYSTEM},
+            {"role": "user", "content": f"Statement: {answer}\nQuestion?"},
+        ]
+        prompt = self._tokenizer.apply_chat_template(
+            messages, tokenize=False, add_generation_prompt=True
+        )
+        rest = self._fill(prompt + opener, QUESTION_TOKENS, seed, stops=("?", "\n"))
+        question = opener + ("" if not rest or not rest[0].isalnum() else " ") + rest
+        return question.rstrip(" ?.") + "?"
 
     def generate(self, request: GenerationRequest) -> tuple[str, int]:
+        """Extractive, for a model too small to follow the JSON prompt: each answer is a sentence
+        of the chunk (of the chunk and its neighbour for multihop, "Yes." before it for yesno),
+        and the model writes the question that sentence answers."""
         if self._lm is None:
             self.check()
-        prompt = self._tokenizer.apply_chat_template(
-            request.messages, tokenize=False, add_generation_prompt=True
-        )
-        # Seeded per chunk and field, so a resumed run samples each chunk as a fresh run would.
+        sentences = answer_sentences(request.texts[0]) if request.texts else []
+        others = answer_sentences(request.texts[1]) if len(request.texts) > 1 else []
         base = None
         if self.generator.seed is not None:
+            # Seeded per chunk, so a resumed run samples each chunk as a fresh run would.
             base = self.generator.seed ^ zlib.crc32(request.chunk_id.encode())
-        budget = self.generator.num_predict
-        reply = '{"pairs": ['
+        pairs = []
         with self._lock:
             for j, kind in enumerate(request.kinds):
-                if budget <= 0:
+                if not sentences:
                     break
-                reply += (", " if j else "") + f'{{"kind": "{kind}", "question": "'
-                seed = None if base is None else base + 2 * j
-                question = self._fill(prompt + reply, min(QUESTION_TOKENS, budget), seed)
-                budget -= len(self._tokenizer.tokenize(question)) + 8
-                reply += json.dumps(question)[1:-1] + '", "answer": "'
-                answer = self._fill(
-                    prompt + reply,
-                    max(1, min(ANSWER_TOKENS, budget)),
-                    None if seed is None else seed + 1,
-                )
-                budget -= len(self._tokenizer.tokenize(answer)) + 4
-                reply += json.dumps(answer)[1:-1] + '"}'
-        return reply + "]}", 1
+                # Spread the pairs over the chunk rather than asking about its opening twice.
+                answer = sentences[(j * len(sentences)) // len(request.kinds)]
+                if kind == "multihop" and others:
+                    answer = f"{answer} {others[0]}"
+                seed = None if base is None else base + j
+                question = self._question_for(answer, kind, seed)
+                if kind == "yesno":
+                    answer = f"Yes. {answer}"
+                pairs.append({"kind": kind, "question": question, "answer": answer})
+        return json.dumps({"pairs": pairs}), 1
 
     def close(self) -> None:
         self._lm = None

@@ -107,6 +107,9 @@ class GenerationRequest:
     kinds: list[str]
     schema: dict[str, Any]
     context_chunk_ids: list[str]
+    # The texts shown (the chunk, then the neighbour when one is used), for backends that work
+    # on the text itself rather than on the messages.
+    texts: tuple[str, ...] = ()
 
 
 def kinds_for_chunk(
@@ -205,4 +208,5 @@ def build_request(
         kinds=kinds,
         schema=response_schema(kinds),
         context_chunk_ids=context_ids,
+        texts=(chunk.text, neighbour.text) if uses_neighbour and neighbour else (chunk.text,),
     )
