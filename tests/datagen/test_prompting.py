@@ -139,5 +139,6 @@ def test_answer_sentences_are_whole_sentences_without_markup() -> None:
     )
     assert answer_sentences(text) == [
         "You may carry over up to five days of unused leave.",
+        "Use them by 31 March.",
         "Ask your manager in Harbour first.",
     ]
