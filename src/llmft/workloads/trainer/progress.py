@@ -97,6 +97,12 @@ class ProgressCallback(TrainerCallback):
             tokensPerSecond=round(tokens_per_second, 1) if tokens_per_second else None,
             etaSeconds=round(eta, 1) if eta is not None else None,
             resumedFromStep=self.resumed_from_step,
+            # Replaces "training started" (reports merge field by field).
+            message=(
+                f"training (resumed from step {self.resumed_from_step})"
+                if self.resumed_from_step
+                else "training"
+            ),
         )
 
     def on_train_end(
