@@ -30,6 +30,7 @@ import base64
 import hashlib
 import json
 import re
+import secrets
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -49,6 +50,11 @@ INVALID_CREDENTIALS = "Invalid credentials in Authorization header"
 _REPO = r"/api/(?P<type>models|datasets|spaces)/(?P<repo>[^/]+/[^/]+)"
 ROUTE_ACTION = re.compile(_REPO + r"/(?P<action>preupload|commit|branch)/(?P<rev>.+)$")
 ROUTE_INFO = re.compile(_REPO + r"(?:/revision/(?P<rev>.+))?$")
+
+
+def stand_in_token() -> str:
+    """A fresh token in the Hub's shape, made per run so no token-like literal is committed."""
+    return "hf_" + secrets.token_hex(16)
 
 
 def git_blob_sha1(data: bytes) -> str:
@@ -110,7 +116,7 @@ class HubServer:
         tokens: dict[str, str] | None = None,
         namespaces: tuple[str, ...] = ("llmft-bot", "acme"),
     ) -> None:
-        self.tokens = tokens if tokens is not None else {"hf_stand_in_write_token": "write"}
+        self.tokens = tokens if tokens is not None else {stand_in_token(): "write"}
         self.namespaces = set(namespaces)
         self.repos: dict[tuple[str, str], Repo] = {}
         self.requests: list[Request] = []

@@ -15,12 +15,13 @@ import yaml
 
 from datagen.conftest import make_mixed_docs
 from datagen.test_entrypoint import write_spec
-from hubserver import HubServer, allow_hub_requests, running_hub
+from hubserver import HubServer, allow_hub_requests, running_hub, stand_in_token
 from llmft.api.common import HuggingFaceRepo
 from llmft.workloads.datagen import hub
 from llmft.workloads.entry import WorkloadError
 
-TOKEN = "hf_DatasetWriteTokenForTheStandIn42"
+TOKEN = stand_in_token()
+WRONG_TOKEN = stand_in_token()
 
 
 @pytest.fixture
@@ -95,11 +96,11 @@ def test_a_wrong_token_names_the_secret_and_never_shows_the_token(
 ) -> None:
     plan = hub.plan_push(target(hub_server), dataset_dir(tmp_path / "out"), "hr", "x")
     with pytest.raises(WorkloadError) as err:
-        hub.push_dataset(plan, "hf_TypoedToken")
+        hub.push_dataset(plan, WRONG_TOKEN)
     message = str(err.value)
     assert message.startswith("spec.output.huggingFace.tokenSecretRef: ")
     assert "Secret 'hf-push' key 'token'" in message and "Invalid credentials" in message
-    assert "hf_TypoedToken" not in message
+    assert WRONG_TOKEN not in message
     assert hub_server.repos == {}
 
 

@@ -10,14 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from hubserver import HubServer, allow_hub_requests, running_hub
+from hubserver import HubServer, allow_hub_requests, running_hub, stand_in_token
 from llmft.api.common import HuggingFaceRepo
 from llmft.workloads.entry import WorkloadError
 from llmft.workloads.trainer.hub import push_folder
 from trainer.conftest import RunTrainer, finetune_manifest
 
-TOKEN = "hf_WriteTokenForTheStandIn0123456789"
-READ_TOKEN = "hf_ReadOnlyTokenForTheStandIn98765"
+TOKEN = stand_in_token()
+WRONG_TOKEN = stand_in_token()
+READ_TOKEN = stand_in_token()
 ADAPTER_FILES = {"adapter_model.safetensors", "adapter_config.json", "README.md"}
 
 
@@ -93,14 +94,14 @@ def test_the_trained_adapter_lands_in_a_private_repo_at_the_recorded_revision(
 def test_a_wrong_token_fails_naming_the_secret_and_creates_nothing(
     hub: HubServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("LLMFT_HF_PUSH_TOKEN", "hf_NotAValidToken")
+    monkeypatch.setenv("LLMFT_HF_PUSH_TOKEN", WRONG_TOKEN)
     with pytest.raises(WorkloadError) as err:
         push_folder(target(hub), small_adapter(tmp_path / "adapter"), "x")
     message = str(err.value)
     assert message.startswith("spec.output.huggingFace.tokenSecretRef: ")
     assert "Secret 'hf-push' key 'token'" in message
     assert "Invalid credentials in Authorization header" in message
-    assert "hf_NotAValidToken" not in message and "Traceback" not in message
+    assert WRONG_TOKEN not in message and "Traceback" not in message
     assert hub.repos == {}
     assert {r.status for r in hub.requests} == {401}
 
