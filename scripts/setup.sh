@@ -37,8 +37,8 @@ if [ ! -f "$VENV/.complete" ]; then
   # (Only those untouched for a day: another checkout on this machine may still be using one.)
   find "$CACHE" -maxdepth 1 -type d -name 'venv-*' ! -name "venv-$key" -mmin +1440 \
     -exec rm -rf {} + 2>/dev/null || true
-else
-  # Same dependencies: just point the editable install at this checkout.
+elif [ "$("$VENV/bin/python" -c 'import llmft, pathlib; print(pathlib.Path(llmft.__file__).parents[2])' 2>/dev/null)" != "$ROOT" ]; then
+  # Same dependencies, another checkout: point the editable install at this one.
   "$VENV/bin/pip" install -q --no-deps -e "$ROOT" >&2
 fi
 
