@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import io
 import json
 import os
 import signal
@@ -13,11 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from rich.console import Console
 
 from cli.manifests import DATASET, EVALUATION, FINETUNE, write_manifests
+from llmft.api import load_manifests
 from llmft.api.layout import RESULT
 from llmft.cli import main
-from llmft.runner import execute
+from llmft.runner import RunDisplay, execute, make_plan
 from llmft.runner.state import StateDir
 
 TESTS = Path(__file__).resolve().parents[1]
@@ -192,3 +195,25 @@ def test_threads_the_user_set_are_left_alone(
     write_manifests(tmp_path / "m", DATASET)
     assert _run(tmp_path / "m", tmp_path / "state") == 0
     assert [r["threads"] for r in _runs(standin)] == ["3"]
+
+
+def test_the_runner_removes_nothing_outside_its_artefact_root(
+    tmp_path: Path, standin: Path
+) -> None:
+    write_manifests(tmp_path / "m", DATASET)
+    state = StateDir(tmp_path / "state")
+    plan = make_plan(load_manifests(tmp_path / "m"), state, force=True)
+    # The output directory becomes a link out of the root after planning (another process).
+    precious = tmp_path / "precious"
+    (precious / "keep").mkdir(parents=True)
+    (step,) = plan.steps
+    step.output_dir.parent.mkdir(parents=True)
+    step.output_dir.symlink_to(precious)
+
+    result = execute.execute_plan(plan, state, RunDisplay(Console(file=io.StringIO())))
+
+    assert result.phases == {"DatasetGeneration/docs": "Failed"}
+    assert (precious / "keep").is_dir() and sorted(precious.iterdir()) == [precious / "keep"]
+    assert _runs(standin) == []
+    failed = {c["type"]: c for c in (state.read_status(step.key) or {})["conditions"]}["Failed"]
+    assert failed["reason"] == "OutputOutsideArtifactRoot"

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from cli.manifests import DATASET, EVALUATION, FINETUNE, write_manifests
-from llmft.api import load_manifests, parse_resource
+from llmft.api import ManifestError, load_manifests, parse_resource
 from llmft.runner.resolve import ResolveError, resolve_manifest
 
 
@@ -106,3 +106,38 @@ def test_a_configmap_source_is_refused_locally_with_what_to_use_instead(tmp_path
     (res,) = load_manifests(tmp_path)
     with pytest.raises(ResolveError, match=r"spec\.source\.configMap: .*spec\.source\.path"):
         resolve_manifest(res, tmp_path / "artifacts", {})
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("output.path", "a/../../../precious"),
+        ("dataset.path", "../../data"),
+        ("output.path", ".."),
+    ],
+)
+def test_parent_segments_in_a_path_field_are_refused_naming_the_field(
+    field: str, value: str
+) -> None:
+    tune = copy.deepcopy(FINETUNE)
+    section, key = field.split(".")
+    tune["spec"][section] = {key: value}
+
+    with pytest.raises(ManifestError) as err:
+        parse_resource(tune)
+
+    assert f"spec.{field}: must be a path without '..' segments" in str(err.value)
+
+
+def test_an_output_directory_symlinked_out_of_the_artifact_root_is_refused(
+    manifests_dir: Path, tmp_path: Path
+) -> None:
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    artifacts = tmp_path / "state" / "artifacts"
+    (artifacts / "datasets").mkdir(parents=True)
+    (artifacts / "datasets" / "docs").symlink_to(precious)
+    (res, *_) = load_manifests(manifests_dir)
+
+    with pytest.raises(ResolveError, match=r"spec\.output\.path: .* outside the artefact root"):
+        resolve_manifest(res, artifacts, {})

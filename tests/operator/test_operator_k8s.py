@@ -352,6 +352,7 @@ def _mistakes() -> list[tuple[str, dict[str, Any], str]]:
             "spec.arms[0].name",
         ),
         ("unknown field", ft(hyperparameter={"epochs": 1}), "spec.hyperparameter"),
+        ("path leaving the volume", ft(output={"path": "a/../../../x"}), "spec.output.path"),
         (
             "CEL: overlap not below budget",
             ds(chunking={"maxTokens": 64, "overlapTokens": 64}),

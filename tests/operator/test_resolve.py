@@ -5,8 +5,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 from operator_manifests import dataset, evaluation, finetune
+from pydantic import ValidationError
 
+from llmft.api.common import ArtifactLocation
 from llmft.api.resource import parse_resource
 from llmft_operator.resolve import (
     Fetched,
@@ -164,3 +167,8 @@ def test_arm_without_base_model_takes_the_one_its_finetune_ran_with() -> None:
         "revision": "v2",
         "offline": False,
     }
+
+
+def test_an_artifact_location_outside_the_volume_is_refused() -> None:
+    with pytest.raises(ValidationError, match="path"):
+        ArtifactLocation(pvc="llmft-artifacts", path="finetune/../../../etc", uri="pvc://x/y")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from enum import Enum
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
@@ -17,6 +17,24 @@ GPU_RESOURCE = "nvidia.com/gpu"
 GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
 
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+# A Kubernetes object name (DNS subdomain): PVCs, ConfigMaps, Secrets.
+DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+
+# One path segment that is not "..", without whitespace. Written without look-arounds, which
+# neither the API server's regular expressions (RE2) nor pydantic's (Rust regex) have, so the
+# same pattern is enforced at `kubectl apply` and by every parse of a spec.
+_SEGMENT = r"(?:[^/.\s][^/\s]*|\.|\.[^/.\s][^/\s]*|\.\.[^/\s]+)"
+CONTAINED_PATH = rf"^(?:/?{_SEGMENT}(?:/{_SEGMENT})*/?)?$"
+# Pattern -> what it means, for error messages (pydantic would print the pattern itself).
+PATTERN_MEANINGS = {
+    CONTAINED_PATH: "must be a path without '..' segments, empty segments or whitespace",
+    DNS_SUBDOMAIN: "must be a Kubernetes object name (lower-case letters, digits, '-' and '.')",
+}
+
+ContainedPath = Annotated[str, Field(pattern=CONTAINED_PATH, max_length=1024)]
+"""A directory taken from a root (the artefact volume, the runner's artefact root): no segment
+may be "..", so the path can never leave that root."""
+ObjectName = Annotated[str, Field(pattern=DNS_SUBDOMAIN, max_length=253)]
 
 
 def cel_rules(*rules: dict[str, str]) -> ConfigDict:
@@ -135,14 +153,13 @@ class Resources(ApiModel):
 class ArtifactOutput(ApiModel):
     """Where a workload writes its artefacts: a directory on the artefact PVC."""
 
-    pvc: str | None = Field(
+    pvc: ObjectName | None = Field(
         default=None,
         description="PersistentVolumeClaim for artefacts; empty uses the operator's default.",
     )
-    path: str | None = Field(
+    path: ContainedPath | None = Field(
         default=None,
-        description="Directory under the volume root; empty uses <kind>/<name>.",
-        pattern=r"^[^.][^\s]*$",
+        description="Directory under the volume root (no '..' segments); empty uses <kind>/<name>.",
     )
     hugging_face: HuggingFaceRepo | None = Field(
         default=None, description="Also push the result to this Hugging Face repository."
@@ -194,8 +211,8 @@ class Progress(ApiModel):
 class ArtifactLocation(ApiModel):
     """Where the operator told the workload to write: a directory on a PVC."""
 
-    pvc: str = Field(description="PersistentVolumeClaim holding the artefacts.")
-    path: str = Field(description="Directory relative to the volume root.")
+    pvc: ObjectName = Field(description="PersistentVolumeClaim holding the artefacts.")
+    path: ContainedPath = Field(description="Directory relative to the volume root (no '..').")
     uri: str = Field(description="The same place as pvc://<pvc>/<path>.")
 
 

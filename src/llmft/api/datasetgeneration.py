@@ -6,7 +6,16 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from llmft.api.common import ApiModel, ArtifactOutput, ModelSource, Resources, cel, cel_rules
+from llmft.api.common import (
+    ApiModel,
+    ArtifactOutput,
+    ContainedPath,
+    ModelSource,
+    ObjectName,
+    Resources,
+    cel,
+    cel_rules,
+)
 
 QuestionKind = Literal["factual", "procedural", "yesno", "multihop"]
 ALL_QUESTION_KINDS: tuple[QuestionKind, ...] = ("factual", "procedural", "yesno", "multihop")
@@ -15,8 +24,10 @@ ALL_QUESTION_KINDS: tuple[QuestionKind, ...] = ("factual", "procedural", "yesno"
 class PvcSource(ApiModel):
     """Documents on a PersistentVolumeClaim."""
 
-    claim_name: str = Field(description="Name of the PersistentVolumeClaim.", min_length=1)
-    path: str = Field(default="", description="Directory inside the volume.")
+    claim_name: ObjectName = Field(description="Name of the PersistentVolumeClaim.")
+    path: ContainedPath = Field(
+        default="", description="Directory inside the volume (no '..' segments)."
+    )
 
 
 class DocumentSource(ApiModel):

@@ -9,6 +9,7 @@ from pydantic import Field, model_validator
 from llmft.api.common import (
     ApiModel,
     ArtifactOutput,
+    ContainedPath,
     ModelSource,
     Resources,
     SecretKeyRef,
@@ -51,8 +52,12 @@ class Arm(ApiModel):
     fine_tune_job_ref: str | None = Field(
         default=None, description="FineTuneJob whose adapter is applied; waits for it to succeed."
     )
-    adapter_path: str | None = Field(
-        default=None, description="Directory of a saved adapter (instead of a FineTuneJob)."
+    adapter_path: ContainedPath | None = Field(
+        default=None,
+        description=(
+            "Directory of a saved adapter (instead of a FineTuneJob); relative paths are on the "
+            "artefact volume (no '..' segments)."
+        ),
     )
     rag: ArmRag = Field(default_factory=ArmRag, description="Retrieval for this arm.")
 
@@ -72,9 +77,7 @@ class Retrieval(ApiModel):
         default="weaviate",
         description="weaviate: the Weaviate server; embedded: in-process; auto: Weaviate if up.",
     )
-    weaviate_url: str = Field(
-        default="http://weaviate:8080", description="Weaviate HTTP endpoint."
-    )
+    weaviate_url: str = Field(default="http://weaviate:8080", description="Weaviate HTTP endpoint.")
     weaviate_grpc_port: int = Field(
         default=50051, ge=1, le=65535, description="Weaviate gRPC port."
     )

@@ -1,5 +1,4 @@
-"""FineTuneJob: QLoRA or LoRA fine-tuning of a base model, causal or instruct, with or without RAG.
-"""
+"""FineTuneJob: QLoRA or LoRA fine-tuning of a base model (causal or instruct, RAG or not)."""
 
 from __future__ import annotations
 
@@ -7,7 +6,15 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from llmft.api.common import ApiModel, ArtifactOutput, ModelSource, Resources, cel, cel_rules
+from llmft.api.common import (
+    ApiModel,
+    ArtifactOutput,
+    ContainedPath,
+    ModelSource,
+    Resources,
+    cel,
+    cel_rules,
+)
 
 Method = Literal["qlora", "lora"]
 Mode = Literal["causal", "instruct"]
@@ -26,8 +33,12 @@ class DatasetInput(ApiModel):
     dataset_generation_ref: str | None = Field(
         default=None, description="Name of a DatasetGeneration; the job waits until it succeeds."
     )
-    path: str | None = Field(
-        default=None, description="Directory holding train.jsonl/eval.jsonl (and corpus files)."
+    path: ContainedPath | None = Field(
+        default=None,
+        description=(
+            "Directory holding train.jsonl/eval.jsonl (and corpus files), no '..' segments; "
+            "relative paths are on the artefact volume (locally: from the manifest's directory)."
+        ),
     )
 
     @model_validator(mode="after")

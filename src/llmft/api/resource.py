@@ -8,7 +8,7 @@ from typing import Any, Generic, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from llmft.api.common import API_VERSION, DNS_LABEL
+from llmft.api.common import API_VERSION, DNS_LABEL, PATTERN_MEANINGS
 from llmft.api.datasetgeneration import DatasetGenerationSpec
 from llmft.api.evaluation import EvaluationSpec
 from llmft.api.finetunejob import FineTuneJobSpec
@@ -88,6 +88,9 @@ def format_validation_error(err: ValidationError, where: str) -> str:
     for e in err.errors():
         path = _field_path(tuple(e["loc"])) or "(object)"
         msg = e["msg"].removeprefix("Value error, ")
+        meaning = PATTERN_MEANINGS.get(str((e.get("ctx") or {}).get("pattern")))
+        if e["type"] == "string_pattern_mismatch" and meaning:
+            msg = f"{meaning}, got {e['input']!r}"
         lines.append(f"  {path}: {msg}")
     return "\n".join(lines)
 

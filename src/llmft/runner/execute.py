@@ -27,7 +27,7 @@ from llmft.runner.devices import Placement, local_gpus, place, thread_env
 from llmft.runner.display import RunDisplay
 from llmft.runner.plan import Plan, Step
 from llmft.runner.results import result_notes
-from llmft.runner.state import StateDir
+from llmft.runner.state import StateDir, inside
 
 WORKLOAD_MODULES = {
     "DatasetGeneration": "llmft.workloads.datagen",
@@ -174,6 +174,16 @@ def run_step(
 ) -> str:
     """Run one workload to the end; returns its phase. Ctrl-C stops it and re-raises."""
     key = step.key
+    if not inside(state.artifacts_root, step.output_dir):
+        # Checked again here, just before anything is removed: the plan may be minutes old.
+        message = (
+            f"spec.output.path: {step.output_dir} resolves to {step.output_dir.resolve()}, "
+            f"outside the artefact root {state.artifacts_root}; nothing was written or removed"
+        )
+        state.update_status(key, {"phase": Phase.FAILED.value, "message": message})
+        finish_run(state, key, Phase.FAILED, "OutputOutsideArtifactRoot", message)
+        display.finished(step, Phase.FAILED.value, message, 0.0)
+        return Phase.FAILED.value
     if step.decision.fresh and step.output_dir.exists():
         shutil.rmtree(step.output_dir)
     step.output_dir.mkdir(parents=True, exist_ok=True)

@@ -17,6 +17,7 @@ from llmft.api.common import ModelSource
 from llmft.api.layout import ADAPTER_DIR, default_output_path
 from llmft.api.resource import ManifestError, Resource, parse_resource
 from llmft.runner.graph import describe, resource_key
+from llmft.runner.state import inside
 
 ResolvedManifest = dict[str, Any]
 
@@ -33,9 +34,19 @@ def manifest_dir(res: Resource[Any]) -> Path:
 
 
 def artifact_dir(res: Resource[Any], artifacts_root: Path) -> Path:
-    """Where the resource writes: `spec.output.path` (or the kind's default) under the root."""
+    """Where the resource writes: `spec.output.path` (or the kind's default) under the root.
+
+    Raises ResolveError when that place is not inside the root (a symlink pointing out of it):
+    the runner clears an output directory before a fresh run, so it must never be elsewhere.
+    """
     rel = res.spec.output.path or default_output_path(res.kind, res.metadata.name)
-    return artifacts_root.absolute() / rel.lstrip("/")
+    path = artifacts_root.absolute() / rel.lstrip("/")
+    if not inside(artifacts_root, path):
+        raise ResolveError(
+            f"{describe(res)}: spec.output.path: {path} resolves to {path.resolve()}, outside "
+            f"the artefact root {artifacts_root.absolute()}; llmft writes only inside it"
+        )
+    return path
 
 
 def local_path(value: str, base: Path) -> Path:

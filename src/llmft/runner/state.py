@@ -26,6 +26,11 @@ class StateLocked(RuntimeError):
     """Another `llmft run` is using the same state directory."""
 
 
+def inside(root: Path, path: Path) -> bool:
+    """Whether `path`, with symlinks and '..' resolved, lies inside `root` (or is root itself)."""
+    return path.resolve().is_relative_to(root.resolve())
+
+
 class StateDir:
     """Paths and atomic reads/writes of one state directory."""
 
