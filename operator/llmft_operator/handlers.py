@@ -15,7 +15,7 @@ from typing import Any, cast
 import kopf
 
 from llmft.api.common import GROUP, VERSION, Phase
-from llmft.api.resource import PLURALS
+from llmft.api.kinds import KINDS
 from llmft_operator import metrics
 from llmft_operator.controller import Outcome, Reconciler
 from llmft_operator.kube import Kube, load_api_client
@@ -27,7 +27,6 @@ log = logging.getLogger("llmft.operator")
 
 ANNOTATION_PREFIX = f"kopf.{GROUP}"
 INTERVAL = reconcile_interval()
-KINDS = {plural: kind for kind, plural in PLURALS.items()}
 # A resource waiting long for its inputs (an evaluation behind a day-long fine-tune) is checked
 # at most every 6 intervals, so thousands of waiting resources stay cheap.
 MAX_BACKOFF_FACTOR = 6
@@ -106,7 +105,9 @@ def _reconcile(
     retry: int,
 ) -> None:
     reconciler: Reconciler = memo.reconciler
-    outcome = reconciler.reconcile(KINDS[resource.plural], namespace or "", name, trigger)
+    outcome = reconciler.reconcile(
+        KINDS.by_plural(resource.plural).kind, namespace or "", name, trigger
+    )
     _raise_for(outcome, retry)
 
 
@@ -134,7 +135,7 @@ def on_timer(
     # What no Job event reports: why a pod does not start (image pull, scheduling). Never raises
     # TemporaryError, which would make kopf retry the timer sooner.
     reconciler: Reconciler = memo.reconciler
-    reconciler.reconcile(KINDS[resource.plural], namespace or "", name, "timer")
+    reconciler.reconcile(KINDS.by_plural(resource.plural).kind, namespace or "", name, "timer")
 
 
 def _pending(status: kopf.Status, **_: Any) -> bool:
@@ -142,7 +143,7 @@ def _pending(status: kopf.Status, **_: Any) -> bool:
     return status.get("phase") == Phase.PENDING.value and bool(status.get("jobName"))
 
 
-for _plural in PLURALS.values():
+for _plural in (entry.plural for entry in KINDS):
     kopf.on.create(GROUP, VERSION, _plural, id="reconcile")(on_create)
     kopf.on.resume(GROUP, VERSION, _plural, id="reconcile-resume")(on_resume)
     kopf.on.update(GROUP, VERSION, _plural, field="spec", id="reconcile-spec")(on_spec_change)
@@ -162,7 +163,7 @@ def on_job_event(body: kopf.Body, type: str | None, memo: Any, **_: Any) -> None
     """A workload Job changed (pod started, finished, failed): mirror it on its resource."""
     labels = body.metadata.labels
     kind, name, namespace = labels.get(LABEL_KIND), labels.get(LABEL_NAME), body.metadata.namespace
-    if kind not in PLURALS or not name or not namespace:
+    if not isinstance(kind, str) or kind not in KINDS or not name or not namespace:
         return
     reconciler: Reconciler = memo.reconciler
     try:

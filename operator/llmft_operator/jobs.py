@@ -10,22 +10,12 @@ from __future__ import annotations
 from typing import Any
 
 from llmft.api.common import DEFAULT_GPU_PRODUCT, GPU_RESOURCE, GROUP
+from llmft.api.kinds import KINDS
 from llmft.api.layout import CONFIGMAP_DOCUMENTS_MOUNT, PVC_DOCUMENTS_MOUNT, SPEC_FILE
-from llmft_operator.naming import (
-    COMPONENTS,
-    KUEUE_QUEUE_LABEL,
-    job_name,
-    labels,
-    spec_configmap_name,
-)
+from llmft_operator.naming import KUEUE_QUEUE_LABEL, job_name, labels, spec_configmap_name
 from llmft_operator.resolve import SPEC_KEY, WorkloadPlan
 from llmft_operator.settings import OperatorSettings
 
-WORKLOAD_MODULES = {
-    "DatasetGeneration": "llmft.workloads.datagen",
-    "FineTuneJob": "llmft.workloads.trainer",
-    "Evaluation": "llmft.workloads.evaluator",
-}
 # The spec generation a Job (and its ConfigMap) was built from; compared with the resource's
 # metadata.generation to notice spec changes made after the Job started.
 GENERATION_ANNOTATION = f"{GROUP}/generation"
@@ -176,14 +166,15 @@ def _scheduling(plan: WorkloadPlan, settings: OperatorSettings) -> dict[str, Any
 def build_workload_job(plan: WorkloadPlan, settings: OperatorSettings) -> dict[str, Any]:
     """The batch/v1 Job that runs the workload of `plan` once, on the right (GPU) nodes."""
     resources = plan.resource.spec.resources
-    container_name = COMPONENTS[plan.kind]
+    workload = KINDS[plan.kind].workload
+    container_name = workload.name
     pod_security, container_security = _security_context()
     volumes, mounts = _volumes(plan)
     container = {
         "name": container_name,
         "image": settings.image_for(plan.kind),
         "imagePullPolicy": settings.image_pull_policy,
-        "command": ["python", "-m", WORKLOAD_MODULES[plan.kind]],
+        "command": ["python", "-m", workload.module],
         "args": ["--spec", SPEC_FILE],
         "env": _env(plan, settings),
         "resources": _resources(plan),

@@ -15,7 +15,7 @@ from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
 from llmft.api.common import GROUP, VERSION
-from llmft.api.resource import PLURALS
+from llmft.api.kinds import KINDS
 
 log = logging.getLogger("llmft.operator.kube")
 
@@ -62,7 +62,7 @@ class Kube:
         try:
             return _json(
                 self.custom.get_namespaced_custom_object(
-                    GROUP, VERSION, namespace, PLURALS[kind], name, _preload_content=False
+                    GROUP, VERSION, namespace, KINDS[kind].plural, name, _preload_content=False
                 )
             )
         except ApiException as err:
@@ -79,7 +79,7 @@ class Kube:
                 GROUP,
                 VERSION,
                 namespace,
-                PLURALS[kind],
+                KINDS[kind].plural,
                 name,
                 {"status": status},
                 _preload_content=False,

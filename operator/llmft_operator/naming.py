@@ -9,9 +9,7 @@ from __future__ import annotations
 import hashlib
 
 from llmft.api.common import GROUP
-
-SHORT_NAMES = {"DatasetGeneration": "dsgen", "FineTuneJob": "ftj", "Evaluation": "eval"}
-COMPONENTS = {"DatasetGeneration": "datagen", "FineTuneJob": "trainer", "Evaluation": "evaluator"}
+from llmft.api.kinds import KINDS
 
 LABEL_KIND = f"{GROUP}/kind"
 LABEL_NAME = f"{GROUP}/name"
@@ -32,7 +30,7 @@ def _bounded(base: str, suffix: str) -> str:
 
 def job_name(kind: str, name: str) -> str:
     """The workload Job's name: <name>-<short kind>, shortened with a hash past 63 characters."""
-    return _bounded(name, SHORT_NAMES[kind])
+    return _bounded(name, KINDS[kind].short_name)
 
 
 def spec_configmap_name(kind: str, name: str) -> str:
@@ -45,7 +43,7 @@ def labels(kind: str, name: str) -> dict[str, str]:
     return {
         "app.kubernetes.io/name": "llmft",
         "app.kubernetes.io/instance": name[:MAX_LABEL],
-        "app.kubernetes.io/component": COMPONENTS[kind],
+        "app.kubernetes.io/component": KINDS[kind].workload.name,
         "app.kubernetes.io/part-of": "llmft",
         "app.kubernetes.io/managed-by": MANAGED_BY,
         LABEL_KIND: kind,

@@ -17,29 +17,21 @@ from typing import Any
 from llmft.api.common import ArtifactLocation, ModelSource, Phase, SecretKeyRef
 from llmft.api.datasetgeneration import Generator
 from llmft.api.evaluation import Judge, Retrieval
+from llmft.api.kinds import KINDS
 from llmft.api.layout import (
     ADAPTER_DIR,
     ENV_HF_PUSH_TOKEN,
     ENV_HF_TOKEN,
     ENV_JUDGE_API_KEY,
     ENV_WEAVIATE_API_KEY,
-    default_output_path,
 )
+from llmft.api.references import Reference, references
 from llmft.api.resource import Resource
 from llmft_operator.naming import spec_configmap_name
 from llmft_operator.settings import OperatorSettings
 
 INPUTS_MOUNT_ROOT = "/mnt/llmft/inputs"
 SPEC_KEY = "spec.json"
-
-
-@dataclass(frozen=True)
-class Reference:
-    """An llmft resource this one reads the output of."""
-
-    kind: str
-    name: str
-    field: str
 
 
 @dataclass(frozen=True)
@@ -122,7 +114,8 @@ def output_pvc(res: Resource[Any], settings: OperatorSettings) -> str:
 def output_location(res: Resource[Any], settings: OperatorSettings) -> ArtifactLocation:
     """The PVC and directory (relative to its root) a resource's workload writes to."""
     pvc = output_pvc(res, settings)
-    rel = (res.spec.output.path or default_output_path(res.kind, res.metadata.name)).strip("/")
+    default = KINDS[res.kind].default_output_path(res.metadata.name)
+    rel = (res.spec.output.path or default).strip("/")
     return ArtifactLocation(pvc=pvc, path=rel, uri=f"pvc://{pvc}/{rel}")
 
 
@@ -172,17 +165,9 @@ def needs_of(res: Resource[Any], settings: OperatorSettings) -> Needs:
             config_maps.append((spec.source.config_map, "spec.source.configMap"))
         if spec.source.pvc is not None:
             claims.append((spec.source.pvc.claim_name, "spec.source.pvc.claimName"))
-    if res.kind in ("FineTuneJob", "Evaluation") and spec.dataset.dataset_generation_ref:
-        field_ = "spec.dataset.datasetGenerationRef"
-        upstream.append(Reference("DatasetGeneration", spec.dataset.dataset_generation_ref, field_))
-    if res.kind == "Evaluation":
-        for i, arm in enumerate(spec.arms):
-            if arm.fine_tune_job_ref:
-                ref = Reference(
-                    "FineTuneJob", arm.fine_tune_job_ref, f"spec.arms[{i}].fineTuneJobRef"
-                )
-                if ref.name not in {u.name for u in upstream if u.kind == "FineTuneJob"}:
-                    upstream.append(ref)
+    for ref in references(spec):
+        if (ref.kind, ref.name) not in {(u.kind, u.name) for u in upstream}:
+            upstream.append(ref)
     return Needs(
         upstream=tuple(upstream),
         secrets=tuple(_secret_uses(res)),

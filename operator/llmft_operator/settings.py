@@ -8,12 +8,8 @@ from dataclasses import dataclass, field
 from importlib import metadata
 
 from llmft.api.common import DEFAULT_GPU_PRODUCT, GPU_PRODUCT_LABEL, GPU_RESOURCE
+from llmft.api.kinds import KINDS
 
-WORKLOAD_IMAGES = {
-    "DatasetGeneration": "datagen",
-    "FineTuneJob": "trainer",
-    "Evaluation": "evaluator",
-}
 PULL_POLICIES = ("Always", "IfNotPresent", "Never")
 
 
@@ -52,7 +48,7 @@ class OperatorSettings:
 
     def image_for(self, kind: str) -> str:
         """The workload image of a kind: as configured, else ghcr.io/llmft/<name>:<version>."""
-        return self.images.get(kind) or f"ghcr.io/llmft/{WORKLOAD_IMAGES[kind]}:{_version()}"
+        return self.images.get(kind) or f"ghcr.io/llmft/{KINDS[kind].workload.name}:{_version()}"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> OperatorSettings:
@@ -76,9 +72,7 @@ class OperatorSettings:
             return value
 
         images = {
-            kind: image
-            for kind, short in WORKLOAD_IMAGES.items()
-            if (image := get(f"LLMFT_IMAGE_{short.upper()}"))
+            entry.kind: image for entry in KINDS if (image := get(entry.workload.image_setting))
         }
         pull_policy = get("LLMFT_IMAGE_PULL_POLICY") or "IfNotPresent"
         if pull_policy not in PULL_POLICIES:

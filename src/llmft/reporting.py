@@ -20,8 +20,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+from llmft.api.kinds import KINDS
 from llmft.api.layout import RESULT
-from llmft.api.resource import PLURALS
 
 log = logging.getLogger("llmft.report")
 
@@ -68,7 +68,7 @@ class KubernetesSink:
 
         config.load_incluster_config()
         self.api = client.CustomObjectsApi()
-        self.plural = PLURALS[kind]
+        self.plural = KINDS[kind].plural
         self.name, self.namespace = name, namespace
 
     def patch(self, status: dict[str, Any]) -> None:

@@ -24,9 +24,10 @@ from chart.helm import (
     values_file,
 )
 from llmft.api import crdgen
+from llmft.api.kinds import KINDS
 
 SECRET_VERBS_ALLOWED = {"get"}
-PLURALS = ("datasetgenerations", "finetunejobs", "evaluations")
+PLURALS = tuple(entry.plural for entry in KINDS)
 
 
 class RecordingEnv(Mapping[str, str]):

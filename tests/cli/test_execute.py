@@ -29,9 +29,7 @@ TESTS = Path(__file__).resolve().parents[1]
 @pytest.fixture(autouse=True)
 def standin(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     """Every kind runs the stand-in workload; returns the file it logs its runs to."""
-    monkeypatch.setattr(
-        execute, "WORKLOAD_MODULES", dict.fromkeys(execute.WORKLOAD_MODULES, "cli.standin_workload")
-    )
+    monkeypatch.setattr(execute, "workload_module", lambda kind: "cli.standin_workload")
     monkeypatch.setenv(
         "PYTHONPATH", os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])
     )

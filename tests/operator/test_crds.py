@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 import yaml
 
-from llmft.api.crdgen import KIND_INFOS, main, rendered_files, stale_files
+from llmft.api.crdgen import crd_file_name, main, rendered_files, stale_files
+from llmft.api.kinds import KINDS
 
 CRDS = Path(__file__).resolve().parents[2] / "crds"
 
@@ -46,13 +47,13 @@ def test_check_mode_fails_on_a_stale_file(tmp_path: Path) -> None:
 
 def test_there_is_one_crd_file_per_kind() -> None:
     assert sorted(p.name for p in CRDS.glob("*.yaml")) == sorted(
-        info.file_name for info in KIND_INFOS.values()
+        crd_file_name(info) for info in KINDS
     )
 
 
-@pytest.mark.parametrize("info", KIND_INFOS.values(), ids=lambda i: i.kind)
+@pytest.mark.parametrize("info", KINDS, ids=lambda i: i.kind)
 def test_every_schema_field_has_a_description(info: Any) -> None:
-    schema = load(info.file_name)["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    schema = load(crd_file_name(info))["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
 
     missing = [
         path
@@ -67,9 +68,9 @@ def test_every_schema_field_has_a_description(info: Any) -> None:
     assert missing == []
 
 
-@pytest.mark.parametrize("info", KIND_INFOS.values(), ids=lambda i: i.kind)
+@pytest.mark.parametrize("info", KINDS, ids=lambda i: i.kind)
 def test_crd_has_status_subresource_columns_and_short_names(info: Any) -> None:
-    crd = load(info.file_name)
+    crd = load(crd_file_name(info))
     version = crd["spec"]["versions"][0]
 
     assert version["subresources"] == {"status": {}}
@@ -82,9 +83,9 @@ def test_crd_has_status_subresource_columns_and_short_names(info: Any) -> None:
 def test_cross_field_rules_are_cel_validations() -> None:
     rules = [
         rule["rule"]
-        for info in KIND_INFOS.values()
+        for info in KINDS
         for _, node in walk(
-            load(info.file_name)["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+            load(crd_file_name(info))["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
         )
         for rule in node.get("x-kubernetes-validations", [])
     ]

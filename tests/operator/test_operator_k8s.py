@@ -25,6 +25,7 @@ from kubernetes.client.rest import ApiException
 from operator_manifests import dataset, evaluation, finetune
 
 from llmft.api.crdgen import rendered_files
+from llmft.api.kinds import KINDS
 from servers.launch import (
     GPU_NODES,
     KubeCluster,
@@ -39,11 +40,7 @@ pytestmark = pytest.mark.k8s
 ROOT = Path(__file__).resolve().parents[2]
 NS = "llmft-op"
 GROUP, VERSION = "llmft.io", "v1alpha1"
-PLURALS = {
-    "DatasetGeneration": "datasetgenerations",
-    "FineTuneJob": "finetunejobs",
-    "Evaluation": "evaluations",
-}
+PLURALS = {entry.kind: entry.plural for entry in KINDS}
 RESTRICTED = {"pod-security.kubernetes.io/enforce": "restricted"}
 SYSTEM_NS = "llmft-op-system"
 RELEASE = "optest"

@@ -19,6 +19,8 @@ import pytest
 import yaml
 from entrypoint_imports import ROOT, import_closure
 
+from llmft.api.kinds import KINDS, KindEntry
+
 IMAGES_DIR = ROOT / "images"
 # image -> (pyproject extra, entrypoint module)
 IMAGES = {
@@ -26,11 +28,6 @@ IMAGES = {
     "datagen": ("datagen", "llmft.workloads.datagen"),
     "trainer": ("trainer", "llmft.workloads.trainer"),
     "evaluator": ("evaluator", "llmft.workloads.evaluator"),
-}
-WORKLOAD_IMAGES = {
-    "DatasetGeneration": "datagen",
-    "FineTuneJob": "trainer",
-    "Evaluation": "evaluator",
 }
 # Imported without an ImportError guard, yet only on a path that an earlier guarded import has
 # already vetted, or in a part of a shared module the image never calls (the closure follows
@@ -221,25 +218,30 @@ def test_entrypoint_is_python_dash_m_of_an_existing_module(image: str) -> None:
     assert main.is_file(), f"{image}: {module} has no __main__.py, so `python -m {module}` fails"
 
 
-def test_workload_entrypoints_are_the_ones_the_local_runner_runs() -> None:
-    from llmft.runner.execute import WORKLOAD_MODULES
+@pytest.mark.parametrize("entry", KINDS, ids=lambda e: e.kind)
+def test_each_kind_has_an_image_running_its_workload_entrypoint(entry: KindEntry) -> None:
+    from llmft.runner.execute import workload_module
 
-    assert {kind: IMAGES[image][1] for kind, image in WORKLOAD_IMAGES.items()} == WORKLOAD_MODULES
-
-
-def test_operator_jobs_run_the_image_entrypoints_as_the_image_user() -> None:
-    from llmft_operator.jobs import WORKLOAD_MODULES, WORKLOAD_UID
-
-    assert {kind: IMAGES[image][1] for kind, image in WORKLOAD_IMAGES.items()} == WORKLOAD_MODULES
-    for image in WORKLOAD_IMAGES.values():
-        users = [a for w, a in stages(dockerfile(image))[-1] if w == "USER"]
-        assert users[-1] == f"{WORKLOAD_UID}:{WORKLOAD_UID}"
+    extra, module = IMAGES[entry.workload.name]
+    assert module == entry.workload.module == workload_module(entry.kind)
+    assert extra == entry.workload.name
 
 
-def test_operator_settings_name_the_same_images() -> None:
-    from llmft_operator.settings import WORKLOAD_IMAGES as OPERATOR_IMAGES
+@pytest.mark.parametrize("entry", KINDS, ids=lambda e: e.kind)
+def test_operator_jobs_run_the_image_entrypoints_as_the_image_user(entry: KindEntry) -> None:
+    from llmft_operator.jobs import WORKLOAD_UID
 
-    assert OPERATOR_IMAGES == WORKLOAD_IMAGES
+    users = [a for w, a in stages(dockerfile(entry.workload.name))[-1] if w == "USER"]
+    assert users[-1] == f"{WORKLOAD_UID}:{WORKLOAD_UID}"
+
+
+def test_operator_settings_name_the_registry_images() -> None:
+    from llmft_operator.settings import OperatorSettings
+
+    settings = OperatorSettings.from_env({"LLMFT_IMAGE_TRAINER": "example.org/t:1"})
+
+    assert settings.image_for("FineTuneJob") == "example.org/t:1"
+    assert settings.image_for("Evaluation").startswith("ghcr.io/llmft/evaluator:")
 
 
 @pytest.mark.parametrize("image", sorted(IMAGES))

@@ -14,17 +14,15 @@ from llmft.api.common import (
     ModelSource,
     Phase,
     Progress,
+    Ref,
     Resources,
     SecretKeyRef,
 )
 from llmft.api.datasetgeneration import DatasetGenerationSpec
 from llmft.api.evaluation import EvaluationSpec
 from llmft.api.finetunejob import FineTuneJobSpec
+from llmft.api.kinds import KINDS, KindEntry, KindRegistry
 from llmft.api.resource import (
-    KINDS,
-    DatasetGeneration,
-    Evaluation,
-    FineTuneJob,
     ManifestError,
     Resource,
     load_manifests,
@@ -38,17 +36,17 @@ __all__ = [
     "VERSION",
     "ArtifactOutput",
     "Condition",
-    "DatasetGeneration",
     "DatasetGenerationSpec",
-    "Evaluation",
     "EvaluationSpec",
-    "FineTuneJob",
     "FineTuneJobSpec",
     "HuggingFaceRepo",
+    "KindEntry",
+    "KindRegistry",
     "ManifestError",
     "ModelSource",
     "Phase",
     "Progress",
+    "Ref",
     "Resource",
     "Resources",
     "SecretKeyRef",

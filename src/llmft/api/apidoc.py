@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from llmft.api.common import GROUP, VERSION
-from llmft.api.crdgen import KIND_INFOS, crd_for
+from llmft.api.crdgen import crd_for
+from llmft.api.kinds import KINDS
 
 DOC = Path(__file__).resolve().parents[3] / "docs" / "api.md"
 
@@ -78,7 +79,7 @@ def render() -> str:
         "hand. On a cluster, `kubectl explain <kind>.spec` shows the same descriptions.",
         "",
     ]
-    for info in KIND_INFOS.values():
+    for info in KINDS:
         schema = crd_for(info)["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
         spec = schema["properties"]["spec"]
         short = ", ".join(info.short_names)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import Enum
 from typing import Annotated, Any
 
@@ -53,6 +54,24 @@ def cel(rule: str, message: str, field_path: str | None = None) -> dict[str, str
     if field_path:
         out["fieldPath"] = field_path
     return out
+
+
+@dataclass(frozen=True)
+class Ref:
+    """Marks a spec field that names another llmft resource of `kind` in the same namespace.
+
+    Written once, on the field (`Annotated[str | None, Ref(...)]`), and read by everything that
+    follows references: the kind registry, the runner's dependency graph, the operator's wait for
+    inputs and the one resolver. Resolving sets the sibling field `fills` to the referenced
+    resource's output directory (plus `subpath`), copies each `(field, upstreamField)` of
+    `inherits` from the referenced resource's spec when this object leaves it unset, and clears
+    the reference.
+    """
+
+    kind: str
+    fills: str
+    subpath: str = ""
+    inherits: tuple[tuple[str, str], ...] = ()
 
 
 class ApiModel(BaseModel):

@@ -1,8 +1,9 @@
 """Generate the CustomResourceDefinitions in crds/ from the pydantic models of each kind.
 
-`python -m llmft.api.crdgen` rewrites crds/; `--check` exits non-zero when the committed YAML
-differs from what the models say. The models stay the single source of truth: the API server
-then refuses, at `kubectl apply`, what the operator and the workloads would refuse later.
+`python -m llmft.api.crdgen` rewrites crds/ and the chart's crds/ (Helm installs those verbatim);
+`--check` exits non-zero when the committed YAML differs from what the models say. The models
+stay the single source of truth: the API server then refuses, at `kubectl apply`, what the
+operator and the workloads would refuse later.
 
 The pydantic JSON schema is turned into a Kubernetes *structural* schema: `$ref`s inlined,
 `anyOf [X, null]` folded into X, `const` turned into `enum`, numeric exclusive bounds rewritten
@@ -15,7 +16,6 @@ from __future__ import annotations
 import argparse
 import difflib
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,120 +25,17 @@ from pydantic.json_schema import GenerateJsonSchema
 from pydantic_core import core_schema
 
 from llmft.api.common import GROUP, VERSION, ResourceStatus
-from llmft.api.datasetgeneration import DatasetGenerationSpec
-from llmft.api.evaluation import EvaluationSpec
-from llmft.api.finetunejob import FineTuneJobSpec
-from llmft.api.resource import PLURALS
+from llmft.api.kinds import KINDS, KindEntry
 
-CRD_DIR = Path(__file__).resolve().parents[3] / "crds"
+ROOT = Path(__file__).resolve().parents[3]
+CRD_DIR = ROOT / "crds"
+# Helm installs a chart's crds/ verbatim, so the chart gets its own generated copy.
+CHART_CRD_DIR = ROOT / "charts" / "llmft-operator" / "crds"
 CATEGORY = "llmft"
 
 
-@dataclass(frozen=True)
-class KindInfo:
-    """Everything about one kind that its CRD needs besides the schema."""
-
-    kind: str
-    spec_model: type[BaseModel]
-    short_names: tuple[str, ...]
-    description: str
-    columns: tuple[dict[str, Any], ...] = field(default_factory=tuple)
-
-    @property
-    def plural(self) -> str:
-        return PLURALS[self.kind]
-
-    @property
-    def singular(self) -> str:
-        return self.kind.lower()
-
-    @property
-    def crd_name(self) -> str:
-        return f"{self.plural}.{GROUP}"
-
-    @property
-    def file_name(self) -> str:
-        return f"{GROUP}_{self.plural}.yaml"
-
-
-def _column(
-    name: str, json_path: str, type_: str, description: str, priority: int = 0
-) -> dict[str, Any]:
-    col: dict[str, Any] = {
-        "name": name,
-        "type": type_,
-        "jsonPath": json_path,
-        "description": description,
-    }
-    if priority:
-        col["priority"] = priority
-    return col
-
-
-PHASE = _column("Phase", ".status.phase", "string", "Pending, Waiting, Running, Succeeded, Failed.")
-PROGRESS = _column("Progress", ".status.progress.percent", "number", "Percent of the work done.")
-AGE = _column("Age", ".metadata.creationTimestamp", "date", "Time since creation.")
-MESSAGE = _column("Message", ".status.message", "string", "Latest state or failure.", priority=1)
-JOB = _column("Job", ".status.jobName", "string", "The workload's Job.", priority=1)
-
-KIND_INFOS: dict[str, KindInfo] = {
-    info.kind: info
-    for info in (
-        KindInfo(
-            "DatasetGeneration",
-            DatasetGenerationSpec,
-            ("dsgen",),
-            "Generates an instruction dataset (Q/A pairs) and a causal corpus from documents "
-            "with an LLM served by Ollama.",
-            (
-                PHASE,
-                PROGRESS,
-                _column("Pairs", ".status.metrics.pairs", "integer", "Q/A pairs kept."),
-                _column("Train", ".status.metrics.trainPairs", "integer", "Pairs in train.jsonl."),
-                _column("Eval", ".status.metrics.evalPairs", "integer", "Pairs in eval.jsonl."),
-                AGE,
-                JOB,
-                MESSAGE,
-            ),
-        ),
-        KindInfo(
-            "FineTuneJob",
-            FineTuneJobSpec,
-            ("ftj",),
-            "Fine-tunes a base model with QLoRA or LoRA (causal or instruct, optionally with RAG "
-            "context) on a dataset, and saves the adapter.",
-            (
-                PHASE,
-                _column("Method", ".spec.method", "string", "qlora or lora."),
-                _column("Mode", ".spec.mode", "string", "causal or instruct."),
-                PROGRESS,
-                _column("Loss", ".status.progress.loss", "number", "Latest training loss."),
-                _column("Eval-Loss", ".status.metrics.evalLoss", "number", "Final eval loss."),
-                AGE,
-                _column("Base", ".spec.baseModel.name", "string", "Base model.", priority=1),
-                JOB,
-                MESSAGE,
-            ),
-        ),
-        KindInfo(
-            "Evaluation",
-            EvaluationSpec,
-            ("eval",),
-            "Answers held-out questions with several arms (base or fine-tuned, with or without "
-            "RAG) and scores them side by side.",
-            (
-                PHASE,
-                PROGRESS,
-                _column("Metric", ".spec.primaryMetric", "string", "Metric that ranks the arms."),
-                _column("Winner", ".status.metrics.winner", "string", "Best arm by that metric."),
-                _column("Score", ".status.metrics.winnerScore", "number", "The winner's mean."),
-                AGE,
-                JOB,
-                MESSAGE,
-            ),
-        ),
-    )
-}
+def crd_file_name(entry: KindEntry) -> str:
+    return f"{GROUP}_{entry.plural}.yaml"
 
 
 class _CrdJsonSchema(GenerateJsonSchema):
@@ -268,9 +165,9 @@ def _without_defaults(node: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _status_schema() -> dict[str, Any]:
+def _status_schema(model: type[ResourceStatus]) -> dict[str, Any]:
     # Status is written by the operator and the workload, never defaulted by the API server.
-    schema = _without_defaults(model_schema(ResourceStatus))
+    schema = _without_defaults(model_schema(model))
     props = schema["properties"]
     for name in ("startTime", "completionTime"):
         props[name]["format"] = "date-time"
@@ -287,7 +184,7 @@ def _status_schema() -> dict[str, Any]:
     return schema
 
 
-def crd_for(info: KindInfo) -> dict[str, Any]:
+def crd_for(info: KindEntry) -> dict[str, Any]:
     """The whole CustomResourceDefinition object for one kind."""
     spec_schema = model_schema(info.spec_model)
     spec_schema["description"] = (info.spec_model.__doc__ or "").strip()
@@ -303,7 +200,7 @@ def crd_for(info: KindInfo) -> dict[str, Any]:
             "kind": {"description": f"Kind of this object: {info.kind}.", "type": "string"},
             "metadata": {"type": "object"},
             "spec": spec_schema,
-            "status": _status_schema(),
+            "status": _status_schema(info.status_model),
         },
     }
     return {
@@ -330,7 +227,7 @@ def crd_for(info: KindInfo) -> dict[str, Any]:
                     "served": True,
                     "storage": True,
                     "subresources": {"status": {}},
-                    "additionalPrinterColumns": list(info.columns),
+                    "additionalPrinterColumns": [c.to_crd() for c in info.columns],
                     "schema": {"openAPIV3Schema": root},
                 }
             ],
@@ -341,7 +238,7 @@ def crd_for(info: KindInfo) -> dict[str, Any]:
 HEADER = "# Generated by `python -m llmft.api.crdgen` from src/llmft/api; do not edit by hand.\n"
 
 
-def render(info: KindInfo) -> str:
+def render(info: KindEntry) -> str:
     """The CRD as the YAML text committed in crds/."""
     body = yaml.safe_dump(crd_for(info), sort_keys=False, width=100, allow_unicode=True)
     return HEADER + "---\n" + body
@@ -349,43 +246,57 @@ def render(info: KindInfo) -> str:
 
 def rendered_files() -> dict[str, str]:
     """File name -> YAML text, one file per kind."""
-    return {info.file_name: render(info) for info in KIND_INFOS.values()}
+    return {crd_file_name(info): render(info) for info in KINDS}
 
 
 def stale_files(out_dir: Path) -> list[str]:
-    """Files in out_dir that differ from (or are missing against) the models; empty if current."""
-    stale = []
-    for name, text in rendered_files().items():
-        path = out_dir / name
-        if not path.exists() or path.read_text() != text:
-            stale.append(name)
-    return stale
+    """Files in out_dir that differ from, are missing against or are not among the models' CRDs."""
+    files = rendered_files()
+    stale = [
+        name
+        for name, text in files.items()
+        if not (out_dir / name).exists() or (out_dir / name).read_text() != text
+    ]
+    extra = sorted(p.name for p in out_dir.glob("*.yaml") if p.name not in files)
+    return stale + extra
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=CRD_DIR, help="directory for the CRD YAML")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        action="append",
+        help=f"directory for the CRD YAML (repeatable; default: {CRD_DIR} and {CHART_CRD_DIR})",
+    )
     parser.add_argument(
         "--check", action="store_true", help="only check that the files are up to date"
     )
     args = parser.parse_args(argv)
+    out_dirs: list[Path] = args.out or [CRD_DIR, CHART_CRD_DIR]
     files = rendered_files()
     if args.check:
-        stale = stale_files(args.out)
-        for name in stale:
-            path = args.out / name
-            old = path.read_text().splitlines(keepends=True) if path.exists() else []
-            sys.stdout.writelines(
-                difflib.unified_diff(old, files[name].splitlines(keepends=True), str(path), name)
-            )
-        if stale:
-            print(f"stale CRDs: {', '.join(stale)}; run `python -m llmft.api.crdgen`")
-            return 1
-        return 0
-    args.out.mkdir(parents=True, exist_ok=True)
-    for name, text in files.items():
-        (args.out / name).write_text(text)
-        print(f"wrote {args.out / name}")
+        stale_anywhere = False
+        for out in out_dirs:
+            stale = stale_files(out)
+            for name in stale:
+                path = out / name
+                old = path.read_text().splitlines(keepends=True) if path.exists() else []
+                new = files[name].splitlines(keepends=True) if name in files else []
+                sys.stdout.writelines(difflib.unified_diff(old, new, str(path), name))
+            if stale:
+                stale_anywhere = True
+                print(f"stale CRDs in {out}: {', '.join(stale)}; run `python -m llmft.api.crdgen`")
+        return 1 if stale_anywhere else 0
+    for out in out_dirs:
+        out.mkdir(parents=True, exist_ok=True)
+        for gone in out.glob("*.yaml"):
+            if gone.name not in files:
+                gone.unlink()  # a kind that is gone takes its CRD with it
+                print(f"removed {gone}")
+        for name, text in files.items():
+            (out / name).write_text(text)
+            print(f"wrote {out / name}")
     return 0
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
@@ -11,12 +11,14 @@ from llmft.api.common import (
     ArtifactOutput,
     ContainedPath,
     ModelSource,
+    Ref,
     Resources,
     SecretKeyRef,
     cel,
     cel_rules,
 )
 from llmft.api.finetunejob import DatasetInput
+from llmft.api.layout import ADAPTER_DIR
 
 Metric = Literal["bleu", "chrf", "rouge", "ngram", "accuracy", "relevance", "faithfulness"]
 TEXT_METRICS: tuple[Metric, ...] = ("bleu", "chrf", "rouge", "ngram")
@@ -49,7 +51,15 @@ class Arm(ApiModel):
     base_model: ModelSource | None = Field(
         default=None, description="Base model; empty takes the FineTuneJob's base model."
     )
-    fine_tune_job_ref: str | None = Field(
+    fine_tune_job_ref: Annotated[
+        str | None,
+        Ref(
+            "FineTuneJob",
+            fills="adapter_path",
+            subpath=ADAPTER_DIR,
+            inherits=(("base_model", "baseModel"),),
+        ),
+    ] = Field(
         default=None, description="FineTuneJob whose adapter is applied; waits for it to succeed."
     )
     adapter_path: ContainedPath | None = Field(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
@@ -11,6 +11,7 @@ from llmft.api.common import (
     ArtifactOutput,
     ContainedPath,
     ModelSource,
+    Ref,
     Resources,
     cel,
     cel_rules,
@@ -30,7 +31,7 @@ class DatasetInput(ApiModel):
         )
     )
 
-    dataset_generation_ref: str | None = Field(
+    dataset_generation_ref: Annotated[str | None, Ref("DatasetGeneration", fills="path")] = Field(
         default=None, description="Name of a DatasetGeneration; the job waits until it succeeds."
     )
     path: ContainedPath | None = Field(

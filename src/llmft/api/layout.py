@@ -1,8 +1,6 @@
-"""Where each kind's artefacts live under the artefact root, and the names of its files."""
+"""The names of the files each kind writes, and where a workload pod finds its inputs."""
 
 from __future__ import annotations
-
-from pathlib import PurePosixPath
 
 # Files a DatasetGeneration writes into its output directory.
 INSTRUCT_TRAIN = "train.jsonl"
@@ -26,16 +24,6 @@ EVAL_SUMMARY = "summary.json"
 # Every workload writes its final result here too (also sent as the termination message).
 RESULT = "result.json"
 
-KIND_DIRS = {
-    "DatasetGeneration": "datasets",
-    "FineTuneJob": "finetune",
-    "Evaluation": "evaluations",
-}
-
-
-def default_output_path(kind: str, name: str) -> str:
-    """The directory, relative to the artefact root, where a resource writes by default."""
-    return str(PurePosixPath(KIND_DIRS[kind]) / name)
 
 # Where a workload pod finds its inputs (the operator mounts them; the local runner needs none).
 SPEC_FILE = "/etc/llmft/spec.json"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import cache
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
@@ -9,9 +10,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from llmft.api.common import API_VERSION, DNS_LABEL, PATTERN_MEANINGS
-from llmft.api.datasetgeneration import DatasetGenerationSpec
-from llmft.api.evaluation import EvaluationSpec
-from llmft.api.finetunejob import FineTuneJobSpec
+from llmft.api.kinds import KINDS
 
 SpecT = TypeVar("SpecT", bound=BaseModel)
 
@@ -43,28 +42,11 @@ class Resource(BaseModel, Generic[SpecT]):
         return (self.kind, self.metadata.name)
 
 
-class DatasetGeneration(Resource[DatasetGenerationSpec]):
-    """A DatasetGeneration object."""
-
-
-class FineTuneJob(Resource[FineTuneJobSpec]):
-    """A FineTuneJob object."""
-
-
-class Evaluation(Resource[EvaluationSpec]):
-    """An Evaluation object."""
-
-
-KINDS: dict[str, type[Resource[Any]]] = {
-    "DatasetGeneration": DatasetGeneration,
-    "FineTuneJob": FineTuneJob,
-    "Evaluation": Evaluation,
-}
-PLURALS = {
-    "DatasetGeneration": "datasetgenerations",
-    "FineTuneJob": "finetunejobs",
-    "Evaluation": "evaluations",
-}
+@cache
+def resource_model(kind: str) -> type[Resource[Any]]:
+    """The typed resource of a registered kind: its envelope around the kind's spec model."""
+    model: type[Resource[Any]] = Resource.__class_getitem__(KINDS[kind].spec_model)  # type: ignore[assignment]
+    return model
 
 
 class ManifestError(ValueError):
@@ -104,10 +86,10 @@ def parse_resource(obj: dict[str, Any], source: Path | None = None) -> Resource[
         raise ManifestError(
             f"{where}: apiVersion must be {API_VERSION}, got {obj.get('apiVersion')!r}"
         )
-    if kind not in KINDS:
-        raise ManifestError(f"{where}: kind must be one of {', '.join(KINDS)}, got {kind!r}")
+    if not isinstance(kind, str) or kind not in KINDS:
+        raise ManifestError(f"{where}: kind must be one of {', '.join(KINDS.kinds)}, got {kind!r}")
     try:
-        res = KINDS[kind].model_validate(obj)
+        res = resource_model(kind).model_validate(obj)
     except ValidationError as err:
         raise ManifestError(format_validation_error(err, where)) from None
     res.source_file = source

@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from llmft.api.common import GROUP, VERSION, Phase
+from llmft.api.kinds import EVALUATION, FINE_TUNE_JOB
 from llmft.api.layout import EVAL_SUMMARY, TRAIN_LOG
-from llmft.api.resource import PLURALS
 from llmft.report.charts import LossCurve, loss_curve
 from llmft.report.summary import (
     EvaluationSummary,
@@ -126,7 +126,7 @@ def cluster_inputs(
     except (ConfigException, FileNotFoundError) as err:
         raise ReportSourceError(f"cannot load the kubeconfig: {err}") from None
     api = client.CustomObjectsApi()
-    plural = PLURALS["Evaluation"]
+    plural = EVALUATION.plural
     try:
         if evaluation is not None:
             objects = [
@@ -179,7 +179,7 @@ def _job_models(api: Any, namespace: str, spec: dict[str, Any]) -> dict[str, str
             continue
         try:
             obj = api.get_namespaced_custom_object(
-                GROUP, VERSION, namespace, PLURALS["FineTuneJob"], job
+                GROUP, VERSION, namespace, FINE_TUNE_JOB.plural, job
             )
         except ApiException:
             continue  # deleted since: the table says "(from <job>)" instead

@@ -22,19 +22,13 @@ from pathlib import Path
 from typing import IO, Any
 
 from llmft.api.common import Phase
+from llmft.api.kinds import KINDS
 from llmft.reporting import now_rfc3339
 from llmft.runner.devices import Placement, local_gpus, place, thread_env
 from llmft.runner.display import RunDisplay
 from llmft.runner.plan import Plan, Step
 from llmft.runner.results import result_notes
 from llmft.runner.state import StateDir, inside
-
-WORKLOAD_MODULES = {
-    "DatasetGeneration": "llmft.workloads.datagen",
-    "FineTuneJob": "llmft.workloads.trainer",
-    "Evaluation": "llmft.workloads.evaluator",
-}
-EXTRAS = {"DatasetGeneration": "datagen", "FineTuneJob": "trainer", "Evaluation": "evaluator"}
 
 # After Ctrl-C the workload gets SIGINT and this long to save and exit before SIGTERM/SIGKILL.
 INTERRUPT_GRACE_SECONDS = 30.0
@@ -68,9 +62,14 @@ def condition(type_: str, status: bool, reason: str, message: str = "") -> dict[
     }
 
 
+def workload_module(kind: str) -> str:
+    """The entrypoint module of a kind's workload (the one its image runs)."""
+    return KINDS[kind].workload.module
+
+
 def workload_command(kind: str, spec_file: Path) -> list[str]:
     """The same entrypoint the operator's Job runs, with this interpreter."""
-    return [sys.executable, "-m", WORKLOAD_MODULES[kind], "--spec", str(spec_file)]
+    return [sys.executable, "-m", workload_module(kind), "--spec", str(spec_file)]
 
 
 def check_workloads(plan: Plan) -> None:
@@ -78,11 +77,11 @@ def check_workloads(plan: Plan) -> None:
     for step in plan.steps:
         if not step.decision.run:
             continue
-        module = WORKLOAD_MODULES[step.resource.kind]
+        module = workload_module(step.resource.kind)
         if importlib.util.find_spec(module) is None:
             raise WorkloadMissing(
                 f"{step.key} needs the {module} workload, which is not installed here "
-                f"(pip install 'llmft[{EXTRAS[step.resource.kind]}]')"
+                f"(pip install 'llmft[{KINDS[step.resource.kind].workload.name}]')"
             )
 
 

@@ -2,46 +2,21 @@
 
 from __future__ import annotations
 
+import graphlib
+import heapq
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
+from llmft.api.kinds import KINDS
+from llmft.api.references import Reference, resource_key
+from llmft.api.references import references as spec_references
 from llmft.api.resource import Resource
 
-# What a user may type for a kind in `--only KIND/NAME`: the kind, its short name or plural.
-KIND_ALIASES = {
-    "datasetgeneration": "DatasetGeneration",
-    "datasetgenerations": "DatasetGeneration",
-    "dsgen": "DatasetGeneration",
-    "finetunejob": "FineTuneJob",
-    "finetunejobs": "FineTuneJob",
-    "ftj": "FineTuneJob",
-    "evaluation": "Evaluation",
-    "evaluations": "Evaluation",
-    "eval": "Evaluation",
-}
+__all__ = ["DependencyError", "Reference", "references", "resource_key"]
 
 
 class DependencyError(ValueError):
     """A reference to an object that does not exist, or references that form a cycle."""
-
-
-@dataclass(frozen=True)
-class Reference:
-    """One resource naming another: the target and the field that names it."""
-
-    kind: str
-    name: str
-    field: str
-
-    @property
-    def key(self) -> str:
-        return resource_key(self.kind, self.name)
-
-
-def resource_key(kind: str, name: str) -> str:
-    """The `Kind/name` string the runner uses for a resource everywhere (state files, --only)."""
-    return f"{kind}/{name}"
 
 
 def key_of(res: Resource[Any]) -> str:
@@ -56,36 +31,16 @@ def describe(res: Resource[Any]) -> str:
 def parse_selector(text: str) -> str:
     """Turn `ftj/tune`, `FineTuneJob/tune` or `finetunejobs/tune` into `FineTuneJob/tune`."""
     kind, sep, name = text.partition("/")
-    canonical = KIND_ALIASES.get(kind.lower())
-    if not sep or not name or canonical is None:
-        raise DependencyError(
-            f"--only {text!r}: expected KIND/NAME with KIND one of DatasetGeneration (dsgen), "
-            "FineTuneJob (ftj), Evaluation (eval)"
-        )
-    return resource_key(canonical, name)
+    entry = KINDS.lookup(kind)
+    if not sep or not name or entry is None:
+        known = ", ".join(f"{e.kind} ({e.short_name})" for e in KINDS)
+        raise DependencyError(f"--only {text!r}: expected KIND/NAME with KIND one of {known}")
+    return resource_key(entry.kind, name)
 
 
 def references(res: Resource[Any]) -> list[Reference]:
     """The objects a resource waits for, in the order its spec names them."""
-    spec = res.spec
-    refs: list[Reference] = []
-    if res.kind in ("FineTuneJob", "Evaluation") and spec.dataset.dataset_generation_ref:
-        refs.append(
-            Reference(
-                "DatasetGeneration",
-                spec.dataset.dataset_generation_ref,
-                "spec.dataset.datasetGenerationRef",
-            )
-        )
-    if res.kind == "Evaluation":
-        for i, arm in enumerate(spec.arms):
-            if arm.fine_tune_job_ref:
-                refs.append(
-                    Reference(
-                        "FineTuneJob", arm.fine_tune_job_ref, f"spec.arms[{i}].fineTuneJobRef"
-                    )
-                )
-    return refs
+    return spec_references(res.spec)
 
 
 def dependency_graph(
@@ -126,27 +81,23 @@ def topological_order(nodes: Sequence[str], edges: Mapping[str, Iterable[str]]) 
         for d in ds:
             if d not in deps:
                 raise DependencyError(f"{n} depends on {d}, which is not defined")
+    sorter = graphlib.TopologicalSorter(deps)
+    try:
+        sorter.prepare()
+    except graphlib.CycleError as err:
+        # graphlib lists a cycle from dependency to dependant; say it as "a depends on b".
+        raise DependencyError("dependency cycle: " + " -> ".join(reversed(err.args[1]))) from None
+    index = {n: i for i, n in enumerate(nodes)}
+    ready: list[tuple[int, str]] = []
     order: list[str] = []
-    done: set[str] = set()
-    while len(order) < len(nodes):
-        ready = [n for n in nodes if n not in done and all(d in done for d in deps[n])]
-        if not ready:
-            raise DependencyError("dependency cycle: " + " -> ".join(_find_cycle(deps, done)))
-        # Take only the first ready node each round so ties resolve in manifest order.
-        order.append(ready[0])
-        done.add(ready[0])
+    while sorter.is_active():
+        for n in sorter.get_ready():
+            heapq.heappush(ready, (index[n], n))
+        # One node at a time, the earliest in the input, so ties resolve in manifest order.
+        _, node = heapq.heappop(ready)
+        order.append(node)
+        sorter.done(node)
     return order
-
-
-def _find_cycle(deps: Mapping[str, Sequence[str]], done: set[str]) -> list[str]:
-    """One cycle among the nodes not yet ordered, as a closed path a -> b -> a."""
-    start = next(n for n in deps if n not in done)
-    path: list[str] = []
-    node = start
-    while node not in path:
-        path.append(node)
-        node = next(d for d in deps[node] if d not in done)
-    return [*path[path.index(node) :], node]
 
 
 def ancestors(key: str, edges: Mapping[str, Iterable[str]]) -> set[str]:

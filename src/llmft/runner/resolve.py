@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from llmft.api.common import ModelSource
-from llmft.api.layout import ADAPTER_DIR, default_output_path
+from llmft.api.kinds import KINDS
+from llmft.api.layout import ADAPTER_DIR
 from llmft.api.resource import ManifestError, Resource, parse_resource
 from llmft.runner.graph import describe, resource_key
 from llmft.runner.state import inside
@@ -39,7 +40,7 @@ def artifact_dir(res: Resource[Any], artifacts_root: Path) -> Path:
     Raises ResolveError when that place is not inside the root (a symlink pointing out of it):
     the runner clears an output directory before a fresh run, so it must never be elsewhere.
     """
-    rel = res.spec.output.path or default_output_path(res.kind, res.metadata.name)
+    rel = res.spec.output.path or KINDS[res.kind].default_output_path(res.metadata.name)
     path = artifacts_root.absolute() / rel.lstrip("/")
     if not inside(artifacts_root, path):
         raise ResolveError(

@@ -1,0 +1,261 @@
+"""The kind registry: everything llmft knows about a kind, in one entry per kind.
+
+The operator, the local runner, the CRD generator, the API reference, the report and the chart
+read a kind's names, models, workload, printer columns and outputs from here, so adding a kind
+is one `KindEntry` below plus its workload (see docs/architecture.md). References between
+kinds are not listed here: they are declared once, on the spec field that holds them
+(`Annotated[..., Ref(...)]`), and read from the spec models.
+"""
+
+from __future__ import annotations
+
+import types
+import typing
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+from typing import Any
+
+from pydantic import BaseModel
+
+from llmft.api import layout
+from llmft.api.common import GROUP, ApiModel, Ref, ResourceStatus
+from llmft.api.datasetgeneration import DatasetGenerationSpec
+from llmft.api.evaluation import EvaluationSpec
+from llmft.api.finetunejob import FineTuneJobSpec
+
+
+@dataclass(frozen=True)
+class Column:
+    """A `kubectl get` printer column."""
+
+    name: str
+    json_path: str
+    type: str
+    description: str
+    priority: int = 0
+
+    def to_crd(self) -> dict[str, Any]:
+        col: dict[str, Any] = {
+            "name": self.name,
+            "type": self.type,
+            "jsonPath": self.json_path,
+            "description": self.description,
+        }
+        if self.priority:
+            col["priority"] = self.priority
+        return col
+
+
+PHASE = Column("Phase", ".status.phase", "string", "Pending, Waiting, Running, Succeeded, Failed.")
+PROGRESS = Column("Progress", ".status.progress.percent", "number", "Percent of the work done.")
+AGE = Column("Age", ".metadata.creationTimestamp", "date", "Time since creation.")
+MESSAGE = Column("Message", ".status.message", "string", "Latest state or failure.", priority=1)
+JOB = Column("Job", ".status.jobName", "string", "The workload's Job.", priority=1)
+
+
+@dataclass(frozen=True)
+class Workload:
+    """The program that does a kind's work, as a pod (on a cluster) or a process (`llmft run`).
+
+    `name` is at once the image (`ghcr.io/llmft/<name>`, images/<name>/), the container, the
+    `app.kubernetes.io/component` label, the pip extra that installs it (`llmft[<name>]`) and
+    the operator's `LLMFT_IMAGE_<NAME>` setting.
+    """
+
+    module: str
+    name: str
+
+    @property
+    def image_setting(self) -> str:
+        return f"LLMFT_IMAGE_{self.name.upper()}"
+
+
+@dataclass(frozen=True)
+class KindEntry:
+    """One llmft kind."""
+
+    kind: str
+    plural: str
+    short_name: str
+    description: str
+    spec_model: type[ApiModel]
+    workload: Workload
+    artifact_dir: str
+    columns: tuple[Column, ...]
+    # Files or directories (relative to the output directory) that a succeeded run leaves;
+    # a run whose outputs are gone is run again.
+    outputs: tuple[str, ...]
+    # Final metrics worth a line after a local run, in this order.
+    result_metrics: tuple[str, ...] = ()
+    status_model: type[ResourceStatus] = ResourceStatus
+
+    @property
+    def singular(self) -> str:
+        return self.kind.lower()
+
+    @property
+    def short_names(self) -> tuple[str, ...]:
+        return (self.short_name,)
+
+    @property
+    def crd_name(self) -> str:
+        return f"{self.plural}.{GROUP}"
+
+    def default_output_path(self, name: str) -> str:
+        """The directory, relative to the artefact root, a resource writes to by default."""
+        return str(PurePosixPath(self.artifact_dir) / name)
+
+    @property
+    def references(self) -> tuple[Ref, ...]:
+        """The references to other kinds its spec can hold (declared on the spec fields)."""
+        return tuple(dict.fromkeys(ref for _, ref in _ref_fields(self.spec_model)))
+
+    @property
+    def referenced_kinds(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(ref.kind for ref in self.references))
+
+
+def _models_in(annotation: Any) -> Iterator[type[BaseModel]]:
+    """The pydantic models a field's type annotation can hold (through Optional, list, dict)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        yield annotation
+        return
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        yield from _models_in(typing.get_args(annotation)[0])
+    elif origin in (typing.Union, types.UnionType, list, tuple, dict):
+        for arg in typing.get_args(annotation):
+            yield from _models_in(arg)
+
+
+def _ref_fields(
+    model: type[BaseModel], seen: frozenset[type] = frozenset()
+) -> Iterator[tuple[str, Ref]]:
+    """(python field name, Ref) of every reference field in `model` and the models it holds."""
+    if model in seen:
+        return
+    for name, info in model.model_fields.items():
+        for meta in info.metadata:
+            if isinstance(meta, Ref):
+                yield name, meta
+        for inner in _models_in(info.annotation):
+            yield from _ref_fields(inner, seen | {model})
+
+
+DATASET_GENERATION = KindEntry(
+    kind="DatasetGeneration",
+    plural="datasetgenerations",
+    short_name="dsgen",
+    description=(
+        "Generates an instruction dataset (Q/A pairs) and a causal corpus from documents "
+        "with an LLM served by Ollama."
+    ),
+    spec_model=DatasetGenerationSpec,
+    workload=Workload("llmft.workloads.datagen", "datagen"),
+    artifact_dir="datasets",
+    columns=(
+        PHASE,
+        PROGRESS,
+        Column("Pairs", ".status.metrics.pairs", "integer", "Q/A pairs kept."),
+        Column("Train", ".status.metrics.trainPairs", "integer", "Pairs in train.jsonl."),
+        Column("Eval", ".status.metrics.evalPairs", "integer", "Pairs in eval.jsonl."),
+        AGE,
+        JOB,
+        MESSAGE,
+    ),
+    outputs=(layout.INSTRUCT_TRAIN, layout.INSTRUCT_EVAL, layout.DATASET_MANIFEST),
+    result_metrics=("chunks", "pairs", "trainPairs", "evalPairs", "dropped"),
+)
+
+FINE_TUNE_JOB = KindEntry(
+    kind="FineTuneJob",
+    plural="finetunejobs",
+    short_name="ftj",
+    description=(
+        "Fine-tunes a base model with QLoRA or LoRA (causal or instruct, optionally with RAG "
+        "context) on a dataset, and saves the adapter."
+    ),
+    spec_model=FineTuneJobSpec,
+    workload=Workload("llmft.workloads.trainer", "trainer"),
+    artifact_dir="finetune",
+    columns=(
+        PHASE,
+        Column("Method", ".spec.method", "string", "qlora or lora."),
+        Column("Mode", ".spec.mode", "string", "causal or instruct."),
+        PROGRESS,
+        Column("Loss", ".status.progress.loss", "number", "Latest training loss."),
+        Column("Eval-Loss", ".status.metrics.evalLoss", "number", "Final eval loss."),
+        AGE,
+        Column("Base", ".spec.baseModel.name", "string", "Base model.", priority=1),
+        JOB,
+        MESSAGE,
+    ),
+    outputs=(layout.ADAPTER_DIR,),
+    result_metrics=("steps", "trainLoss", "evalLoss", "tokensPerSecond"),
+)
+
+EVALUATION = KindEntry(
+    kind="Evaluation",
+    plural="evaluations",
+    short_name="eval",
+    description=(
+        "Answers held-out questions with several arms (base or fine-tuned, with or without "
+        "RAG) and scores them side by side."
+    ),
+    spec_model=EvaluationSpec,
+    workload=Workload("llmft.workloads.evaluator", "evaluator"),
+    artifact_dir="evaluations",
+    columns=(
+        PHASE,
+        PROGRESS,
+        Column("Metric", ".spec.primaryMetric", "string", "Metric that ranks the arms."),
+        Column("Winner", ".status.metrics.winner", "string", "Best arm by that metric."),
+        Column("Score", ".status.metrics.winnerScore", "number", "The winner's mean."),
+        AGE,
+        JOB,
+        MESSAGE,
+    ),
+    outputs=(layout.EVAL_SUMMARY, layout.EVAL_ITEMS),
+)
+
+
+class KindRegistry:
+    """The kinds by name, in dependency order (a kind comes after those it references)."""
+
+    def __init__(self, *entries: KindEntry) -> None:
+        self._entries = {e.kind: e for e in entries}
+        for entry in entries:
+            for ref in entry.references:
+                if ref.kind not in self._entries:
+                    raise ValueError(f"{entry.kind} references unknown kind {ref.kind}")
+
+    def __getitem__(self, kind: str) -> KindEntry:
+        return self._entries[kind]
+
+    def __contains__(self, kind: object) -> bool:
+        return kind in self._entries
+
+    def __iter__(self) -> Iterator[KindEntry]:
+        return iter(self._entries.values())
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        return tuple(self._entries)
+
+    def by_plural(self, plural: str) -> KindEntry:
+        return next(e for e in self if e.plural == plural)
+
+    def lookup(self, text: str) -> KindEntry | None:
+        """The kind a user means by its name, short name or plural (any case), or None."""
+        wanted = text.lower()
+        return next(
+            (e for e in self if wanted in (e.singular, e.plural, *e.short_names)),
+            None,
+        )
+
+
+KINDS = KindRegistry(DATASET_GENERATION, FINE_TUNE_JOB, EVALUATION)
