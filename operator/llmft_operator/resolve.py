@@ -24,6 +24,7 @@ from llmft.api.layout import (
     ENV_HF_TOKEN,
     ENV_JUDGE_API_KEY,
     ENV_WEAVIATE_API_KEY,
+    arm_api_key_env,
 )
 from llmft.api.references import Reference, references
 from llmft.api.resource import Resource
@@ -134,6 +135,9 @@ def _secret_uses(res: Resource[Any]) -> list[SecretUse]:
     if res.kind == "Evaluation":
         for i, arm in enumerate(spec.arms):
             model_token(arm.base_model, f"spec.arms[{i}].baseModel")
+            if arm.endpoint is not None and arm.endpoint.api_key_secret_ref is not None:
+                field_ = f"spec.arms[{i}].endpoint.apiKeySecretRef"
+                uses.append(SecretUse(arm_api_key_env(i), arm.endpoint.api_key_secret_ref, field_))
         if spec.judge is not None and spec.judge.api_key_secret_ref is not None:
             ref = spec.judge.api_key_secret_ref
             uses.append(SecretUse(ENV_JUDGE_API_KEY, ref, "spec.judge.apiKeySecretRef"))

@@ -172,3 +172,21 @@ def test_arm_without_base_model_takes_the_one_its_finetune_ran_with() -> None:
 def test_an_artifact_location_outside_the_volume_is_refused() -> None:
     with pytest.raises(ValidationError, match="path"):
         ArtifactLocation(pvc="llmft-artifacts", path="finetune/../../../etc", uri="pvc://x/y")
+
+
+def test_each_endpoint_arm_key_gets_its_own_variable() -> None:
+    def arm(name: str, secret: str) -> dict[str, Any]:
+        ref = {"name": secret, "key": "apiKey"}
+        return {
+            "name": name,
+            "endpoint": {"url": "https://x/v1", "model": "m", "apiKeySecretRef": ref},
+        }
+
+    body = evaluation(arms=[arm("a", "s1"), arm("b", "s2")])
+    needs = needs_of(parse_resource(body), SETTINGS)
+
+    assert [(u.env, u.ref.name, u.field) for u in needs.secrets] == [
+        ("LLMFT_ARM_0_API_KEY", "s1", "spec.arms[0].endpoint.apiKeySecretRef"),
+        ("LLMFT_ARM_1_API_KEY", "s2", "spec.arms[1].endpoint.apiKeySecretRef"),
+    ]
+    assert find_problems(needs, all_present(needs), "ns") == []

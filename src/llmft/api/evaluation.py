@@ -32,14 +32,48 @@ class ArmRag(ApiModel):
     top_k: int = Field(default=3, ge=1, le=20, description="Chunks retrieved per question.")
 
 
+class ArmEndpoint(ApiModel):
+    """A model already served over HTTP: an Ollama server or an OpenAI-compatible API."""
+
+    provider: Literal["ollama", "openai"] = Field(
+        default="ollama",
+        description="ollama: an Ollama server's root URL; openai: an OpenAI-compatible base URL.",
+    )
+    url: str = Field(
+        description=(
+            "Base URL: Ollama's root (http://ollama:11434) or the OpenAI-compatible API's base "
+            "(e.g. https://api.example.com/v1)."
+        ),
+        pattern=r"^https?://",
+    )
+    model: str = Field(description="Model name the endpoint serves.", min_length=1)
+    api_key_secret_ref: SecretKeyRef | None = Field(
+        default=None, description="Secret key with the endpoint's API key (sent as a Bearer token)."
+    )
+    timeout_seconds: float = Field(default=300, gt=0, description="Per-answer timeout.")
+    concurrency: int = Field(
+        default=4, ge=1, le=64, description="Questions in flight at once against the endpoint."
+    )
+
+
 class Arm(ApiModel):
-    """One contestant: a base model, optionally with a fine-tuned adapter, with or without RAG."""
+    """One contestant: a base model, optionally with a fine-tuned adapter, or a served endpoint,
+    with or without RAG."""
 
     model_config = cel_rules(
-        cel("has(self.baseModel) || has(self.fineTuneJobRef)", "set baseModel or fineTuneJobRef"),
+        cel(
+            "has(self.baseModel) || has(self.fineTuneJobRef) || has(self.endpoint)",
+            "set baseModel, fineTuneJobRef or endpoint",
+        ),
         cel(
             "!(has(self.fineTuneJobRef) && has(self.adapterPath))",
             "set at most one of fineTuneJobRef, adapterPath",
+        ),
+        cel(
+            "!has(self.endpoint) || !(has(self.baseModel) || has(self.fineTuneJobRef)"
+            " || has(self.adapterPath))",
+            "endpoint excludes baseModel, fineTuneJobRef and adapterPath",
+            ".endpoint",
         ),
     )
 
@@ -69,12 +103,24 @@ class Arm(ApiModel):
             "artefact volume (no '..' segments)."
         ),
     )
+    endpoint: ArmEndpoint | None = Field(
+        default=None,
+        description="A served model (Ollama or OpenAI-compatible) answers instead of a local one.",
+    )
     rag: ArmRag = Field(default_factory=ArmRag, description="Retrieval for this arm.")
 
     @model_validator(mode="after")
     def _model_known(self) -> Arm:
+        local = (self.base_model, self.fine_tune_job_ref, self.adapter_path)
+        if self.endpoint is not None:
+            if any(v is not None for v in local):
+                raise ValueError(
+                    f"arms[{self.name}]: endpoint excludes baseModel, fineTuneJobRef and "
+                    "adapterPath"
+                )
+            return self
         if self.base_model is None and self.fine_tune_job_ref is None:
-            raise ValueError(f"arms[{self.name}]: set baseModel or fineTuneJobRef")
+            raise ValueError(f"arms[{self.name}]: set baseModel, fineTuneJobRef or endpoint")
         if self.fine_tune_job_ref is not None and self.adapter_path is not None:
             raise ValueError(f"arms[{self.name}]: set at most one of fineTuneJobRef, adapterPath")
         return self

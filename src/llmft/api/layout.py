@@ -25,6 +25,7 @@ EVAL_SUMMARY = "summary.json"
 RESULT = "result.json"
 
 
+
 # Where a workload pod finds its inputs (the operator mounts them; the local runner needs none).
 SPEC_FILE = "/etc/llmft/spec.json"
 CONFIGMAP_DOCUMENTS_MOUNT = "/etc/llmft/documents"
@@ -36,3 +37,8 @@ ENV_HF_TOKEN = "HF_TOKEN"  # pulling gated/private models; huggingface_hub reads
 ENV_HF_PUSH_TOKEN = "LLMFT_HF_PUSH_TOKEN"  # pushing the result (spec.output.huggingFace)
 ENV_JUDGE_API_KEY = "LLMFT_JUDGE_API_KEY"  # spec.judge.apiKeySecretRef
 ENV_WEAVIATE_API_KEY = "LLMFT_WEAVIATE_API_KEY"  # spec.retrieval.apiKeySecretRef
+
+
+def arm_api_key_env(index: int) -> str:
+    """The variable holding spec.arms[index].endpoint.apiKeySecretRef (one per arm: keys differ)."""
+    return f"LLMFT_ARM_{index}_API_KEY"

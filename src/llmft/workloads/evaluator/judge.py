@@ -21,12 +21,9 @@ scores 0 on accuracy and relevance (it answers nothing) and has no faithfulness.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import math
 import os
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -45,6 +42,7 @@ from llmft.api.evaluation import Judge
 from llmft.api.layout import ENV_JUDGE_API_KEY
 from llmft.retrieval import Embedder
 from llmft.workloads.entry import WorkloadError
+from llmft.workloads.evaluator.endpoint import chat_base_url, check_endpoint
 
 log = logging.getLogger("llmft.evaluator.judge")
 
@@ -123,11 +121,8 @@ class EmbedderEmbeddings(BaseRagasEmbedding):
 
 
 def base_url(cfg: Judge) -> str:
-    """The chat-completions base URL: Ollama's OpenAI-compatible API lives under /v1."""
-    url = cfg.endpoint.rstrip("/")
-    if cfg.provider == "ollama" and not url.endswith("/v1"):
-        url += "/v1"
-    return url
+    """The judge's chat-completions base URL (Ollama's OpenAI-compatible API is under /v1)."""
+    return chat_base_url(cfg.provider, cfg.endpoint)
 
 
 def judge_api_key(cfg: Judge) -> str:
@@ -144,35 +139,7 @@ def judge_api_key(cfg: Judge) -> str:
 
 def check_judge(cfg: Judge, timeout: float = 10.0) -> None:
     """Fail fast, naming the field, when the judge endpoint is down or lacks the model."""
-    root = cfg.endpoint.rstrip("/").removesuffix("/v1")
-    if cfg.provider == "ollama":
-        url, headers = root + "/api/tags", {}
-    else:
-        url = cfg.endpoint.rstrip("/") + "/models"
-        headers = {"Authorization": f"Bearer {judge_api_key(cfg)}"}
-    try:
-        request = urllib.request.Request(url, headers=headers)
-        with urllib.request.urlopen(request, timeout=timeout) as r:
-            body = r.read()
-    except urllib.error.HTTPError as err:
-        if err.code in (401, 403):
-            raise WorkloadError(
-                f"spec.judge.apiKeySecretRef: the judge at {cfg.endpoint} refused the key "
-                f"(HTTP {err.code})"
-            ) from None
-        return  # some OpenAI-compatible servers have no /models; the first call will tell
-    except (urllib.error.URLError, OSError, ValueError) as err:
-        raise WorkloadError(f"spec.judge.endpoint: cannot reach {cfg.endpoint}: {err}") from None
-    if cfg.provider == "ollama":
-        try:
-            names = {m.get("name", "") for m in json.loads(body).get("models", [])}
-        except (json.JSONDecodeError, AttributeError):
-            return
-        if cfg.model not in names and f"{cfg.model}:latest" not in names:
-            raise WorkloadError(
-                f"spec.judge.model: {cfg.model!r} is not on the Ollama server at {cfg.endpoint} "
-                f"(it has {sorted(names)}; run `ollama pull {cfg.model}`)"
-            )
+    check_endpoint(cfg.provider, cfg.endpoint, cfg.model, judge_api_key(cfg), "spec.judge", timeout)
 
 
 def _reason(err: Exception) -> str:

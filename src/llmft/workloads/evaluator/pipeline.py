@@ -156,7 +156,6 @@ def answer_arm(
     """The arm's answers, the chunks each prompt carried, and the generation wall time."""
     from llmft.workloads.evaluator.generation import AnswerGenerator, render_prompt
 
-    model, tokenizer = models.get(arm, index)
     contexts: list[list[Any]] = []
     for i in range(len(items)):
         if arm.rag.enabled:
@@ -164,6 +163,20 @@ def answer_arm(
             contexts.append(retrieval.top(i, arm.rag.top_k))
         else:
             contexts.append([])
+    if arm.endpoint is not None:
+        from llmft.workloads.evaluator.endpoint import EndpointAnswerer
+
+        answerer = EndpointAnswerer(
+            arm.endpoint, index, spec.generation.max_new_tokens, spec.generation.temperature
+        )
+        start = time.perf_counter()
+        answers = answerer.generate(
+            [item.question for item in items],
+            [[r.text for r in ctx] for ctx in contexts],
+            on_batch=on_batch,
+        )
+        return answers, contexts, time.perf_counter() - start
+    model, tokenizer = models.get(arm, index)
     prompts = [
         render_prompt(tokenizer, item.question, [r.text for r in ctx] or None)
         for item, ctx in zip(items, contexts, strict=True)
@@ -215,6 +228,8 @@ def arm_records(
 
 def arm_scores(arm: Arm, records: Sequence[dict[str, Any]], keys: Sequence[str]) -> ArmScores:
     base = arm.base_model.name if arm.base_model else ""
+    if arm.endpoint is not None:
+        base = f"{arm.endpoint.model} ({arm.endpoint.provider} at {arm.endpoint.url})"
     scores = ArmScores(arm.name, base, arm.adapter_path, arm.rag.enabled, len(records))
     for key in keys:
         scores.scores[key] = [r["scores"].get(key) for r in records]
@@ -345,8 +360,13 @@ def run_evaluation(res: Resource[Any], reporter: Reporter) -> dict[str, Any]:
         arms_scores.append(arm_scores(arm, records, keys))
 
     summary = build_summary(arms_scores, keys, spec.primary_metric, spec.bootstrap)
+    endpoints = {a.name: a.endpoint for a in spec.arms if a.endpoint is not None}
     for arm_out in summary["arms"]:
         arm_out.update(timings.get(arm_out["name"], {}))
+        if arm_out["name"] in endpoints:
+            from llmft.workloads.evaluator.endpoint import describe
+
+            arm_out["endpoint"] = describe(endpoints[arm_out["name"]])
     summary["items"] = len(items)
     if retrieval_backend:
         summary["retrievalBackend"] = retrieval_backend
