@@ -14,12 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
 
-from llmft.api.common import ArtifactLocation, ModelSource, Phase, SecretKeyRef
+from llmft.api.common import ArtifactLocation, ClusterSource, ModelSource, Phase, SecretKeyRef
 from llmft.api.datasetgeneration import Generator
 from llmft.api.evaluation import Judge, Retrieval
 from llmft.api.kinds import KINDS
 from llmft.api.layout import (
-    ADAPTER_DIR,
     ENV_HF_PUSH_TOKEN,
     ENV_HF_TOKEN,
     ENV_JUDGE_API_KEY,
@@ -27,6 +26,7 @@ from llmft.api.layout import (
     arm_api_key_env,
 )
 from llmft.api.references import Reference, references
+from llmft.api.resolve import ResolveError, Upstream, manifest_of, resolve_resource
 from llmft.api.resource import Resource
 from llmft_operator.naming import spec_configmap_name
 from llmft_operator.settings import OperatorSettings
@@ -325,74 +325,63 @@ def _upstream_spec(fetched: Fetched, kind: str, name: str) -> dict[str, Any]:
     return dict(body.get("spec") or {})
 
 
+class _PodBinding:
+    """Where things are for a workload pod: PVCs mounted under the artefact mount."""
+
+    def __init__(self, location: ArtifactLocation, fetched: Fetched, settings: OperatorSettings):
+        self.location = location
+        self.fetched = fetched
+        self.settings = settings
+        self.mounts = _Mounts(location.pvc, settings)
+        self.sources: dict[str, str] = {}  # object kind (ConfigMap, PVC) -> name
+
+    def output_dir(self, res: Resource[Any]) -> str:
+        return self.mounts.path_of(self.location.model_dump())
+
+    def upstream(self, ref: Reference) -> Upstream:
+        body = self.fetched.resources.get((ref.kind, ref.name)) or {}
+        artifacts = (body.get("status") or {}).get("artifacts")
+        if not artifacts:  # find_problems refuses this before a plan is made
+            raise ResolveError(f"{ref.field}: {ref.kind} {ref.name!r} has no artefact location")
+        spec = _upstream_spec(self.fetched, ref.kind, ref.name)
+        return Upstream(output_dir=self.mounts.path_of(artifacts), spec=spec)
+
+    def input_path(self, value: str, field: str) -> str:
+        return _on_volume(value, self.settings.artifact_mount)
+
+    def model_name(self, value: str, field: str) -> str:
+        return value
+
+    def cluster_source(self, source: ClusterSource, value: str, field: str) -> None:
+        self.sources[source.object_kind] = value
+
+
 def plan_workload(
     res: Resource[Any], fetched: Fetched, settings: OperatorSettings, generation: int
 ) -> WorkloadPlan:
     """The resolved spec and volumes of `res`'s workload; call only when find_problems is empty."""
-    res = res.model_copy(deep=True)
-    spec = res.spec
     location = output_location(res, settings)
-    mounts = _Mounts(location.pvc, settings)
-    spec.output.path = mounts.path_of(location.model_dump())
-    documents_config_map = documents_claim = None
-
-    if res.kind == "DatasetGeneration":
-        source = spec.source
-        if source.config_map is not None:
-            documents_config_map = source.config_map
-        if source.pvc is not None:
-            documents_claim = source.pvc.claim_name
-        if source.path is not None:
-            source.path = _on_volume(source.path, settings.artifact_mount)
-
-    if res.kind in ("FineTuneJob", "Evaluation"):
-        ref = spec.dataset.dataset_generation_ref
-        if ref is not None:
-            body = fetched.resources[("DatasetGeneration", ref)] or {}
-            spec.dataset.path = mounts.path_of(body["status"]["artifacts"])
-            spec.dataset.dataset_generation_ref = None
-        elif spec.dataset.path is not None:
-            spec.dataset.path = _on_volume(spec.dataset.path, settings.artifact_mount)
-
-    if res.kind == "Evaluation":
-        for arm in spec.arms:
-            if arm.fine_tune_job_ref is not None:
-                key = ("FineTuneJob", arm.fine_tune_job_ref)
-                body = fetched.resources[key] or {}
-                arm.adapter_path = str(
-                    PurePosixPath(mounts.path_of(body["status"]["artifacts"])) / ADAPTER_DIR
-                )
-                if arm.base_model is None:
-                    upstream = _upstream_spec(fetched, *key)
-                    arm.base_model = ModelSource.model_validate(upstream["baseModel"])
-                arm.fine_tune_job_ref = None
-            elif arm.adapter_path is not None:
-                arm.adapter_path = _on_volume(arm.adapter_path, settings.artifact_mount)
-
+    binding = _PodBinding(location, fetched, settings)
+    res = resolve_resource(res, binding)
     _apply_service_defaults(res, settings)
-    manifest = {
-        "apiVersion": res.api_version,
-        "kind": res.kind,
-        "metadata": {
-            "name": res.metadata.name,
-            "namespace": res.metadata.namespace,
-            "labels": dict(res.metadata.labels),
-            "generation": generation,
-        },
-        "spec": spec.to_wire(),
+    metadata = {
+        "name": res.metadata.name,
+        "namespace": res.metadata.namespace,
+        "labels": dict(res.metadata.labels),
+        "generation": generation,
     }
     return WorkloadPlan(
         kind=res.kind,
         name=res.metadata.name,
         namespace=res.metadata.namespace,
         generation=generation,
-        manifest=manifest,
+        manifest=manifest_of(res, metadata),
         resource=res,
         artifacts=location,
-        claims=tuple(mounts.mounts.values()),
+        claims=tuple(binding.mounts.mounts.values()),
         secrets=tuple(_secret_uses(res)),
-        documents_config_map=documents_config_map,
-        documents_claim=documents_claim,
+        documents_config_map=binding.sources.get("ConfigMap"),
+        documents_claim=binding.sources.get("PersistentVolumeClaim"),
     )
 
 

@@ -56,8 +56,15 @@ def cel(rule: str, message: str, field_path: str | None = None) -> dict[str, str
     return out
 
 
+class FieldRole:
+    """Base of the markers a spec field carries in `Annotated[...]` to say what it points at.
+
+    Read by `llmft.api.references` (the walk) and `llmft.api.resolve` (the one resolver).
+    """
+
+
 @dataclass(frozen=True)
-class Ref:
+class Ref(FieldRole):
     """Marks a spec field that names another llmft resource of `kind` in the same namespace.
 
     Written once, on the field (`Annotated[str | None, Ref(...)]`), and read by everything that
@@ -72,6 +79,27 @@ class Ref:
     fills: str
     subpath: str = ""
     inherits: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class InputPath(FieldRole):
+    """Marks a path the workload reads. Relative paths are taken from the artefact volume on a
+    cluster and from the manifest's directory under `llmft run` (where the path must exist)."""
+
+
+@dataclass(frozen=True)
+class ModelName(FieldRole):
+    """Marks a model: a Hub id, `pkg:<package>`, or a path. A path written `./`, `../` or `~`
+    is taken from the manifest's directory under `llmft run`; on a cluster it is used as is."""
+
+
+@dataclass(frozen=True)
+class ClusterSource(FieldRole):
+    """Marks an input only a cluster has (a ConfigMap or a PVC), mounted into the pod at `mount`.
+    The operator waits for the object and mounts it; `llmft run` refuses it."""
+
+    object_kind: str
+    mount: str
 
 
 class ApiModel(BaseModel):
@@ -117,7 +145,7 @@ class HuggingFaceRepo(ApiModel):
 class ModelSource(ApiModel):
     """A base model: a Hugging Face id or a path on the artefact volume or in the image."""
 
-    name: str = Field(
+    name: Annotated[str, ModelName()] = Field(
         description="Hugging Face model id (owner/name) or an absolute local path.", min_length=1
     )
     revision: str | None = Field(default=None, description="Hub revision (branch, tag or commit).")

@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
 from llmft.api.common import (
     ApiModel,
     ArtifactOutput,
+    ClusterSource,
     ContainedPath,
+    InputPath,
     ModelSource,
     ObjectName,
     Resources,
     cel,
     cel_rules,
 )
+from llmft.api.layout import CONFIGMAP_DOCUMENTS_MOUNT, PVC_DOCUMENTS_MOUNT
 
 QuestionKind = Literal["factual", "procedural", "yesno", "multihop"]
 ALL_QUESTION_KINDS: tuple[QuestionKind, ...] = ("factual", "procedural", "yesno", "multihop")
@@ -24,7 +27,9 @@ ALL_QUESTION_KINDS: tuple[QuestionKind, ...] = ("factual", "procedural", "yesno"
 class PvcSource(ApiModel):
     """Documents on a PersistentVolumeClaim."""
 
-    claim_name: ObjectName = Field(description="Name of the PersistentVolumeClaim.")
+    claim_name: Annotated[
+        ObjectName, ClusterSource("PersistentVolumeClaim", PVC_DOCUMENTS_MOUNT)
+    ] = Field(description="Name of the PersistentVolumeClaim.")
     path: ContainedPath = Field(
         default="", description="Directory inside the volume (no '..' segments)."
     )
@@ -41,14 +46,16 @@ class DocumentSource(ApiModel):
         )
     )
 
-    config_map: str | None = Field(
-        default=None, description="ConfigMap whose keys are document files (name -> content)."
+    config_map: Annotated[str | None, ClusterSource("ConfigMap", CONFIGMAP_DOCUMENTS_MOUNT)] = (
+        Field(
+            default=None, description="ConfigMap whose keys are document files (name -> content)."
+        )
     )
     pvc: PvcSource | None = Field(default=None, description="Directory on a PVC.")
     urls: list[str] | None = Field(
         default=None, description="HTTP(S) URLs of documents to fetch.", min_length=1
     )
-    path: str | None = Field(
+    path: Annotated[str | None, InputPath()] = Field(
         default=None,
         description="Local directory or file (the local runner; relative to the manifest).",
     )

@@ -10,6 +10,8 @@ from llmft.api.common import (
     ApiModel,
     ArtifactOutput,
     ContainedPath,
+    InputPath,
+    ModelName,
     ModelSource,
     Ref,
     Resources,
@@ -96,7 +98,7 @@ class Arm(ApiModel):
     ] = Field(
         default=None, description="FineTuneJob whose adapter is applied; waits for it to succeed."
     )
-    adapter_path: ContainedPath | None = Field(
+    adapter_path: Annotated[ContainedPath | None, InputPath()] = Field(
         default=None,
         description=(
             "Directory of a saved adapter (instead of a FineTuneJob); relative paths are on the "
@@ -140,7 +142,7 @@ class Retrieval(ApiModel):
     collection: str | None = Field(
         default=None, description="Collection name; empty derives one from the evaluation name."
     )
-    embedding_model: str = Field(
+    embedding_model: Annotated[str, ModelName()] = Field(
         default="sentence-transformers/all-MiniLM-L6-v2",
         description="Sentence-embedding model (Hub id or local path) for chunks and questions.",
     )
@@ -183,7 +185,7 @@ class Judge(ApiModel):
         le=10,
         description="Questions the judge writes per answer for answer relevancy (strictness).",
     )
-    embedding_model: str | None = Field(
+    embedding_model: Annotated[str | None, ModelName()] = Field(
         default=None,
         description="Embedding model for answer relevancy; empty uses retrieval.embeddingModel.",
     )

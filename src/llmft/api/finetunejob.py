@@ -10,6 +10,7 @@ from llmft.api.common import (
     ApiModel,
     ArtifactOutput,
     ContainedPath,
+    InputPath,
     ModelSource,
     Ref,
     Resources,
@@ -34,7 +35,7 @@ class DatasetInput(ApiModel):
     dataset_generation_ref: Annotated[str | None, Ref("DatasetGeneration", fills="path")] = Field(
         default=None, description="Name of a DatasetGeneration; the job waits until it succeeds."
     )
-    path: ContainedPath | None = Field(
+    path: Annotated[ContainedPath | None, InputPath()] = Field(
         default=None,
         description=(
             "Directory holding train.jsonl/eval.jsonl (and corpus files), no '..' segments; "

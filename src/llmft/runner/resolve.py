@@ -10,21 +10,21 @@ works from wherever `llmft run` is started.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from llmft.api.common import ModelSource
+from llmft.api.common import ClusterSource
 from llmft.api.kinds import KINDS
-from llmft.api.layout import ADAPTER_DIR
+from llmft.api.references import Reference
+from llmft.api.resolve import ResolveError, Upstream, manifest_of, resolve_resource
 from llmft.api.resource import ManifestError, Resource, parse_resource
-from llmft.runner.graph import describe, resource_key
+from llmft.runner.graph import describe
 from llmft.runner.state import inside
 
 ResolvedManifest = dict[str, Any]
 
-
-class ResolveError(ValueError):
-    """A manifest that cannot run locally; the message names the object and the field."""
+__all__ = ["LocalBinding", "ResolveError", "ResolvedManifest", "resolve_manifest"]
 
 
 def manifest_dir(res: Resource[Any]) -> Path:
@@ -61,88 +61,53 @@ def _is_relative_model_path(name: str) -> bool:
     return name.startswith(("./", "../", "~"))
 
 
-def _resolve_model(model: ModelSource | None, base: Path) -> None:
-    if model is not None and _is_relative_model_path(model.name):
-        model.name = str(local_path(model.name, base))
+@dataclass
+class LocalBinding:
+    """Where things are for a local process: the state directory and the manifest's directory."""
 
+    res: Resource[Any]
+    artifacts_root: Path
+    resolved: Mapping[str, ResolvedManifest]
 
-def _existing(value: str, base: Path, res: Resource[Any], field: str) -> str:
-    path = local_path(value, base)
-    if not path.exists():
-        hint = "" if Path(value).is_absolute() else f" (relative paths start at {base})"
-        raise ResolveError(f"{describe(res)}: {field}: {path} does not exist{hint}")
-    return str(path)
+    @property
+    def base(self) -> Path:
+        return manifest_dir(self.res)
 
+    def output_dir(self, res: Resource[Any]) -> str:
+        return str(artifact_dir(res, self.artifacts_root))
 
-def _dependency(
-    resolved: Mapping[str, ResolvedManifest], res: Resource[Any], kind: str, name: str, field: str
-) -> ResolvedManifest:
-    key = resource_key(kind, name)
-    if key not in resolved:
-        raise ResolveError(f"{describe(res)}: {field}: {kind} {name!r} is not known")
-    return resolved[key]
+    def upstream(self, ref: Reference) -> Upstream:
+        if ref.key not in self.resolved:
+            raise ResolveError(
+                f"{describe(self.res)}: {ref.field}: {ref.kind} {ref.name!r} is not known"
+            )
+        spec = self.resolved[ref.key]["spec"]
+        return Upstream(output_dir=spec["output"]["path"], spec=spec)
+
+    def input_path(self, value: str, field: str) -> str:
+        path = local_path(value, self.base)
+        if not path.exists():
+            hint = "" if Path(value).is_absolute() else f" (relative paths start at {self.base})"
+            raise ResolveError(f"{describe(self.res)}: {field}: {path} does not exist{hint}")
+        return str(path)
+
+    def model_name(self, value: str, field: str) -> str:
+        return str(local_path(value, self.base)) if _is_relative_model_path(value) else value
+
+    def cluster_source(self, source: ClusterSource, value: str, field: str) -> None:
+        raise ResolveError(
+            f"{describe(self.res)}: {field}: only a cluster has this source (a "
+            f"{source.object_kind}); for `llmft run` point spec.source.path at a local directory "
+            "or file"
+        )
 
 
 def resolve_manifest(
     res: Resource[Any], artifacts_root: Path, resolved: Mapping[str, ResolvedManifest]
 ) -> ResolvedManifest:
     """The resolved spec for `res`; `resolved` holds the resolved specs of what it references."""
-    spec = res.spec.model_copy(deep=True)
-    base = manifest_dir(res)
-    spec.output.path = str(artifact_dir(res, artifacts_root))
-
-    if res.kind == "DatasetGeneration":
-        source = spec.source
-        for field in ("config_map", "pvc"):
-            if getattr(source, field) is not None:
-                wire = "configMap" if field == "config_map" else "pvc"
-                raise ResolveError(
-                    f"{describe(res)}: spec.source.{wire}: only a cluster has this source; "
-                    "for `llmft run` point spec.source.path at a local directory or file"
-                )
-        if source.path is not None:
-            source.path = _existing(source.path, base, res, "spec.source.path")
-        _resolve_model(spec.generator.local_model, base)
-
-    if res.kind in ("FineTuneJob", "Evaluation"):
-        ref = spec.dataset.dataset_generation_ref
-        if ref is not None:
-            field = "spec.dataset.datasetGenerationRef"
-            dataset = _dependency(resolved, res, "DatasetGeneration", ref, field)
-            spec.dataset.path = dataset["spec"]["output"]["path"]
-            spec.dataset.dataset_generation_ref = None
-        elif spec.dataset.path is not None:
-            spec.dataset.path = _existing(spec.dataset.path, base, res, "spec.dataset.path")
-
-    if res.kind == "FineTuneJob":
-        _resolve_model(spec.base_model, base)
-
-    if res.kind == "Evaluation":
-        for i, arm in enumerate(spec.arms):
-            _resolve_model(arm.base_model, base)
-            if arm.fine_tune_job_ref is not None:
-                field = f"spec.arms[{i}].fineTuneJobRef"
-                job = _dependency(resolved, res, "FineTuneJob", arm.fine_tune_job_ref, field)
-                arm.adapter_path = str(Path(job["spec"]["output"]["path"]) / ADAPTER_DIR)
-                if arm.base_model is None:
-                    arm.base_model = ModelSource.model_validate(job["spec"]["baseModel"])
-                arm.fine_tune_job_ref = None
-            elif arm.adapter_path is not None:
-                arm.adapter_path = _existing(
-                    arm.adapter_path, base, res, f"spec.arms[{i}].adapterPath"
-                )
-        if _is_relative_model_path(spec.retrieval.embedding_model):
-            spec.retrieval.embedding_model = str(local_path(spec.retrieval.embedding_model, base))
-        judge_embedding = spec.judge.embedding_model if spec.judge else None
-        if spec.judge is not None and judge_embedding and _is_relative_model_path(judge_embedding):
-            spec.judge.embedding_model = str(local_path(judge_embedding, base))
-
-    manifest: ResolvedManifest = {
-        "apiVersion": res.api_version,
-        "kind": res.kind,
-        "metadata": res.metadata.model_dump(mode="json", exclude_none=True),
-        "spec": spec.to_wire(),
-    }
+    done = resolve_resource(res, LocalBinding(res, artifacts_root, resolved))
+    manifest = manifest_of(done, res.metadata.model_dump(mode="json", exclude_none=True))
     try:  # the workload parses the same dict; refuse here rather than in a subprocess
         parse_resource(manifest)
     except ManifestError as err:
