@@ -17,6 +17,19 @@ from typing import Any
 
 from llmft.api.common import Phase
 from llmft.api.resource import ManifestError, parse_resource
+from llmft.api.status import (
+    COMPLETE,
+    FAILED,
+    INPUTS_READY,
+    SPEC_OUT_OF_DATE,
+    drop_condition,
+    find_condition,
+    is_noop,
+    merge_patch,
+    now_rfc3339,
+    read_status,
+    set_condition,
+)
 from llmft_operator import metrics
 from llmft_operator.jobs import GENERATION_ANNOTATION, build_spec_configmap, build_workload_job
 from llmft_operator.kube import Kube, owner_uids
@@ -33,19 +46,12 @@ from llmft_operator.resolve import (
 )
 from llmft_operator.settings import OperatorSettings
 from llmft_operator.status import (
-    COMPLETE,
-    FAILED,
     FINISHED,
-    SPEC_OUT_OF_DATE,
     Observation,
     Transition,
-    condition,
-    drop_condition,
     invalid_spec_status,
     job_status,
-    now_rfc3339,
     observe_job,
-    set_condition,
     spec_change_message,
     transitions,
     waiting_status,
@@ -68,25 +74,6 @@ class Outcome:
 
 DONE = Outcome()
 LOCK_STRIPES = 64
-
-
-def is_noop(current: Any, patch: Any) -> bool:
-    """Whether merge-patching `patch` onto `current` would change nothing."""
-    if isinstance(patch, dict):
-        if not isinstance(current, dict):
-            return False
-        return all(is_noop(current.get(k), v) for k, v in patch.items())
-    return bool(current == patch)
-
-
-def _merged(current: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
-    out = dict(current)
-    for key, value in patch.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merged(out[key], value)
-        else:
-            out[key] = value
-    return out
 
 
 class Reconciler:
@@ -181,36 +168,38 @@ class Reconciler:
 
     def _job_gone(self, kind: str, body: dict[str, Any], generation: int) -> Outcome:
         """The Job is gone: expired after finishing (keep the status) or deleted mid-run."""
-        status: dict[str, Any] = body.get("status") or {}
+        raw: dict[str, Any] = body.get("status") or {}
+        current = read_status(raw)
         now = now_rfc3339()
-        conds = list(status.get("conditions") or [])
-        if status.get("phase") in FINISHED:
-            last = condition(status, COMPLETE) or condition(status, FAILED) or {}
-            ran = int(last.get("observedGeneration") or generation)
+        conds = current.conditions
+        if current.phase in FINISHED:
+            last = find_condition(conds, COMPLETE) or find_condition(conds, FAILED)
+            ran = (last.observed_generation if last else None) or generation
             if ran != generation:
-                reason, message = spec_change_message(status.get("phase"), ran, generation)
+                reason, message = spec_change_message(current.phase, ran, generation)
                 conds = set_condition(
                     conds, SPEC_OUT_OF_DATE, True, reason, message, generation, now
                 )
             else:
                 conds = drop_condition(conds, SPEC_OUT_OF_DATE)
-            self._write(kind, body, {"observedGeneration": generation, "conditions": conds})
+            wire = [c.to_wire() for c in conds]
+            self._write(kind, body, {"observedGeneration": generation, "conditions": wire})
             return DONE
         obs = Observation(
             Phase.FAILED,
             "JobDeleted",
-            f"Job {status['jobName']} was deleted before it finished; delete and re-create the "
+            f"Job {current.job_name} was deleted before it finished; delete and re-create the "
             f"{kind} to run it again",
-            start_time=status.get("startTime"),
+            start_time=current.start_time,
             completion_time=now,
         )
-        ran = int((condition(status, "InputsReady") or {}).get("observedGeneration") or generation)
+        inputs = find_condition(conds, INPUTS_READY)
         patch = job_status(
-            status,
+            raw,
             obs,
             generation=generation,
-            job_generation=ran,
-            job_name=status["jobName"],
+            job_generation=(inputs.observed_generation if inputs else None) or generation,
+            job_name=current.job_name or "",
             artifacts=None,
             now=now,
         )
@@ -323,7 +312,7 @@ class Reconciler:
                 self.phases.record(kind, namespace, name, old["phase"])
             return
         self.kube.patch_status(kind, namespace, name, patch)
-        new = _merged(old, patch)
+        new = merge_patch(old, patch)
         phase = new.get("phase") or ""
         if phase and phase != old.get("phase"):
             metrics.TRANSITIONS.labels(kind, phase).inc()

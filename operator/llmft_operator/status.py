@@ -9,37 +9,31 @@ adds to those from the pod's termination message when the workload is done.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
-from llmft.api.common import Phase
+from llmft.api.common import Condition, Phase
+from llmft.api.status import (
+    COMPLETE,
+    FAILED,
+    INPUTS_READY,
+    READY,
+    RUNNING,
+    SPEC_OUT_OF_DATE,
+    drop_condition,
+    find_condition,
+    read_status,
+    set_condition,
+)
+from llmft.api.status import clip as _clip
 from llmft_operator.resolve import Problem
-
-READY = "Ready"
-INPUTS_READY = "InputsReady"
-RUNNING = "Running"
-COMPLETE = "Complete"
-FAILED = "Failed"
-SPEC_OUT_OF_DATE = "SpecOutOfDate"
-CONDITION_ORDER = (READY, INPUTS_READY, RUNNING, COMPLETE, FAILED, SPEC_OUT_OF_DATE)
 
 IMAGE_PULL_REASONS = frozenset(
     {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"}
 )
 CONTAINER_CONFIG_REASONS = frozenset({"CreateContainerConfigError", "CreateContainerError"})
-MESSAGE_LIMIT = 1000
 FINISHED = (Phase.SUCCEEDED.value, Phase.FAILED.value)
-
-
-def now_rfc3339() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _clip(text: str, limit: int = MESSAGE_LIMIT) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 @dataclass(frozen=True)
@@ -256,41 +250,14 @@ def observe_job(job: dict[str, Any], pods: Iterable[dict[str, Any]]) -> Observat
 # --- writing status --------------------------------------------------------------------------
 
 
-def set_condition(
-    conditions: list[dict[str, Any]],
-    type_: str,
-    status: bool,
-    reason: str,
-    message: str,
-    generation: int,
-    now: str,
-) -> list[dict[str, Any]]:
-    """`conditions` with one condition set; its transition time moves only when status flips."""
-    value = "True" if status else "False"
-    old = next((c for c in conditions if c.get("type") == type_), None)
-    since = old.get("lastTransitionTime") if old and old.get("status") == value else None
-    cond = {
-        "type": type_,
-        "status": value,
-        "reason": reason,
-        "message": _clip(message),
-        "lastTransitionTime": since or now,
-        "observedGeneration": generation,
-    }
-    others = [c for c in conditions if c.get("type") != type_]
-    rank = {t: i for i, t in enumerate(CONDITION_ORDER)}
-    return sorted([*others, cond], key=lambda c: rank.get(c.get("type", ""), len(rank)))
+def _wire(conditions: list[Condition]) -> list[dict[str, Any]]:
+    return [c.to_wire() for c in conditions]
 
 
-def drop_condition(conditions: list[dict[str, Any]], type_: str) -> list[dict[str, Any]]:
-    return [c for c in conditions if c.get("type") != type_]
-
-
-def condition(status: dict[str, Any], type_: str) -> dict[str, Any] | None:
-    for cond in status.get("conditions") or []:
-        if cond.get("type") == type_:
-            return dict(cond)
-    return None
+def condition(status: Mapping[str, Any], type_: str) -> dict[str, Any] | None:
+    """One condition of a status (API JSON), read through the typed status, as JSON."""
+    found = find_condition(read_status(status).conditions, type_)
+    return found.to_wire() if found is not None else None
 
 
 def waiting_status(
@@ -299,14 +266,14 @@ def waiting_status(
     """Status while the inputs are missing or not ready: phase Waiting, the first problem first."""
     first = problems[0]
     message = "; ".join(p.message for p in problems)
-    conds = list(current.get("conditions") or [])
+    conds = read_status(current).conditions
     conds = set_condition(conds, INPUTS_READY, False, first.reason, message, generation, now)
     conds = set_condition(conds, READY, False, first.reason, message, generation, now)
     return {
         "phase": Phase.WAITING.value,
         "message": _clip(message),
         "observedGeneration": generation,
-        "conditions": conds,
+        "conditions": _wire(conds),
     }
 
 
@@ -314,14 +281,14 @@ def invalid_spec_status(
     current: dict[str, Any], message: str, generation: int, now: str
 ) -> dict[str, Any]:
     """Status of a spec the operator refuses (what the CRD schema could not catch)."""
-    conds = list(current.get("conditions") or [])
+    conds = read_status(current).conditions
     conds = set_condition(conds, READY, False, "InvalidSpec", message, generation, now)
     conds = set_condition(conds, FAILED, True, "InvalidSpec", message, generation, now)
     return {
         "phase": Phase.FAILED.value,
         "message": _clip(message),
         "observedGeneration": generation,
-        "conditions": conds,
+        "conditions": _wire(conds),
     }
 
 
@@ -347,7 +314,7 @@ def job_status(
 ) -> dict[str, Any]:
     """The status patch for a resource whose Job exists (or existed, for a finished one)."""
     phase = obs.phase.value
-    conds = list(current.get("conditions") or [])
+    conds = read_status(current).conditions
     conds = set_condition(
         conds, INPUTS_READY, True, "InputsReady", "all inputs are ready", job_generation, now
     )
@@ -379,7 +346,7 @@ def job_status(
         "phase": phase,
         "message": _clip(obs.message),
         "observedGeneration": generation,
-        "conditions": conds,
+        "conditions": _wire(conds),
         "jobName": job_name,
     }
     if artifacts:

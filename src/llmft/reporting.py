@@ -16,21 +16,18 @@ import logging
 import os
 import sys
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
 from llmft.api.kinds import KINDS
 from llmft.api.layout import RESULT
+from llmft.api.status import merge_patch, now_rfc3339
+from llmft.jsonfiles import write_json
 
 log = logging.getLogger("llmft.report")
 
 TERMINATION_LOG = "/dev/termination-log"
 TERMINATION_LIMIT = 4000  # the kubelet keeps at most 4096 bytes
-
-
-def now_rfc3339() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class StatusSink(Protocol):
@@ -49,15 +46,7 @@ class FileSink:
         current: dict[str, Any] = {}
         if self.path.exists():
             current = json.loads(self.path.read_text() or "{}")
-        for key, value in status.items():
-            if isinstance(value, dict) and isinstance(current.get(key), dict):
-                current[key] = {**current[key], **value}
-            else:
-                current[key] = value
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(current, indent=2, sort_keys=True))
-        tmp.replace(self.path)
+        write_json(self.path, merge_patch(current, status))
 
 
 class KubernetesSink:

@@ -20,6 +20,7 @@ import yaml
 
 from datagen.conftest import SINGLE_THREAD_MODEL, make_mixed_docs
 from datagen.test_entrypoint import error_line, run_datagen, write_spec
+from llmft.api.crdgen import status_pruned_paths
 from llmft.api.datasetgeneration import DatasetGenerationSpec
 from llmft.reporting import Reporter
 from llmft.workloads.datagen.pipeline import DatasetGenerator
@@ -147,6 +148,7 @@ def test_the_files_load_with_load_dataset(generated: Run) -> None:
 
 def test_progress_and_counts_reach_the_status(generated: Run) -> None:
     status = json.loads(generated.status_file.read_text())
+    assert status_pruned_paths("DatasetGeneration", status) == []
     counts = generated.manifest()["counts"]
     assert status["progress"]["step"] == status["progress"]["total"] == counts["chunks"]
     assert status["progress"]["pairsKept"] == counts["pairs"]

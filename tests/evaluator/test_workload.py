@@ -15,6 +15,7 @@ import pytest
 
 from evaluator.conftest import QUESTIONS, SMOLLM2_SOURCE, evaluation_manifest
 from evaluator.standin_judge import StandInJudge
+from llmft.api.crdgen import status_pruned_paths
 from llmft.workloads.entry import run_workload
 from llmft.workloads.evaluator.pipeline import main
 
@@ -86,6 +87,7 @@ def test_two_arms_with_rag_and_judge_write_items_summary_status(  # type: ignore
     assert summary["retrievalBackend"] == "embedded"
 
     status = json.loads(status_file.read_text())
+    assert status_pruned_paths("Evaluation", status) == []
     assert status["metrics"]["winner"] == summary["winner"]
     assert status["metrics"]["base-rag.accuracy"] == pytest.approx(0.75)
     assert status["progress"]["itemsTotal"] == len(QUESTIONS)

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from llmft_operator.controller import is_noop
+from llmft.api.status import is_noop
 
 ROOT = Path(__file__).resolve().parents[2]
 

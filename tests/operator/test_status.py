@@ -13,7 +13,6 @@ from llmft_operator.status import (
     job_status,
     last_message,
     observe_job,
-    set_condition,
     transitions,
     waiting_status,
 )
@@ -177,16 +176,6 @@ def test_last_message_prefers_the_reported_error() -> None:
     assert last_message('{"error": "bad spec", "metrics": {}}') == "bad spec"
     assert last_message("one\ntwo\n\n") == "two"
     assert last_message(None) == ""
-
-
-def test_condition_transition_time_moves_only_when_its_status_flips() -> None:
-    conds = set_condition([], "Ready", False, "Waiting", "x", 1, T0)
-
-    same = set_condition(conds, "Ready", False, "Other", "y", 1, T1)
-    flipped = set_condition(conds, "Ready", True, "Succeeded", "z", 1, T1)
-
-    assert same[0]["lastTransitionTime"] == T0
-    assert flipped[0]["lastTransitionTime"] == T1
 
 
 def test_job_status_has_standard_conditions_and_the_result() -> None:

@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 
+from llmft.api.crdgen import status_pruned_paths
+
 # Facts a tiny model can start to learn in a few steps; every answer is short and distinct.
 FACTS = [
     ("What colour is the front door of the office?", "The front door is green."),
@@ -114,6 +116,8 @@ def run_trainer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> RunTrainer:
         monkeypatch.setenv("LLMFT_STATUS_FILE", str(status_file))
         rc = run_workload("FineTuneJob", "test", main, ["--spec", str(spec_file)])
         status = json.loads(status_file.read_text()) if status_file.exists() else {}
+        # Whatever the trainer writes must survive the CRD's schema on a cluster.
+        assert status_pruned_paths("FineTuneJob", status) == []
         return rc, status
 
     return run

@@ -17,13 +17,21 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from llmft.api.common import Phase
+from llmft.api.common import Condition, Phase
 from llmft.api.kinds import KINDS
-from llmft.reporting import now_rfc3339
+from llmft.api.status import (
+    COMPLETE,
+    FAILED,
+    INPUTS_READY,
+    now_rfc3339,
+    read_status,
+    set_condition,
+)
 from llmft.runner.devices import Placement, local_gpus, place, thread_env
 from llmft.runner.display import RunDisplay
 from llmft.runner.plan import Plan, Step
@@ -52,14 +60,15 @@ class RunResult:
         )
 
 
-def condition(type_: str, status: bool, reason: str, message: str = "") -> dict[str, Any]:
-    return {
-        "type": type_,
-        "status": "True" if status else "False",
-        "reason": reason,
-        "message": message,
-        "lastTransitionTime": now_rfc3339(),
-    }
+def _conditions(
+    current: Sequence[Condition], *changes: tuple[str, bool, str, str]
+) -> list[dict[str, Any]]:
+    """`current` with each (type, status, reason, message) set, as status JSON."""
+    conds = list(current)
+    now = now_rfc3339()
+    for type_, ok, reason, message in changes:
+        conds = set_condition(conds, type_, ok, reason, message, None, now)
+    return [c.to_wire() for c in conds]
 
 
 def workload_module(kind: str) -> str:
@@ -131,10 +140,11 @@ def begin_run(state: StateDir, step: Step, device: str) -> dict[str, Any]:
         # The run ids of the inputs this attempt reads: a later rerun of one makes this stale.
         "inputs": {k: (state.read_status(k) or {}).get("runId") for k in step.inputs},
         "startTime": now_rfc3339(),
-        "conditions": [
-            condition("InputsReady", True, "InputsSucceeded", "every input has succeeded"),
-            condition("Complete", False, "Running", f"running on {device}"),
-        ],
+        "conditions": _conditions(
+            [],
+            (INPUTS_READY, True, "InputsSucceeded", "every input has succeeded"),
+            (COMPLETE, False, "Running", f"running on {device}"),
+        ),
         # A resumed run starts from where the last one stopped; keep that on show.
         "progress": {} if step.decision.fresh else _resumable(previous.get("progress")),
         "metrics": {},
@@ -156,9 +166,9 @@ def _write_blocked(state: StateDir, step: Step, input_key: str) -> None:
         step.key,
         {
             "phase": Phase.WAITING.value,
-            "conditions": [
-                condition("InputsReady", False, "InputFailed", f"{input_key} did not succeed")
-            ],
+            "conditions": _conditions(
+                [], (INPUTS_READY, False, "InputFailed", f"{input_key} did not succeed")
+            ),
         },
     )
 
@@ -283,20 +293,18 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 def finish_run(state: StateDir, key: str, phase: Phase, reason: str, message: str) -> None:
     """Write the end of an attempt: phase, completion time and the Complete/Failed conditions."""
     ok = phase == Phase.SUCCEEDED
-    status = state.read_status(key) or {}
-    kept = [c for c in status.get("conditions") or [] if c.get("type") == "InputsReady"]
+    current = read_status(state.read_status(key)).conditions
+    kept = [c for c in current if c.type == INPUTS_READY]
     state.update_status(
         key,
         {
             "phase": phase.value,
             "completionTime": now_rfc3339(),
-            "conditions": [
-                *kept,
-                condition("Complete", ok, reason, "" if not ok else message),
-                condition(
-                    "Failed", not ok, reason if not ok else "Succeeded", "" if ok else message
-                ),
-            ],
+            "conditions": _conditions(
+                kept,
+                (COMPLETE, ok, reason, "" if not ok else message),
+                (FAILED, not ok, reason if not ok else "Succeeded", "" if ok else message),
+            ),
         },
     )
 

@@ -19,6 +19,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from llmft.api.status import merge_patch
+from llmft.jsonfiles import write_json
+
 DEFAULT_STATE_DIR = ".llmft"
 
 
@@ -60,10 +63,9 @@ class StateDir:
     def write_status(self, key: str, status: dict[str, Any]) -> None:
         _write_json(self.status_file(key), status)
 
-    def update_status(self, key: str, fields: dict[str, Any]) -> dict[str, Any]:
-        """Set top-level status fields, keeping the rest (what the workload wrote)."""
-        status = self.read_status(key) or {}
-        status.update(fields)
+    def update_status(self, key: str, patch: dict[str, Any]) -> dict[str, Any]:
+        """Merge-patch the status, as the API server does, keeping what the workload wrote."""
+        status = merge_patch(self.read_status(key) or {}, patch)
         self.write_status(key, status)
         return status
 
@@ -116,9 +118,4 @@ def _read_json(path: Path) -> dict[str, Any] | None:
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Same replace-into-place as the workloads' FileSink, with a different temporary name
-    # so the two never share one.
-    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
-    tmp.replace(path)
+    write_json(path, data)

@@ -27,7 +27,8 @@ from llmft.api.layout import (
     INSTRUCT_TRAIN,
 )
 from llmft.api.resource import Resource
-from llmft.reporting import Reporter, now_rfc3339
+from llmft.api.status import now_rfc3339
+from llmft.reporting import Reporter
 from llmft.workloads.datagen import hub
 from llmft.workloads.datagen.backends import Backend, RequestRejected, select_backend
 from llmft.workloads.datagen.chunking import Chunk, chunk_documents, token_counter_for

@@ -1,0 +1,104 @@
+"""Writing and reading a resource's status, alike in the operator, `llmft run` and a workload.
+
+Status is read through the typed model (`read_status`), conditions are set in the standard
+Kubernetes way (`set_condition`: the transition time moves only when the status flips), and a
+status patch is applied with JSON merge-patch semantics (`merge_patch`, RFC 7386: objects merge
+at every depth, lists and values replace, null deletes), which is what the API server does with
+the merge patches the operator and the workloads send. The local runner's status file follows
+the same rules, so the two places cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from llmft.api.common import Condition, ResourceStatus
+
+READY = "Ready"
+INPUTS_READY = "InputsReady"
+RUNNING = "Running"
+COMPLETE = "Complete"
+FAILED = "Failed"
+SPEC_OUT_OF_DATE = "SpecOutOfDate"
+CONDITION_ORDER = (READY, INPUTS_READY, RUNNING, COMPLETE, FAILED, SPEC_OUT_OF_DATE)
+MESSAGE_LIMIT = 1000
+
+
+def now_rfc3339() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def clip(text: str, limit: int = MESSAGE_LIMIT) -> str:
+    """One line of at most `limit` characters (condition and status messages)."""
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def read_status(raw: Mapping[str, Any] | None) -> ResourceStatus:
+    """The typed status of a resource from its JSON (fields llmft does not know are ignored)."""
+    known = ResourceStatus.model_fields
+    aliases = {info.alias or name for name, info in known.items()}
+    return ResourceStatus.model_validate({k: v for k, v in (raw or {}).items() if k in aliases})
+
+
+def find_condition(conditions: Sequence[Condition], type_: str) -> Condition | None:
+    return next((c for c in conditions if c.type == type_), None)
+
+
+def set_condition(
+    conditions: Sequence[Condition],
+    type_: str,
+    status: bool,
+    reason: str,
+    message: str,
+    generation: int | None,
+    now: str,
+) -> list[Condition]:
+    """`conditions` with one condition set; its transition time moves only when status flips."""
+    value = "True" if status else "False"
+    old = find_condition(conditions, type_)
+    since = old.last_transition_time if old is not None and old.status == value else None
+    cond = Condition(
+        type=type_,
+        status=value,
+        reason=reason,
+        message=clip(message),
+        last_transition_time=since or now,
+        observed_generation=generation,
+    )
+    others = [c for c in conditions if c.type != type_]
+    rank = {t: i for i, t in enumerate(CONDITION_ORDER)}
+    return sorted([*others, cond], key=lambda c: rank.get(c.type, len(rank)))
+
+
+def drop_condition(conditions: Sequence[Condition], type_: str) -> list[Condition]:
+    return [c for c in conditions if c.type != type_]
+
+
+def merge_patch(current: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
+    """`current` with `patch` applied as a JSON merge patch (RFC 7386)."""
+    out = dict(current)
+    for key, value in patch.items():
+        if value is None:
+            out.pop(key, None)
+        elif isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = merge_patch(out[key], value)
+        elif isinstance(value, Mapping):
+            out[key] = merge_patch({}, value)
+        else:
+            out[key] = value
+    return out
+
+
+def is_noop(current: Any, patch: Any) -> bool:
+    """Whether merge-patching `patch` onto `current` would change nothing."""
+    if isinstance(patch, Mapping):
+        if not isinstance(current, Mapping):
+            return False
+        return all(
+            (k not in current) if v is None else is_noop(current.get(k), v)
+            for k, v in patch.items()
+        )
+    return bool(current == patch)
