@@ -41,21 +41,44 @@ def setup_namespace(cluster: KubeCluster, ns: str) -> None:
     pv = f"{ns}-artifacts"
     size = {"storage": "10Gi"}
     objects = [
-        {"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": pv},
-         "spec": {"capacity": size, "accessModes": ["ReadWriteMany"], "storageClassName": "",
-                  "hostPath": {"path": f"/tmp/{pv}"},
-                  "claimRef": {"namespace": ns, "name": "llmft-artifacts"}}},
-        {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
-         "metadata": {"name": "llmft-artifacts", "namespace": ns},
-         "spec": {"accessModes": ["ReadWriteMany"], "storageClassName": "", "volumeName": pv,
-                  "resources": {"requests": size}}},
-        {"apiVersion": "v1", "kind": "ServiceAccount",
-         "metadata": {"name": "llmft-workload", "namespace": ns}},
-        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "docs", "namespace": ns},
-         "data": {"leave.md": "# Leave\nStaff get 25 days of annual leave.\n"}},
+        {
+            "apiVersion": "v1",
+            "kind": "PersistentVolume",
+            "metadata": {"name": pv},
+            "spec": {
+                "capacity": size,
+                "accessModes": ["ReadWriteMany"],
+                "storageClassName": "",
+                "hostPath": {"path": f"/tmp/{pv}"},
+                "claimRef": {"namespace": ns, "name": "llmft-artifacts"},
+            },
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "PersistentVolumeClaim",
+            "metadata": {"name": "llmft-artifacts", "namespace": ns},
+            "spec": {
+                "accessModes": ["ReadWriteMany"],
+                "storageClassName": "",
+                "volumeName": pv,
+                "resources": {"requests": size},
+            },
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "ServiceAccount",
+            "metadata": {"name": "llmft-workload", "namespace": ns},
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "docs", "namespace": ns},
+            "data": {"leave.md": "# Leave\nStaff get 25 days of annual leave.\n"},
+        },
     ]
-    cluster.kubectl("apply", "-f", "-",
-                    input=json.dumps({"apiVersion": "v1", "kind": "List", "items": objects}))
+    cluster.kubectl(
+        "apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": objects})
+    )
 
 
 def dataset(name: str) -> dict[str, Any]:
@@ -65,8 +88,12 @@ def dataset(name: str) -> dict[str, Any]:
         "metadata": {"name": name},
         "spec": {
             "source": {"configMap": "docs"},
-            "resources": {"cpu": "10m", "memory": "16Mi", "sharedMemory": "1Mi",
-                          "podAnnotations": {"llmft.io/kwok-run-ms": "1000"}},
+            "resources": {
+                "cpu": "10m",
+                "memory": "16Mi",
+                "sharedMemory": "1Mi",
+                "podAnnotations": {"llmft.io/kwok-run-ms": "1000"},
+            },
         },
     }
 
@@ -107,8 +134,9 @@ class JobWatch:
         while not self._stop.is_set():
             w = watch.Watch()
             self._ready.set()
-            for event in w.stream(self.batch.list_namespaced_job, self.namespace,
-                                  timeout_seconds=30):
+            for event in w.stream(
+                self.batch.list_namespaced_job, self.namespace, timeout_seconds=30
+            ):
                 name = event["object"].metadata.name
                 self.seen.setdefault(name, time.monotonic())
                 if self._stop.is_set():
@@ -142,8 +170,9 @@ def run_round(
     def create(i: int) -> None:
         name = f"ds-{i:04d}"
         sent[f"{name}-dsgen"] = time.monotonic()
-        custom.create_namespaced_custom_object("llmft.io", "v1alpha1", ns, "datasetgenerations",
-                                               dataset(name))
+        custom.create_namespaced_custom_object(
+            "llmft.io", "v1alpha1", ns, "datasetgenerations", dataset(name)
+        )
 
     cpu_before = cpu_seconds(pid)
     seconds_before, count_before = reconcile_totals(metrics_url)
@@ -195,11 +224,22 @@ def main() -> int:
             setup_namespace(cluster, ns)
         health, metrics_port = free_port(), free_port()
         metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
-        env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig),
-               "LLMFT_METRICS_PORT": str(metrics_port),
-               "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT / "operator")])}
-        argv = [sys.executable, "-m", "llmft_operator", "--log-format", "plain", "--quiet",
-                "--liveness", f"http://127.0.0.1:{health}/healthz"]
+        env = {
+            **os.environ,
+            "KUBECONFIG": str(cluster.kubeconfig),
+            "LLMFT_METRICS_PORT": str(metrics_port),
+            "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT / "operator")]),
+        }
+        argv = [
+            sys.executable,
+            "-m",
+            "llmft_operator",
+            "--log-format",
+            "plain",
+            "--quiet",
+            "--liveness",
+            f"http://127.0.0.1:{health}/healthz",
+        ]
         for ns in namespaces:
             argv += ["--namespace", ns]
         log = (workdir / "operator.log").open("wb")
@@ -219,12 +259,16 @@ def main() -> int:
             result = run_round(cluster, ns, n, args.apply_threads, operator.pid, metrics_url)
             results.append(result)
             print(json.dumps(result), flush=True)
-        print(f"{'N':>6} {'p50 s':>8} {'p99 s':>8} {'all jobs s':>11} {'peak RSS MiB':>13} "
-              f"{'operator CPU s':>15}")
+        print(
+            f"{'N':>6} {'p50 s':>8} {'p99 s':>8} {'all jobs s':>11} {'peak RSS MiB':>13} "
+            f"{'operator CPU s':>15}"
+        )
         for r in results:
-            print(f"{r['n']:>6} {r['p50_seconds']:>8} {r['p99_seconds']:>8} "
-                  f"{r['all_jobs_seconds']:>11} {r['operator_peak_rss_mib']:>13} "
-                  f"{r['operator_cpu_seconds']:>15}")
+            print(
+                f"{r['n']:>6} {r['p50_seconds']:>8} {r['p99_seconds']:>8} "
+                f"{r['all_jobs_seconds']:>11} {r['operator_peak_rss_mib']:>13} "
+                f"{r['operator_cpu_seconds']:>15}"
+            )
         if args.json:
             args.json.write_text(json.dumps(results, indent=2))
         return 0

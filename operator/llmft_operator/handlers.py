@@ -143,7 +143,7 @@ def _pending(status: kopf.Status, **_: Any) -> bool:
     return status.get("phase") == Phase.PENDING.value and bool(status.get("jobName"))
 
 
-for _plural in (entry.plural for entry in KINDS):
+for _plural in (entry.plural for entry in KINDS.with_workload()):
     kopf.on.create(GROUP, VERSION, _plural, id="reconcile")(on_create)
     kopf.on.resume(GROUP, VERSION, _plural, id="reconcile-resume")(on_resume)
     kopf.on.update(GROUP, VERSION, _plural, field="spec", id="reconcile-spec")(on_spec_change)
@@ -163,7 +163,9 @@ def on_job_event(body: kopf.Body, type: str | None, memo: Any, **_: Any) -> None
     """A workload Job changed (pod started, finished, failed): mirror it on its resource."""
     labels = body.metadata.labels
     kind, name, namespace = labels.get(LABEL_KIND), labels.get(LABEL_NAME), body.metadata.namespace
-    if not isinstance(kind, str) or kind not in KINDS or not name or not namespace:
+    if not isinstance(kind, str) or kind not in KINDS or not KINDS[kind].workload:
+        return
+    if not name or not namespace:
         return
     reconciler: Reconciler = memo.reconciler
     try:

@@ -238,9 +238,7 @@ class WeaviateRetriever:
             self.collection_name,
             properties=props,
             vector_config=Configure.Vectors.self_provided(
-                vector_index_config=Configure.VectorIndex.hnsw(
-                    distance_metric=_cosine_distance()
-                )
+                vector_index_config=Configure.VectorIndex.hnsw(distance_metric=_cosine_distance())
             ),
         )
 
@@ -295,8 +293,11 @@ class WeaviateRetriever:
             for obj in res.objects:
                 distance = obj.metadata.distance if obj.metadata.distance is not None else 1.0
                 hits.append(
-                    Retrieved(str(obj.properties["chunk_id"]), str(obj.properties["text"]),
-                              1.0 - float(distance))
+                    Retrieved(
+                        str(obj.properties["chunk_id"]),
+                        str(obj.properties["text"]),
+                        1.0 - float(distance),
+                    )
                 )
             results.append(hits)
         return results

@@ -186,14 +186,14 @@ def test_a_configured_tracker_that_is_not_installed_is_named(
 ) -> None:
     import importlib.util
 
-    if importlib.util.find_spec("mlflow") is not None:
-        pytest.skip("mlflow is installed here")
+    if importlib.util.find_spec("wandb") is not None:
+        pytest.skip("wandb is installed here")
     manifest = finetune_manifest(tiny_model, dataset_dir, tmp_path / "out")
-    manifest["spec"]["tracking"] = {"mlflowTrackingUri": "http://127.0.0.1:5000"}
+    manifest["spec"]["tracking"] = {"wandbProject": "hr"}
     rc, status = run_trainer(manifest)
 
     assert rc == 1
     assert status["progress"]["message"] == (
-        "failed: spec.tracking.mlflowTrackingUri: set, but the mlflow package is not installed "
+        "failed: spec.tracking.wandbProject: set, but the wandb package is not installed "
         "in the trainer image"
     )

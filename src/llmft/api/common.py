@@ -142,6 +142,35 @@ class HuggingFaceRepo(ApiModel):
     )
 
 
+class MlflowTracking(ApiModel):
+    """An MLflow tracking server: each resource (each trial) is one run in an MLflow experiment."""
+
+    tracking_uri: str = Field(
+        description="MLflow tracking URI (http(s)://host:port, or a local path for llmft run).",
+        min_length=1,
+    )
+    experiment_name: str | None = Field(
+        default=None,
+        description="MLflow experiment; empty: <namespace>/<name> of the Experiment or resource.",
+    )
+    token_secret_ref: SecretKeyRef | None = Field(
+        default=None, description="Secret key with a bearer token (MLFLOW_TRACKING_TOKEN)."
+    )
+    username: str | None = Field(default=None, description="Basic-auth user name.")
+    password_secret_ref: SecretKeyRef | None = Field(
+        default=None, description="Secret key with the basic-auth password."
+    )
+
+
+class Tracking(ApiModel):
+    """Experiment trackers besides the TensorBoard files a trainer always writes."""
+
+    mlflow: MlflowTracking | None = Field(
+        default=None,
+        description="Log parameters, per-step and final metrics and artefact locations to MLflow.",
+    )
+
+
 class ModelSource(ApiModel):
     """A base model: a Hugging Face id or a path on the artefact volume or in the image."""
 
@@ -236,6 +265,18 @@ class Condition(ApiModel):
     observed_generation: int | None = Field(default=None, description="Spec generation seen.")
 
 
+EVAL_HISTORY_LIMIT = 200
+
+
+class EvalPoint(ApiModel):
+    """The eval loss a trainer reported at one step."""
+
+    step: int = Field(description="Training step of the evaluation.")
+    eval_loss: float | None = Field(
+        default=None, description="Eval loss at that step (empty: not finite, diverged)."
+    )
+
+
 class Progress(ApiModel):
     """How far the workload is; written by the workload, shown by kubectl."""
 
@@ -253,6 +294,11 @@ class Progress(ApiModel):
     resumed_from_step: int | None = Field(default=None, description="Checkpoint step resumed.")
     message: str | None = Field(default=None, description="Latest human-readable note.")
     updated_at: str | None = Field(default=None, description="RFC 3339 time of this report.")
+    eval_history: list[EvalPoint] = Field(
+        default_factory=list,
+        description="Eval loss at each evaluation step (the latest 200); the median rule reads it.",
+        max_length=EVAL_HISTORY_LIMIT,
+    )
 
 
 class ArtifactLocation(ApiModel):
@@ -263,8 +309,8 @@ class ArtifactLocation(ApiModel):
     uri: str = Field(description="The same place as pvc://<pvc>/<path>.")
 
 
-class ResourceStatus(ApiModel):
-    """What the operator (and the workload, through its status patch) saw of a resource."""
+class BaseStatus(ApiModel):
+    """What every kind's status starts with: phase, message, standard conditions, times."""
 
     phase: Phase | None = Field(
         default=None, description="Pending, Waiting (for inputs), Running, Succeeded or Failed."
@@ -281,6 +327,11 @@ class ResourceStatus(ApiModel):
     )
     start_time: str | None = Field(default=None, description="When the workload pod started.")
     completion_time: str | None = Field(default=None, description="When the workload finished.")
+
+
+class ResourceStatus(BaseStatus):
+    """What the operator (and the workload, through its status patch) saw of a resource."""
+
     job_name: str | None = Field(default=None, description="Name of the workload's batch/v1 Job.")
     artifacts: ArtifactLocation | None = Field(
         default=None, description="Where the workload writes its artefacts."
@@ -297,3 +348,26 @@ class ResourceStatus(ApiModel):
     outputs: dict[str, Any] = Field(
         default_factory=dict, description="Output locations: paths, Hub repository and revision."
     )
+
+
+class TrainerMetric(ApiModel):
+    """One metric as a name/value pair (Kubeflow Trainer's trainerStatus.metrics shape)."""
+
+    name: str = Field(description="Metric name, e.g. loss, eval_loss, learning_rate.", min_length=1)
+    value: str = Field(description="The value, as a string.", min_length=1)
+
+
+class TrainerStatus(ApiModel):
+    """Training progress under the names Kubeflow Trainer's TrainJob uses (status.trainerStatus),
+    so tools written for one read the other."""
+
+    progress_percentage: int | None = Field(
+        default=None, ge=0, le=100, description="Estimated share of training done, 0-100."
+    )
+    estimated_remaining_seconds: int | None = Field(
+        default=None, ge=0, description="Estimated seconds of training left."
+    )
+    metrics: list[TrainerMetric] = Field(
+        default_factory=list, description="Latest training metrics as name/value pairs."
+    )
+    last_updated_time: str | None = Field(default=None, description="RFC 3339 time of the report.")

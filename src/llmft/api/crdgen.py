@@ -24,7 +24,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import GenerateJsonSchema
 from pydantic_core import core_schema
 
-from llmft.api.common import GROUP, VERSION, ResourceStatus
+from llmft.api.common import GROUP, VERSION, BaseStatus
 from llmft.api.kinds import KINDS, KindEntry
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -165,7 +165,7 @@ def _without_defaults(node: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _status_schema(model: type[ResourceStatus]) -> dict[str, Any]:
+def _status_schema(model: type[BaseStatus]) -> dict[str, Any]:
     # Status is written by the operator and the workload, never defaulted by the API server.
     schema = _without_defaults(model_schema(model))
     props = schema["properties"]
@@ -180,7 +180,8 @@ def _status_schema(model: type[ResourceStatus]) -> dict[str, Any]:
     cond["properties"]["lastTransitionTime"]["format"] = "date-time"
     # Conditions follow metav1.Condition exactly; nothing else is kept in them.
     cond.pop("x-kubernetes-preserve-unknown-fields", None)
-    props["metrics"]["description"] += " Evaluation metrics are keyed <arm>.<metric>."
+    if "metrics" in props:
+        props["metrics"]["description"] += " Evaluation metrics are keyed <arm>.<metric>."
     return schema
 
 

@@ -16,6 +16,7 @@ from llmft.api.common import (
     Ref,
     Resources,
     SecretKeyRef,
+    Tracking,
     cel,
     cel_rules,
 )
@@ -25,6 +26,13 @@ from llmft.api.layout import ADAPTER_DIR
 Metric = Literal["bleu", "chrf", "rouge", "ngram", "accuracy", "relevance", "faithfulness"]
 TEXT_METRICS: tuple[Metric, ...] = ("bleu", "chrf", "rouge", "ngram")
 JUDGE_METRICS: tuple[Metric, ...] = ("accuracy", "relevance", "faithfulness")
+# The score key that ranks arms for a spec metric, where the two differ (status.metrics keys).
+RANKING_KEY = {"rouge": "rougeL"}
+
+
+def primary_key(primary_metric: str) -> str:
+    """The score key that ranks arms for a spec metric (rouge -> rougeL)."""
+    return RANKING_KEY.get(primary_metric, primary_metric)
 
 
 class ArmRag(ApiModel):
@@ -239,6 +247,9 @@ class EvaluationSpec(ApiModel):
     resources: Resources = Field(default_factory=Resources, description="Compute for the pod.")
     output: ArtifactOutput = Field(
         default_factory=ArtifactOutput, description="Where answers and scores are written."
+    )
+    tracking: Tracking = Field(
+        default_factory=Tracking, description="Log per-arm scores to MLflow."
     )
 
     @model_validator(mode="after")

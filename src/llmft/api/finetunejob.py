@@ -14,6 +14,9 @@ from llmft.api.common import (
     ModelSource,
     Ref,
     Resources,
+    ResourceStatus,
+    Tracking,
+    TrainerStatus,
     cel,
     cel_rules,
 )
@@ -102,10 +105,9 @@ class HyperParameters(ApiModel):
     )
 
 
-class Tracking(ApiModel):
+class TrainingTracking(Tracking):
     """Experiment trackers besides TensorBoard (always written)."""
 
-    mlflow_tracking_uri: str | None = Field(default=None, description="MLflow server URI.")
     wandb_project: str | None = Field(default=None, description="Weights & Biases project.")
 
 
@@ -144,10 +146,20 @@ class FineTuneJobSpec(ApiModel):
     output: FineTuneOutput = Field(
         default_factory=FineTuneOutput, description="Where the adapter is written and pushed."
     )
-    tracking: Tracking = Field(default_factory=Tracking, description="Experiment trackers.")
+    tracking: TrainingTracking = Field(
+        default_factory=TrainingTracking, description="Experiment trackers."
+    )
 
     @model_validator(mode="after")
     def _rag_needs_instruct(self) -> FineTuneJobSpec:
         if self.rag.enabled and self.mode != "instruct":
             raise ValueError("spec.rag.enabled requires spec.mode: instruct")
         return self
+
+
+class FineTuneJobStatus(ResourceStatus):
+    """A FineTuneJob's status: the common fields plus trainerStatus."""
+
+    trainer_status: TrainerStatus | None = Field(
+        default=None, description="Training progress in Kubeflow Trainer's trainerStatus shape."
+    )

@@ -19,10 +19,11 @@ from typing import Any
 from pydantic import BaseModel
 
 from llmft.api import layout
-from llmft.api.common import GROUP, ApiModel, Ref, ResourceStatus
+from llmft.api.common import GROUP, ApiModel, BaseStatus, Ref, ResourceStatus
 from llmft.api.datasetgeneration import DatasetGenerationSpec
 from llmft.api.evaluation import EvaluationSpec
-from llmft.api.finetunejob import FineTuneJobSpec
+from llmft.api.experiment import ExperimentSpec, ExperimentStatus
+from llmft.api.finetunejob import FineTuneJobSpec, FineTuneJobStatus
 
 
 @dataclass(frozen=True)
@@ -80,7 +81,9 @@ class KindEntry:
     short_name: str
     description: str
     spec_model: type[ApiModel]
-    workload: Workload
+    # None for a parent kind: the operator creates other resources for it instead of a Job
+    # (its controller is llmft_operator.experiments; `llmft run` drives it the same way).
+    workload: Workload | None
     artifact_dir: str
     columns: tuple[Column, ...]
     # Files or directories (relative to the output directory) that a succeeded run leaves;
@@ -88,7 +91,7 @@ class KindEntry:
     outputs: tuple[str, ...]
     # Final metrics worth a line after a local run, in this order.
     result_metrics: tuple[str, ...] = ()
-    status_model: type[ResourceStatus] = ResourceStatus
+    status_model: type[BaseStatus] = ResourceStatus
 
     @property
     def singular(self) -> str:
@@ -193,6 +196,7 @@ FINE_TUNE_JOB = KindEntry(
     ),
     outputs=(layout.ADAPTER_DIR,),
     result_metrics=("steps", "trainLoss", "evalLoss", "tokensPerSecond"),
+    status_model=FineTuneJobStatus,
 )
 
 EVALUATION = KindEntry(
@@ -246,6 +250,10 @@ class KindRegistry:
     def kinds(self) -> tuple[str, ...]:
         return tuple(self._entries)
 
+    def with_workload(self) -> Iterator[KindEntry]:
+        """The kinds that run one workload (a Job, or a local process) per resource."""
+        return (e for e in self if e.workload is not None)
+
     def by_plural(self, plural: str) -> KindEntry:
         return next(e for e in self if e.plural == plural)
 
@@ -258,4 +266,29 @@ class KindRegistry:
         )
 
 
-KINDS = KindRegistry(DATASET_GENERATION, FINE_TUNE_JOB, EVALUATION)
+EXPERIMENT = KindEntry(
+    kind="Experiment",
+    plural="experiments",
+    short_name="exp",
+    description=(
+        "Compares models x methods x modes x RAG with a hyper-parameter search: creates the "
+        "trials (FineTuneJobs) and the Evaluation, stops trials that fall behind, and ranks."
+    ),
+    spec_model=ExperimentSpec,
+    workload=None,
+    artifact_dir="experiments",
+    columns=(
+        PHASE,
+        Column("Trials", ".status.counts.done", "string", "Trials finished / planned."),
+        Column("Running", ".status.counts.running", "integer", "Trials running now."),
+        Column("Best", ".status.bestTrial.name", "string", "Best trial by the objective."),
+        Column("Objective", ".status.bestTrial.objective", "number", "The best trial's value."),
+        AGE,
+        Column("Metric", ".spec.objective.metric", "string", "The objective.", priority=1),
+        MESSAGE,
+    ),
+    outputs=(),
+    status_model=ExperimentStatus,
+)
+
+KINDS = KindRegistry(DATASET_GENERATION, FINE_TUNE_JOB, EVALUATION, EXPERIMENT)

@@ -25,6 +25,7 @@ EVAL_SUMMARY = "summary.json"
 RESULT = "result.json"
 
 
+
 # Where a workload pod finds its inputs (the operator mounts them; the local runner needs none).
 SPEC_FILE = "/etc/llmft/spec.json"
 CONFIGMAP_DOCUMENTS_MOUNT = "/etc/llmft/documents"

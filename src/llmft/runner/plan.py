@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from llmft.api.common import Phase
+from llmft.api.kinds import KINDS
 from llmft.api.resource import Resource
 from llmft.runner.graph import (
     DependencyError,
@@ -131,6 +132,12 @@ def make_plan(
     force: bool = False,
 ) -> Plan:
     """Order, resolve and decide every resource; raises DependencyError or ResolveError."""
+    for res in resources:
+        if KINDS[res.kind].workload is None:
+            raise DependencyError(
+                f"{key_of(res)}: llmft run does not run {res.kind} resources yet; "
+                "apply it to a cluster with the operator"
+            )
     by_key = {key_of(r): r for r in resources}
     succeeded_before = {
         k

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from llmft.api.evaluation import Bootstrap
+from llmft.api.evaluation import Bootstrap, primary_key
 
 # Spec metric names -> the score keys they produce; `rouge` ranks by ROUGE-L.
 METRIC_KEYS: dict[str, tuple[str, ...]] = {
@@ -25,17 +25,11 @@ METRIC_KEYS: dict[str, tuple[str, ...]] = {
     "relevance": ("relevance",),
     "faithfulness": ("faithfulness",),
 }
-RANKING_KEY = {"rouge": "rougeL"}
 
 
 def score_keys(metrics: Sequence[str]) -> list[str]:
     """The per-item score keys the spec's metric list asks for, in a stable order."""
     return [key for m in metrics for key in METRIC_KEYS[m]]
-
-
-def primary_key(primary_metric: str) -> str:
-    """The score key that ranks arms for a spec metric (rouge -> rougeL)."""
-    return RANKING_KEY.get(primary_metric, primary_metric)
 
 
 @dataclass(frozen=True)

@@ -156,28 +156,19 @@ def _trim_log(log_file: Path, resumed_from: int | None) -> None:
     log_file.write_text("".join(line + "\n" for line in kept))
 
 
-def report_integrations(spec: FineTuneJobSpec, out: Path, name: str) -> list[str]:
-    """TensorBoard always; MLflow / W&B only when the spec configures them (and they exist)."""
+def report_integrations(spec: FineTuneJobSpec, out: Path) -> list[str]:
+    """TensorBoard always; W&B when the spec names a project (MLflow has its own callback)."""
     os.environ["TENSORBOARD_LOGGING_DIR"] = str(out / TENSORBOARD_DIR)
     report = ["tensorboard"]
-    tracking = spec.tracking
-    for uri_or_project, package, integration, field in (
-        (tracking.mlflow_tracking_uri, "mlflow", "mlflow", "mlflowTrackingUri"),
-        (tracking.wandb_project, "wandb", "wandb", "wandbProject"),
-    ):
-        if not uri_or_project:
-            continue
-        if importlib.util.find_spec(package) is None:
+    project = spec.tracking.wandb_project
+    if project:
+        if importlib.util.find_spec("wandb") is None:
             raise WorkloadError(
-                f"spec.tracking.{field}: set, but the {package} package is not installed in the "
+                "spec.tracking.wandbProject: set, but the wandb package is not installed in the "
                 "trainer image"
             )
-        report.append(integration)
-    if tracking.mlflow_tracking_uri:
-        os.environ["MLFLOW_TRACKING_URI"] = tracking.mlflow_tracking_uri
-        os.environ.setdefault("MLFLOW_EXPERIMENT_NAME", name)
-    if tracking.wandb_project:
-        os.environ["WANDB_PROJECT"] = tracking.wandb_project
+        report.append("wandb")
+        os.environ["WANDB_PROJECT"] = project
     return report
 
 
@@ -319,7 +310,7 @@ def main(res: Resource[Any], reporter: Reporter) -> None:
     reporter.progress(force=True, message="reading the dataset")
     data = load_training_data(spec)
     log.info("data: %s", json.dumps(data.describe()))
-    report_to = report_integrations(spec, out, name)
+    report_to = report_integrations(spec, out)
     has_eval = bool(data.eval)
     check_evaluation_settings(spec, has_eval)
 
