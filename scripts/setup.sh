@@ -45,5 +45,6 @@ fi
 if [ "$servers" = 1 ]; then
   wait "$build_pid" || { log "building the test servers failed (see above)"; exit 1; }
   bash "$ROOT/tests/servers/install-cli.sh" >&2
+  PYTHON="$PYTHON" bash "$ROOT/tests/servers/install-mlflow.sh" >&2
 fi
 echo "$VENV"
