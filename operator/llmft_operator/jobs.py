@@ -166,7 +166,7 @@ def _scheduling(plan: WorkloadPlan, settings: OperatorSettings) -> dict[str, Any
 def build_workload_job(plan: WorkloadPlan, settings: OperatorSettings) -> dict[str, Any]:
     """The batch/v1 Job that runs the workload of `plan` once, on the right (GPU) nodes."""
     resources = plan.resource.spec.resources
-    workload = KINDS[plan.kind].workload
+    workload = KINDS.workload(plan.kind)
     container_name = workload.name
     pod_security, container_security = _security_context()
     volumes, mounts = _volumes(plan)

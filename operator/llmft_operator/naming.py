@@ -43,7 +43,7 @@ def labels(kind: str, name: str) -> dict[str, str]:
     return {
         "app.kubernetes.io/name": "llmft",
         "app.kubernetes.io/instance": name[:MAX_LABEL],
-        "app.kubernetes.io/component": KINDS[kind].workload.name,
+        "app.kubernetes.io/component": KINDS.workload(kind).name,
         "app.kubernetes.io/part-of": "llmft",
         "app.kubernetes.io/managed-by": MANAGED_BY,
         LABEL_KIND: kind,

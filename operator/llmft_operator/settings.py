@@ -48,7 +48,7 @@ class OperatorSettings:
 
     def image_for(self, kind: str) -> str:
         """The workload image of a kind: as configured, else ghcr.io/llmft/<name>:<version>."""
-        return self.images.get(kind) or f"ghcr.io/llmft/{KINDS[kind].workload.name}:{_version()}"
+        return self.images.get(kind) or f"ghcr.io/llmft/{KINDS.workload(kind).name}:{_version()}"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> OperatorSettings:
@@ -72,7 +72,9 @@ class OperatorSettings:
             return value
 
         images = {
-            entry.kind: image for entry in KINDS if (image := get(entry.workload.image_setting))
+            entry.kind: image
+            for entry in KINDS.with_workload()
+            if (image := get(KINDS.workload(entry.kind).image_setting))
         }
         pull_policy = get("LLMFT_IMAGE_PULL_POLICY") or "IfNotPresent"
         if pull_policy not in PULL_POLICIES:

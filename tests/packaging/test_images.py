@@ -218,20 +218,21 @@ def test_entrypoint_is_python_dash_m_of_an_existing_module(image: str) -> None:
     assert main.is_file(), f"{image}: {module} has no __main__.py, so `python -m {module}` fails"
 
 
-@pytest.mark.parametrize("entry", KINDS, ids=lambda e: e.kind)
+@pytest.mark.parametrize("entry", list(KINDS.with_workload()), ids=lambda e: e.kind)
 def test_each_kind_has_an_image_running_its_workload_entrypoint(entry: KindEntry) -> None:
     from llmft.runner.execute import workload_module
 
-    extra, module = IMAGES[entry.workload.name]
-    assert module == entry.workload.module == workload_module(entry.kind)
-    assert extra == entry.workload.name
+    workload = KINDS.workload(entry.kind)
+    extra, module = IMAGES[workload.name]
+    assert module == workload.module == workload_module(entry.kind)
+    assert extra == workload.name
 
 
-@pytest.mark.parametrize("entry", KINDS, ids=lambda e: e.kind)
+@pytest.mark.parametrize("entry", list(KINDS.with_workload()), ids=lambda e: e.kind)
 def test_operator_jobs_run_the_image_entrypoints_as_the_image_user(entry: KindEntry) -> None:
     from llmft_operator.jobs import WORKLOAD_UID
 
-    users = [a for w, a in stages(dockerfile(entry.workload.name))[-1] if w == "USER"]
+    users = [a for w, a in stages(dockerfile(KINDS.workload(entry.kind).name))[-1] if w == "USER"]
     assert users[-1] == f"{WORKLOAD_UID}:{WORKLOAD_UID}"
 
 

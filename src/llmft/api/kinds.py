@@ -250,6 +250,13 @@ class KindRegistry:
     def kinds(self) -> tuple[str, ...]:
         return tuple(self._entries)
 
+    def workload(self, kind: str) -> Workload:
+        """The workload of a kind that runs one; ValueError for a parent kind (Experiment)."""
+        workload = self[kind].workload
+        if workload is None:
+            raise ValueError(f"{kind} runs no workload of its own: it creates other resources")
+        return workload
+
     def with_workload(self) -> Iterator[KindEntry]:
         """The kinds that run one workload (a Job, or a local process) per resource."""
         return (e for e in self if e.workload is not None)

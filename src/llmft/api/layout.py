@@ -25,7 +25,6 @@ EVAL_SUMMARY = "summary.json"
 RESULT = "result.json"
 
 
-
 # Where a workload pod finds its inputs (the operator mounts them; the local runner needs none).
 SPEC_FILE = "/etc/llmft/spec.json"
 CONFIGMAP_DOCUMENTS_MOUNT = "/etc/llmft/documents"

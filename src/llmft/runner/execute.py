@@ -73,7 +73,7 @@ def _conditions(
 
 def workload_module(kind: str) -> str:
     """The entrypoint module of a kind's workload (the one its image runs)."""
-    return KINDS[kind].workload.module
+    return KINDS.workload(kind).module
 
 
 def workload_command(kind: str, spec_file: Path) -> list[str]:
@@ -90,7 +90,7 @@ def check_workloads(plan: Plan) -> None:
         if importlib.util.find_spec(module) is None:
             raise WorkloadMissing(
                 f"{step.key} needs the {module} workload, which is not installed here "
-                f"(pip install 'llmft[{KINDS[step.resource.kind].workload.name}]')"
+                f"(pip install 'llmft[{KINDS.workload(step.resource.kind).name}]')"
             )
 
 
