@@ -1,7 +1,8 @@
-"""An in-memory stand-in for the Hugging Face Hub's HTTP API, enough for pushing a folder.
+"""An in-memory stand-in for the Hugging Face Hub's HTTP API: pushing a folder, downloading one.
 
 It speaks the wire protocol that `huggingface_hub` (2.x) uses for `HfApi.create_repo`,
-`create_branch`, `upload_folder` / `create_commit` and `repo_info`:
+`create_branch`, `upload_folder` / `create_commit`, `repo_info`, `list_repo_tree`,
+`hf_hub_download` and `snapshot_download`:
 
 - `POST /api/repos/create` (JSON `{name, organization, visibility, type}`): 200 with the repo
   URL, 409 when it exists (the client's `exist_ok=True` swallows that).
@@ -17,6 +18,18 @@ It speaks the wire protocol that `huggingface_hub` (2.x) uses for `HfApi.create_
 - `POST /api/{type}s/{owner}/{name}/branch/{branch}`: a branch from `startingPoint` or main.
 - `GET /api/{type}s/{owner}/{name}[/revision/{revision}]`: repo info with `sha` and `siblings`.
 
+Downloads, as `hf_hub_download` / `snapshot_download` read them from the real Hub:
+- `GET /api/{type}s/{owner}/{name}/tree/{revision}[/{path}]?recursive=`: the file listing, with
+  each file's git blob `oid` and size, and for LFS files an `lfs` block (sha256, size, pointer
+  size).
+- `HEAD|GET /[{type}s/]{owner}/{name}/resolve/{revision}/{path}`: a regular file answers 200 with
+  its bytes, `ETag` (git blob sha1) and `X-Repo-Commit`; an LFS file (one the commit's
+  `.gitattributes` marks `filter=lfs`, as git decides) answers 302 to the LFS object store
+  (`http://localhost:{port}/lfs-objects/{sha256}`: another host name, as the Hub's CDN is, and
+  no token, like its signed links) with
+  `X-Linked-Etag` (its sha256), `X-Linked-Size`, `X-Repo-Commit` and the pointer file's `ETag`.
+  A missing file is 404 `EntryNotFound`, a missing revision 404 `RevisionNotFound`.
+
 Authentication is `Authorization: Bearer <token>`. An unknown token gets 401 with the Hub's
 "Invalid credentials in Authorization header" message on every endpoint; a read token gets 403
 on writes; writing outside the token's namespaces gets 403. Private repos are invisible (401)
@@ -27,6 +40,7 @@ the token itself.
 from __future__ import annotations
 
 import base64
+import fnmatch
 import hashlib
 import json
 import re
@@ -44,12 +58,21 @@ import yaml
 
 REPO_TYPES = {"models": "model", "datasets": "dataset", "spaces": "space"}
 URL_PREFIX = {"model": "", "dataset": "datasets/", "space": "spaces/"}
-GITATTRIBUTES = b"*.safetensors filter=lfs diff=lfs merge=lfs -text\n"
+# As the Hub's default .gitattributes: binary weights and data go to LFS storage.
+GITATTRIBUTES = b"".join(
+    f"{pattern} filter=lfs diff=lfs merge=lfs -text\n".encode()
+    for pattern in ("*.safetensors", "*.bin", "*.gguf", "*.pt", "*.pth", "*.parquet", "*.arrow")
+)
 INVALID_CREDENTIALS = "Invalid credentials in Authorization header"
 
 _REPO = r"/api/(?P<type>models|datasets|spaces)/(?P<repo>[^/]+/[^/]+)"
 ROUTE_ACTION = re.compile(_REPO + r"/(?P<action>preupload|commit|branch)/(?P<rev>.+)$")
 ROUTE_INFO = re.compile(_REPO + r"(?:/revision/(?P<rev>.+))?$")
+ROUTE_TREE = re.compile(_REPO + r"/tree/(?P<rev>[^/]+)(?:/(?P<path>.*))?$")
+ROUTE_RESOLVE = re.compile(
+    r"^/(?:(?P<type>datasets|spaces)/)?(?P<repo>[^/]+/[^/]+)/resolve/(?P<rev>[^/]+)/(?P<path>.+)$"
+)
+ROUTE_LFS_OBJECT = re.compile(r"^/lfs-objects/(?P<oid>[0-9a-f]{64})$")
 
 
 def stand_in_token() -> str:
@@ -60,6 +83,41 @@ def stand_in_token() -> str:
 def git_blob_sha1(data: bytes) -> str:
     """What `git hash-object` prints; the Hub's oid for a regular file."""
     return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
+def lfs_pointer(data: bytes) -> bytes:
+    """The git-lfs pointer file git stores in place of an LFS file."""
+    oid = hashlib.sha256(data).hexdigest()
+    spec = "version https://git-lfs.github.com/spec/v1\n"
+    return f"{spec}oid sha256:{oid}\nsize {len(data)}\n".encode()
+
+
+def lfs_patterns(gitattributes: bytes | None) -> list[str]:
+    """The patterns a .gitattributes file sends through LFS (`filter=lfs`)."""
+    patterns = []
+    for line in (gitattributes or b"").decode("utf-8", "replace").splitlines():
+        parts = line.split()
+        if len(parts) > 1 and "filter=lfs" in parts[1:]:
+            patterns.append(parts[0])
+    return patterns
+
+
+def is_lfs(files: dict[str, bytes], path: str) -> bool:
+    """Whether git would store `path` as an LFS pointer under the tree's .gitattributes."""
+    name = path.rsplit("/", 1)[-1]
+    return any(
+        fnmatch.fnmatchcase(name, p) or fnmatch.fnmatchcase(path, p)
+        for p in lfs_patterns(files.get(".gitattributes"))
+    )
+
+
+@dataclass
+class Raw:
+    """A reply that is not JSON: a file, or a redirect to LFS storage."""
+
+    status: int
+    headers: dict[str, str]
+    body: bytes = b""
 
 
 @dataclass
@@ -120,7 +178,9 @@ class HubServer:
         self.namespaces = set(namespaces)
         self.repos: dict[tuple[str, str], Repo] = {}
         self.requests: list[Request] = []
+        self.lfs_objects: dict[str, bytes] = {}  # sha256 -> bytes, served by the "CDN" route
         self._lock = threading.Lock()
+        self._lfs_lock = threading.Lock()
         self._seq = 0
         hub = self
 
@@ -135,6 +195,13 @@ class HubServer:
     def url(self) -> str:
         host, port = self._httpd.server_address[:2]
         return f"http://{host}:{port}"
+
+    @property
+    def lfs_url(self) -> str:
+        """The LFS store's origin: the same server under another host name, as the Hub's CDN is
+        another host (the client follows redirects within the Hub only, with the token)."""
+        port = self._httpd.server_address[1]
+        return f"http://localhost:{port}"
 
     def start(self) -> HubServer:
         self._thread = threading.Thread(
@@ -189,9 +256,43 @@ class HubServer:
             raise HubError(404 if role else 401, "Repository not found", "RepoNotFound")
         return repo
 
-    def handle(self, method: str, path: str, auth: str | None, body: bytes, ctype: str) -> Any:
-        role = self._auth(auth)
+    def add_repo(
+        self,
+        repo_id: str,
+        files: dict[str, bytes],
+        repo_type: str = "model",
+        private: bool = False,
+        summary: str = "seed",
+    ) -> str:
+        """Create a repository holding `files` on main (as a push would); returns the commit."""
         with self._lock:
+            repo = Repo(repo_type, repo_id, private=private)
+            first = self._commit(repo, None, {".gitattributes": GITATTRIBUTES}, "initial", "")
+            head = self._commit(repo, first.oid, {**first.files, **files}, summary, "")
+            repo.branches["main"] = head.oid
+            self.repos[(repo_type, repo_id)] = repo
+            return head.oid
+
+    def handle(
+        self, method: str, path: str, auth: str | None, body: bytes, ctype: str, query: str = ""
+    ) -> Any:
+        role = self._auth(auth)
+        if method in ("GET", "HEAD"):
+            match = ROUTE_LFS_OBJECT.match(path)
+            if match:
+                return self._lfs_object(match["oid"])
+        with self._lock:
+            if method in ("GET", "HEAD"):
+                match = ROUTE_RESOLVE.match(path)
+                if match and not path.startswith("/api/"):
+                    kind = match["type"] or "models"
+                    repo = self._find(kind, match["repo"], role)
+                    return self._resolve(repo, unquote(match["rev"]), unquote(match["path"]))
+                match = ROUTE_TREE.match(path)
+                if method == "GET" and match:
+                    repo = self._find(match["type"], match["repo"], role)
+                    recursive = "recursive=true" in query.lower() or "recursive=1" in query
+                    return self._tree(repo, unquote(match["rev"]), match["path"] or "", recursive)
             if method == "POST" and path == "/api/validate-yaml":
                 return self._validate_yaml(_json(body))
             if method == "POST" and path == "/api/repos/create":
@@ -327,6 +428,76 @@ class HubServer:
             "pullRequestUrl": None,
         }
 
+    def _at(self, repo: Repo, revision: str) -> Commit:
+        commit = repo.resolve(revision)
+        if commit is None:
+            raise HubError(404, f"Invalid rev id: {revision}", "RevisionNotFound")
+        return commit
+
+    def _tree(self, repo: Repo, revision: str, path: str, recursive: bool) -> list[dict[str, Any]]:
+        commit = self._at(repo, revision)
+        prefix = unquote(path).strip("/")
+        prefix = prefix + "/" if prefix else ""
+        entries: dict[str, dict[str, Any]] = {}
+        for name in sorted(commit.files):
+            if not name.startswith(prefix):
+                continue
+            rest = name[len(prefix) :]
+            if "/" in rest and not recursive:
+                folder = prefix + rest.split("/", 1)[0]
+                entries.setdefault(folder, _folder_entry(folder))
+                continue
+            if recursive:
+                parts = rest.split("/")[:-1]
+                for i in range(len(parts)):
+                    folder = prefix + "/".join(parts[: i + 1])
+                    entries.setdefault(folder, _folder_entry(folder))
+            data = commit.files[name]
+            entry: dict[str, Any] = {"type": "file", "path": name, "size": len(data)}
+            if is_lfs(commit.files, name):
+                pointer = lfs_pointer(data)
+                entry["oid"] = git_blob_sha1(pointer)
+                entry["lfs"] = {
+                    "oid": hashlib.sha256(data).hexdigest(),
+                    "size": len(data),
+                    "pointerSize": len(pointer),
+                }
+            else:
+                entry["oid"] = git_blob_sha1(data)
+            entries[name] = entry
+        if prefix and not entries:
+            raise HubError(404, f"{path} does not exist on {revision}", "EntryNotFound")
+        return list(entries.values())
+
+    def _resolve(self, repo: Repo, revision: str, path: str) -> Raw:
+        commit = self._at(repo, revision)
+        data = commit.files.get(path)
+        if data is None:
+            raise HubError(404, f"{path} does not exist on {revision}", "EntryNotFound")
+        headers = {"X-Repo-Commit": commit.oid, "Content-Type": "application/octet-stream"}
+        if is_lfs(commit.files, path):
+            oid = hashlib.sha256(data).hexdigest()
+            with self._lfs_lock:
+                self.lfs_objects[oid] = data
+            headers.update(
+                {
+                    "Location": f"{self.lfs_url}/lfs-objects/{oid}",
+                    "X-Linked-Etag": f'"{oid}"',
+                    "X-Linked-Size": str(len(data)),
+                    "ETag": f'"{git_blob_sha1(lfs_pointer(data))}"',
+                }
+            )
+            return Raw(302, headers)
+        headers["ETag"] = f'"{git_blob_sha1(data)}"'
+        return Raw(200, headers, data)
+
+    def _lfs_object(self, oid: str) -> Raw:
+        with self._lfs_lock:
+            data = self.lfs_objects.get(oid)
+        if data is None:
+            raise HubError(404, f"no LFS object {oid}")
+        return Raw(200, {"Content-Type": "application/octet-stream", "ETag": f'"{oid}"'}, data)
+
     def _info(self, repo: Repo, revision: str) -> dict[str, Any]:
         commit = repo.resolve(revision)
         if commit is None:
@@ -342,6 +513,10 @@ class HubServer:
             "lastModified": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
             "siblings": [{"rfilename": path} for path in sorted(commit.files)],
         }
+
+
+def _folder_entry(path: str) -> dict[str, Any]:
+    return {"type": "directory", "path": path, "size": 0, "oid": git_blob_sha1(path.encode())}
 
 
 def _json(body: bytes) -> dict[str, Any]:
@@ -385,16 +560,27 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _serve(self, method: str) -> None:
         hub = self.server_hub
-        path = urlsplit(self.path).path
+        parts = urlsplit(self.path)
+        path = parts.path
         body = self._body()
         auth = self.headers.get("Authorization")
         record = Request(method, path, authenticated=bool(auth))
         headers: dict[str, str] = {}
         try:
-            status, payload = (
-                200,
-                hub.handle(method, path, auth, body, self.headers.get("Content-Type", "")),
-            )
+            ctype = self.headers.get("Content-Type", "")
+            status, payload = 200, hub.handle(method, path, auth, body, ctype, parts.query)
+            if isinstance(payload, Raw):
+                record.status = payload.status
+                with hub._lock:
+                    hub.requests.append(record)
+                self.send_response(payload.status)
+                for key, value in payload.headers.items():
+                    self.send_header(key, value)
+                self.send_header("Content-Length", str(len(payload.body)))
+                self.end_headers()
+                if method != "HEAD":
+                    self.wfile.write(payload.body)
+                return
         except HubError as err:
             status, payload = err.status, {"error": err.message, **err.extra}
             headers["X-Error-Message"] = err.message
@@ -414,10 +600,14 @@ class _Handler(BaseHTTPRequestHandler):
         for key, value in headers.items():
             self.send_header(key, value)
         self.end_headers()
-        self.wfile.write(data)
+        if method != "HEAD":
+            self.wfile.write(data)
 
     def do_GET(self) -> None:
         self._serve("GET")
+
+    def do_HEAD(self) -> None:
+        self._serve("HEAD")
 
     def do_POST(self) -> None:
         self._serve("POST")

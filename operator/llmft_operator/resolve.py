@@ -17,6 +17,7 @@ from typing import Any
 from llmft.api.common import ArtifactLocation, ClusterSource, ModelSource, Phase, SecretKeyRef
 from llmft.api.datasetgeneration import Generator
 from llmft.api.evaluation import Judge, Retrieval
+from llmft.api.finetunejob import OllamaServing
 from llmft.api.kinds import KINDS
 from llmft.api.layout import (
     ENV_HF_PUSH_TOKEN,
@@ -132,9 +133,15 @@ def _secret_uses(res: Resource[Any]) -> list[SecretUse]:
         model_token(spec.generator.local_model, "spec.generator.localModel")
     if res.kind == "FineTuneJob":
         model_token(spec.base_model, "spec.baseModel")
+    if res.kind in ("FineTuneJob", "Evaluation") and spec.dataset.token_secret_ref is not None:
+        field_ = "spec.dataset.tokenSecretRef"
+        uses.append(SecretUse(ENV_HF_TOKEN, spec.dataset.token_secret_ref, field_))
     if res.kind == "Evaluation":
         for i, arm in enumerate(spec.arms):
             model_token(arm.base_model, f"spec.arms[{i}].baseModel")
+            if arm.adapter_token_secret_ref is not None:
+                field_ = f"spec.arms[{i}].adapterTokenSecretRef"
+                uses.append(SecretUse(ENV_HF_TOKEN, arm.adapter_token_secret_ref, field_))
             if arm.endpoint is not None and arm.endpoint.api_key_secret_ref is not None:
                 field_ = f"spec.arms[{i}].endpoint.apiKeySecretRef"
                 uses.append(SecretUse(arm_api_key_env(i), arm.endpoint.api_key_secret_ref, field_))
@@ -308,6 +315,9 @@ def _apply_service_defaults(res: Resource[Any], settings: OperatorSettings) -> N
         judge = getattr(spec, "judge", None)
         if judge is not None and judge.provider == "ollama" and judge.endpoint == judge_default:
             judge.endpoint = settings.ollama_host
+        serving = spec.output.ollama if res.kind == "FineTuneJob" else None
+        if serving is not None and serving.host == OllamaServing.model_fields["host"].default:
+            serving.host = settings.ollama_host
     if (
         settings.weaviate_url
         and res.kind == "Evaluation"

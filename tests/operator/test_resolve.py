@@ -190,3 +190,16 @@ def test_each_endpoint_arm_key_gets_its_own_variable() -> None:
         ("LLMFT_ARM_1_API_KEY", "s2", "spec.arms[1].endpoint.apiKeySecretRef"),
     ]
     assert find_problems(needs, all_present(needs), "ns") == []
+
+
+def test_finetune_ollama_serving_takes_the_cluster_ollama_unless_set() -> None:
+    settings = OperatorSettings(ollama_host="http://ollama.llmft:11434")
+
+    def host(ollama: dict[str, Any]) -> str:
+        body = finetune(output={"ollama": {"base": "smollm2", **ollama}})
+        needs = needs_of(parse_resource(body), settings)
+        plan = plan_workload(parse_resource(body), all_present(needs), settings, 1)
+        return str(json.loads(plan.spec_json)["spec"]["output"]["ollama"]["host"])
+
+    assert host({}) == "http://ollama.llmft:11434"
+    assert host({"host": "http://mine:11434"}) == "http://mine:11434"

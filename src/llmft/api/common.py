@@ -26,15 +26,23 @@ DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?
 # same pattern is enforced at `kubectl apply` and by every parse of a spec.
 _SEGMENT = r"(?:[^/.\s][^/\s]*|\.|\.[^/.\s][^/\s]*|\.\.[^/\s]+)"
 CONTAINED_PATH = rf"^(?:/?{_SEGMENT}(?:/{_SEGMENT})*/?)?$"
+# A Hugging Face Hub URI (hf://[datasets/]owner/name[@revision][/folder]), read by the workload.
+HF_SCHEME = "hf://"
+CONTAINED_PATH_OR_HUB = rf"^(?:hf://[^\s]+|{CONTAINED_PATH[1:-1]})$"
 # Pattern -> what it means, for error messages (pydantic would print the pattern itself).
 PATTERN_MEANINGS = {
     CONTAINED_PATH: "must be a path without '..' segments, empty segments or whitespace",
+    CONTAINED_PATH_OR_HUB: (
+        "must be a path without '..' segments, empty segments or whitespace, or an hf:// Hub URI"
+    ),
     DNS_SUBDOMAIN: "must be a Kubernetes object name (lower-case letters, digits, '-' and '.')",
 }
 
 ContainedPath = Annotated[str, Field(pattern=CONTAINED_PATH, max_length=1024)]
 """A directory taken from a root (the artefact volume, the runner's artefact root): no segment
 may be "..", so the path can never leave that root."""
+ContainedPathOrHub = Annotated[str, Field(pattern=CONTAINED_PATH_OR_HUB, max_length=1024)]
+"""A contained path, or a Hub repository as hf://[datasets/]owner/name[@revision][/folder]."""
 ObjectName = Annotated[str, Field(pattern=DNS_SUBDOMAIN, max_length=253)]
 
 
@@ -175,7 +183,13 @@ class ModelSource(ApiModel):
     """A base model: a Hugging Face id or a path on the artefact volume or in the image."""
 
     name: Annotated[str, ModelName()] = Field(
-        description="Hugging Face model id (owner/name) or an absolute local path.", min_length=1
+        description=(
+            "Hugging Face model id (owner/name, or hf://owner/name@revision), an absolute local "
+            "path, or pkg:<package> for a model shipped in a Python package. Hub models are "
+            "downloaded into the Hub cache on the artefact volume; status.outputs.sources "
+            "records the commit read."
+        ),
+        min_length=1,
     )
     revision: str | None = Field(default=None, description="Hub revision (branch, tag or commit).")
     gguf_file: str | None = Field(

@@ -9,7 +9,7 @@ from pydantic import Field, model_validator
 from llmft.api.common import (
     ApiModel,
     ArtifactOutput,
-    ContainedPath,
+    ContainedPathOrHub,
     InputPath,
     ModelName,
     ModelSource,
@@ -106,12 +106,17 @@ class Arm(ApiModel):
     ] = Field(
         default=None, description="FineTuneJob whose adapter is applied; waits for it to succeed."
     )
-    adapter_path: Annotated[ContainedPath | None, InputPath()] = Field(
+    adapter_path: Annotated[ContainedPathOrHub | None, InputPath()] = Field(
         default=None,
         description=(
             "Directory of a saved adapter (instead of a FineTuneJob); relative paths are on the "
-            "artefact volume (no '..' segments)."
+            "artefact volume (no '..' segments). Or a Hub repository holding the adapter: "
+            "hf://owner/name@revision[/folder]."
         ),
+    )
+    adapter_token_secret_ref: SecretKeyRef | None = Field(
+        default=None,
+        description="Secret key holding a Hub token, for an adapter in a private Hub repository.",
     )
     endpoint: ArmEndpoint | None = Field(
         default=None,

@@ -9,11 +9,12 @@ from pydantic import Field, model_validator
 from llmft.api.common import (
     ApiModel,
     ArtifactOutput,
-    ContainedPath,
+    ContainedPathOrHub,
     InputPath,
     ModelSource,
     Ref,
     Resources,
+    SecretKeyRef,
     ResourceStatus,
     Tracking,
     TrainerStatus,
@@ -38,12 +39,17 @@ class DatasetInput(ApiModel):
     dataset_generation_ref: Annotated[str | None, Ref("DatasetGeneration", fills="path")] = Field(
         default=None, description="Name of a DatasetGeneration; the job waits until it succeeds."
     )
-    path: Annotated[ContainedPath | None, InputPath()] = Field(
+    path: Annotated[ContainedPathOrHub | None, InputPath()] = Field(
         default=None,
         description=(
             "Directory holding train.jsonl/eval.jsonl (and corpus files), no '..' segments; "
-            "relative paths are on the artefact volume (locally: from the manifest's directory)."
+            "relative paths are on the artefact volume (locally: from the manifest's directory). "
+            "Or a Hub dataset repository: hf://datasets/owner/name@revision[/folder]."
         ),
+    )
+    token_secret_ref: SecretKeyRef | None = Field(
+        default=None,
+        description="Secret key holding a Hub token, for a private or gated Hub dataset (path).",
     )
 
     @model_validator(mode="after")
@@ -111,11 +117,64 @@ class TrainingTracking(Tracking):
     wandb_project: str | None = Field(default=None, description="Weights & Biases project.")
 
 
+class OllamaServing(ApiModel):
+    """Make the tuned model available in an Ollama server, under its own model name."""
+
+    model_config = cel_rules(
+        cel(
+            "self.method != 'adapter' || has(self.base)",
+            "method: adapter needs base (the Ollama model the adapter is applied to)",
+            ".base",
+        )
+    )
+
+    host: str = Field(
+        default="http://ollama:11434",
+        description="Ollama server URL; the built-in default takes the cluster's Ollama.",
+        pattern=r"^https?://",
+    )
+    model: str | None = Field(
+        default=None,
+        description="Name of the Ollama model to create (name[:tag]); empty uses the job's name.",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]*(:[A-Za-z0-9._-]+)?$",
+        max_length=200,
+    )
+    method: Literal["adapter", "merged"] = Field(
+        default="adapter",
+        description=(
+            "adapter: the base Ollama model plus the LoRA adapter (Ollama's ADAPTER, converted by "
+            "Ollama; llama and gemma2 architectures); merged: the adapter merged into the base "
+            "and converted by Ollama as a whole model (any architecture Ollama imports)."
+        ),
+    )
+    base: str | None = Field(
+        default=None,
+        description=(
+            "Ollama model holding the same base weights the adapter was trained on (e.g. "
+            "llama3:8b-instruct-fp16); the tuned model keeps its template and parameters."
+        ),
+        min_length=1,
+    )
+
+    @model_validator(mode="after")
+    def _adapter_needs_base(self) -> OllamaServing:
+        if self.method == "adapter" and self.base is None:
+            raise ValueError(
+                "output.ollama.base: method adapter needs the Ollama model the adapter is "
+                "applied to"
+            )
+        return self
+
+
 class FineTuneOutput(ArtifactOutput):
-    """Where the adapter goes; optionally a merged model and a Hub push."""
+    """Where the adapter goes; optionally a merged model, a Hub push and an Ollama model."""
 
     merge_adapter: bool = Field(
         default=False, description="Also save the base model with the adapter merged in."
+    )
+    ollama: OllamaServing | None = Field(
+        default=None,
+        description="Also create an Ollama model from the result, so it can be asked right away.",
     )
 
 

@@ -24,7 +24,7 @@ from typing import Any, Protocol
 
 from pydantic import TypeAdapter
 
-from llmft.api.common import ClusterSource, InputPath, ModelName, Ref
+from llmft.api.common import HF_SCHEME, ClusterSource, InputPath, ModelName, Ref
 from llmft.api.references import Reference, walk_marked
 from llmft.api.resource import Resource
 
@@ -86,7 +86,8 @@ def resolve_resource(res: Resource[Any], binding: Binding) -> Resource[Any]:
                     setattr(m.obj, mine, value)
             setattr(m.obj, m.name, None)
         elif isinstance(role, InputPath):
-            setattr(m.obj, m.name, binding.input_path(m.value, m.field))
+            if not str(m.value).startswith(HF_SCHEME):  # a Hub repository: the workload reads it
+                setattr(m.obj, m.name, binding.input_path(m.value, m.field))
         elif isinstance(role, ModelName):
             setattr(m.obj, m.name, binding.model_name(m.value, m.field))
         elif isinstance(role, ClusterSource):

@@ -17,8 +17,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from llmft.api.common import ModelSource
-from llmft.models import SMOLLM2, SMOLLM2_GGUF, ModelLocation, ModelNotFound, resolve_model
+from llmft.models import (
+    PKG_SCHEME,
+    SMOLLM2,
+    SMOLLM2_GGUF,
+    ModelLocation,
+    ModelNotFound,
+    resolve_model,
+)
+from llmft.workloads import hubsource
 from llmft.workloads.entry import WorkloadError
+from llmft.workloads.hubsource import HubRef
 
 if TYPE_CHECKING:
     import torch
@@ -38,12 +47,52 @@ FALLBACK_CHAT_TEMPLATE = (
 CACHE_ENV = "LLMFT_MODEL_CACHE"
 
 
-def resolve_source(source: ModelSource) -> ModelLocation:
-    """Where the model's files are; a clear error naming the field when they are nowhere."""
+def hub_ref(source: ModelSource, field: str) -> HubRef | None:
+    """The Hub repository a model source names (hf:// URI or owner/name), None when local."""
+    if hubsource.is_hub_uri(source.name):
+        ref = hubsource.parse_hub_uri(source.name, f"{field}.name", expect="model")
+        if source.revision and ref.revision and source.revision != ref.revision:
+            raise WorkloadError(
+                f"{field}.revision: {source.revision!r} differs from the revision in "
+                f"{field}.name ({ref.revision!r}); set one"
+            )
+        return HubRef("model", ref.repo_id, ref.revision or source.revision, ref.subfolder)
+    if source.name.startswith(PKG_SCHEME) or source.name.startswith(("/", "./", "../")):
+        return None
+    return HubRef("model", source.name, source.revision)
+
+
+def resolve_source(source: ModelSource, field: str | None = None) -> ModelLocation:
+    """Where the model's files are (downloading a Hub model into the Hub cache); a clear error
+    naming the field when they are nowhere. With `field`, a Hub download is recorded under it."""
+    where = field or "baseModel"
+    ref = hub_ref(source, where)
+    if ref is not None:
+        patterns = (source.gguf_file, "*.json") if source.gguf_file else hubsource.MODEL_PATTERNS
+        fetched = hubsource.fetch(
+            ref,
+            f"{where}.name",
+            f"{where}.tokenSecretRef",
+            patterns,
+            offline=source.offline,
+            record=field is not None,
+        )
+        try:
+            return resolve_model(str(fetched.path), source.gguf_file)
+        except ModelNotFound as err:
+            raise WorkloadError(f"{where}.ggufFile: {err}") from None
     try:
         return resolve_model(source.name, source.gguf_file)
     except ModelNotFound as err:
-        raise WorkloadError(f"baseModel.name: {err}") from None
+        raise WorkloadError(f"{where}.name: {err}") from None
+
+
+def resolve_adapter(path: str | Path, field: str, token_field: str) -> Path:
+    """A local adapter directory, downloading an hf:// adapter repository first."""
+    if hubsource.is_hub_uri(str(path)):
+        ref = hubsource.parse_hub_uri(str(path), field, expect="model")
+        return hubsource.fetch(ref, field, token_field, hubsource.MODEL_PATTERNS).path
+    return Path(path)
 
 
 def best_device() -> str:
@@ -128,21 +177,11 @@ def _convert_gguf(location: ModelLocation) -> Path:
 
 
 def model_files(source: ModelSource) -> tuple[str, dict[str, Any]]:
-    """What `from_pretrained` gets for this source: a path or Hub id, and keyword arguments."""
+    """What `from_pretrained` gets for this source: a local directory, and keyword arguments."""
     location = resolve_source(source)
     if location.gguf_file:
-        if not location.local:
-            raise WorkloadError(
-                f"baseModel.ggufFile: GGUF models must be local (a path or pkg:), "
-                f"got Hub id {source.name!r}"
-            )
         return str(_convert_gguf(location)), {}
-    kwargs: dict[str, Any] = {}
-    if not location.local:
-        kwargs["local_files_only"] = source.offline
-        if source.revision:
-            kwargs["revision"] = source.revision
-    return location.path_or_id, kwargs
+    return location.path_or_id, {}
 
 
 def _hub_error(source: ModelSource, err: Exception) -> WorkloadError:

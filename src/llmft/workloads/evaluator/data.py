@@ -28,7 +28,9 @@ def dataset_dir(path: str | None) -> Path:
             "spec.dataset.path: not set (a datasetGenerationRef must be resolved to its "
             "output directory before the workload runs)"
         )
-    directory = Path(path)
+    from llmft.workloads.hubsource import local_dataset
+
+    directory = local_dataset(path)
     if not directory.is_dir():
         raise WorkloadError(f"spec.dataset.path: {directory} is not a directory")
     return directory

@@ -22,6 +22,7 @@ from llmft.api.evaluation import JUDGE_METRICS, TEXT_METRICS, Arm, EvaluationSpe
 from llmft.api.layout import EVAL_ITEMS, EVAL_SUMMARY
 from llmft.api.resource import Resource
 from llmft.reporting import Reporter
+from llmft.workloads import hubsource
 from llmft.workloads.entry import WorkloadError
 from llmft.workloads.evaluator.data import (
     EvalItem,
@@ -93,14 +94,21 @@ class ModelCache:
             raise WorkloadError(
                 f"spec.arms[{index}].baseModel: not set and no FineTuneJob was resolved into it"
             )
+        # Hub sources are fetched (and recorded for status) under the arm's own fields.
+        modeling.resolve_source(arm.base_model, f"spec.arms[{index}].baseModel")
+        adapter = None
+        if arm.adapter_path:
+            adapter = modeling.resolve_adapter(
+                arm.adapter_path,
+                f"spec.arms[{index}].adapterPath",
+                f"spec.arms[{index}].adapterTokenSecretRef",
+            )
         key = _json_hash([arm.base_model.to_wire(), arm.adapter_path])
         if key != self.key:
             self.model = self.tokenizer = None
             gc.collect()
-            if arm.adapter_path:
-                self.model, self.tokenizer = modeling.load_with_adapter(
-                    arm.base_model, arm.adapter_path
-                )
+            if adapter is not None:
+                self.model, self.tokenizer = modeling.load_with_adapter(arm.base_model, adapter)
             else:
                 self.model, self.tokenizer = modeling.load_base_model(
                     arm.base_model, quantize_4bit=False
@@ -263,6 +271,7 @@ def run_evaluation(res: Resource[Any], reporter: Reporter) -> dict[str, Any]:
         raise WorkloadError("spec.output.path: not set (the resolved spec must name a directory)")
     out = Path(spec.output.path)
     out.mkdir(parents=True, exist_ok=True)
+    hubsource.start_recording()
     directory = dataset_dir(spec.dataset.path)
     items = load_eval_items(directory, spec.generation.max_items)
     data_fp = items_fingerprint(items)
@@ -381,10 +390,10 @@ def run_evaluation(res: Resource[Any], reporter: Reporter) -> dict[str, Any]:
         itemsTotal=len(items),
         message=f"done: winner {summary['winner']}",
     )
-    reporter.result(
-        status_metrics(summary),
-        {"items": str(out / EVAL_ITEMS), "summary": str(out / EVAL_SUMMARY)},
-    )
+    outputs: dict[str, Any] = {"items": str(out / EVAL_ITEMS), "summary": str(out / EVAL_SUMMARY)}
+    if hubsource.fetched_sources():
+        outputs["sources"] = hubsource.fetched_sources()
+    reporter.result(status_metrics(summary), outputs)
     return summary
 
 

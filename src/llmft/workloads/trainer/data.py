@@ -70,7 +70,9 @@ def _dataset_dir(spec: FineTuneJobSpec) -> Path:
             "spec.dataset.path: unset; the resolved spec must name the dataset directory "
             "(datasetGenerationRef is replaced by its output path before the workload runs)"
         )
-    root = Path(spec.dataset.path)
+    from llmft.workloads.hubsource import local_dataset
+
+    root = local_dataset(spec.dataset.path)
     if not root.is_dir():
         raise WorkloadError(f"spec.dataset.path: {root} is not a directory")
     return root

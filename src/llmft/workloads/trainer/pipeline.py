@@ -26,7 +26,7 @@ from llmft.api.layout import (
 )
 from llmft.api.resource import Resource
 from llmft.reporting import Reporter
-from llmft.workloads import modeling
+from llmft.workloads import hubsource, modeling
 from llmft.workloads.entry import WorkloadError
 from llmft.workloads.trainer.card import model_card, write_model_card
 from llmft.workloads.trainer.data import TrainingData, load_training_data
@@ -308,7 +308,10 @@ def main(res: Resource[Any], reporter: Reporter) -> None:
     transformers.utils.logging.disable_progress_bar()
     set_seed(hp.seed)
     reporter.progress(force=True, message="reading the dataset")
+    hubsource.start_recording()
     data = load_training_data(spec)
+    # A Hub base model is fetched here, so its commit is recorded under the spec's field.
+    modeling.resolve_source(spec.base_model, "spec.baseModel")
     log.info("data: %s", json.dumps(data.describe()))
     report_to = report_integrations(spec, out)
     has_eval = bool(data.eval)
@@ -316,6 +319,8 @@ def main(res: Resource[Any], reporter: Reporter) -> None:
 
     ckpt_dir = out / CHECKPOINTS_DIR
     fingerprint = run_fingerprint(spec, data)
+    if hubsource.fetched_sources():  # a moved Hub branch is another run
+        fingerprint["hubCommits"] = {k: v["commit"] for k, v in hubsource.fetched_sources().items()}
     resume = find_resume_checkpoint(ckpt_dir, fingerprint)
     resumed_from = checkpoint_step(resume)
     ckpt_dir.mkdir(parents=True, exist_ok=True)
@@ -417,7 +422,9 @@ def main(res: Resource[Any], reporter: Reporter) -> None:
         import torch
 
         torch.cuda.empty_cache()  # the merge loads an unquantised base next to nothing else
-    if spec.output.merge_adapter:
+    serving = spec.output.ollama
+    merged_dir: Path | None = None
+    if spec.output.merge_adapter or (serving is not None and serving.method == "merged"):
         reporter.progress(force=True, message="merging the adapter into the base model")
         merged_dir = out / MERGED_DIR
         save_merged(spec, adapter_dir, merged_dir)
@@ -426,6 +433,13 @@ def main(res: Resource[Any], reporter: Reporter) -> None:
             model_card(spec, name, card_data, metrics, targets, merged=True),
         )
         outputs["merged"] = str(merged_dir)
+
+    if serving is not None:
+        from llmft.workloads.trainer.ollama import ollama_model_name, publish_to_ollama
+
+        model_name = ollama_model_name(serving, name)
+        reporter.progress(force=True, message=f"creating the Ollama model {model_name}")
+        outputs["ollama"] = publish_to_ollama(serving, name, adapter_dir, merged_dir)
 
     if spec.output.hugging_face is not None:
         from llmft.workloads.trainer.hub import push_folder
@@ -438,4 +452,6 @@ def main(res: Resource[Any], reporter: Reporter) -> None:
             adapter_dir,
             f"llmft FineTuneJob {name}: step {metrics['steps']}",
         )
+    if hubsource.fetched_sources():
+        outputs["sources"] = hubsource.fetched_sources()
     reporter.result(metrics, outputs)
