@@ -126,3 +126,12 @@ def test_a_base_missing_from_ollama_fails_naming_the_field(ollama_server, tmp_pa
     serving = OllamaServing(host=ollama_server.url, base="no-such-model")
     with pytest.raises(WorkloadError, match=r"spec\.output\.ollama\.base: 'no-such-model'"):
         publish_to_ollama(serving, "job", tmp_path, None)
+
+
+def test_llmft_chat_asks_the_jobs_ollama_model(served, ollama_server, capsys) -> None:  # type: ignore[no-untyped-def]
+    from llmft.cli import main
+
+    question = FACTS[0][0]
+    args = ["chat", "--ollama", TUNED, "--host", ollama_server.url, "--max-new-tokens", "24"]
+    assert main([*args, "-q", question]) == 0
+    assert "green" in capsys.readouterr().out.lower()

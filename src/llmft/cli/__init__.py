@@ -1,4 +1,5 @@
-"""The `llmft` command line: `run` manifests locally, `report` the comparison, `version`."""
+"""The `llmft` command line: `run` manifests locally, `report` the comparison, `chat` with a tuned
+model, `version`."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ examples:
   llmft run -f examples/quickstart/          run the quickstart on this machine
   llmft report                               ranked table + charts from that run
   llmft report --cluster -n ml-team          the same from Evaluations on a cluster
+  llmft chat ftj/hr-lora -q "..."            ask the tuned model a question
 
 `llmft COMMAND --help` says more about each command.
 """
@@ -49,6 +51,20 @@ examples:
 Numbers come from each Evaluation's summary.json (locally) or its status.metrics (on a
 cluster); nothing is recomputed. Writes <evaluation>-metrics.png, <evaluation>-deltas.png,
 <evaluation>-loss.png and report.html (images inlined, no external links) into --out.
+"""
+
+DEFAULT_OLLAMA = "http://localhost:11434"
+
+CHAT_EPILOG = """\
+examples:
+  llmft chat ftj/hr-lora -q "How many days of annual leave do I get?"
+  llmft chat ftj/hr-lora --served            the job's Ollama model (spec.output.ollama)
+  llmft chat ftj/hr-lora --no-rag            without retrieved context, whatever it trained with
+  llmft chat --base-model hf://acme/base --adapter hf://acme/hr-adapter@v1 -q "..."
+  llmft chat --ollama hr-lora --host http://ollama:11434 < questions.txt
+
+One answer per question on stdout (greedy unless --temperature); what is asked goes to stderr.
+exit status: 0 answered, 1 a model or repository could not be loaded, 2 bad usage.
 """
 
 
@@ -156,6 +172,58 @@ def build_parser() -> argparse.ArgumentParser:
         "with --cluster)",
     )
 
+    chat = sub.add_parser(
+        "chat",
+        help="ask a tuned model questions, locally or through its Ollama model",
+        description=(
+            "Ask a fine-tuned model questions: a FineTuneJob that `llmft run` finished (its base "
+            "model and adapter loaded with transformers, with retrieved context when it trained "
+            "with RAG, exactly as its training prompts had it), its Ollama model (--served, when "
+            "spec.output.ollama created one), any base model and adapter (local or hf://), or "
+            "any Ollama model. Questions come from -q, else one per line on stdin."
+        ),
+        epilog=CHAT_EPILOG,
+        formatter_class=HelpFormatter,
+    )
+    chat.add_argument(
+        "target", nargs="?", metavar="ftj/NAME", help="a FineTuneJob run in --state-dir"
+    )
+    chat.add_argument(
+        "-q", "--question", action="append", help="a question (repeatable); else read stdin"
+    )
+    chat.add_argument(
+        "--served", action="store_true", help="with ftj/NAME: ask the job's Ollama model"
+    )
+    chat.add_argument(
+        "--base-model", metavar="NAME", help="Hub id, hf:// URI, local path or pkg:<package>"
+    )
+    chat.add_argument("--gguf-file", metavar="FILE", help="GGUF file in --base-model")
+    chat.add_argument("--adapter", metavar="DIR", help="with --base-model: adapter dir or hf://")
+    chat.add_argument("--ollama", metavar="MODEL", help="ask this Ollama model")
+    chat.add_argument(
+        "--host", metavar="URL", help=f"Ollama server (default: the job's, or {DEFAULT_OLLAMA})"
+    )
+    chat.add_argument(
+        "--rag",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="put retrieved passages in the prompt (default: as the job trained)",
+    )
+    chat.add_argument("--top-k", type=int, metavar="K", help="passages per question")
+    chat.add_argument(
+        "--dataset", metavar="DIR", help="dataset directory whose chunks.jsonl RAG searches"
+    )
+    chat.add_argument(
+        "--max-new-tokens", type=int, default=256, metavar="N", help="answer length limit"
+    )
+    chat.add_argument("--temperature", type=float, default=0.0, help="0 (default) answers greedily")
+    chat.add_argument(
+        "--state-dir",
+        default=DEFAULT_STATE_DIR,
+        metavar="DIR",
+        help="state directory of `llmft run` (default: %(default)s)",
+    )
+
     sub.add_parser(
         "version", help="print the llmft version", description="Print the llmft version."
     )
@@ -175,6 +243,10 @@ def main(argv: list[str] | None = None) -> int:
         from llmft.cli.run import run_command
 
         return run_command(args)
+    if args.command == "chat":
+        from llmft.cli.chat import chat_command
+
+        return chat_command(args)
     if args.command == "report":
         if not args.cluster and (args.namespace or args.kubeconfig):
             parser.error("--namespace and --kubeconfig go with --cluster")
