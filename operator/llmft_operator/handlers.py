@@ -1,8 +1,10 @@
 """The kopf handlers: what triggers a reconcile of DatasetGeneration, FineTuneJob and Evaluation.
 
 A resource is reconciled when it is created, when its spec changes, when the operator starts
-(resume), when its Job changes, and by a slow timer while it is unfinished. Waiting for inputs
-is a kopf.TemporaryError, so kopf retries the creation handler until the inputs are ready.
+(resume), when its Job changes, and on a slow tick while its pod has not started (refresh.py;
+not a kopf timer, which would put a finalizer on it). Waiting for inputs is a
+kopf.TemporaryError, so kopf retries the creation handler until the inputs are ready. No handler
+needs a finalizer, so deleting a resource never waits for the operator.
 Importing this module registers the handlers: `kopf run -m llmft_operator.handlers` works as
 well as `python -m llmft_operator`.
 """
@@ -14,12 +16,13 @@ from typing import Any, cast
 
 import kopf
 
-from llmft.api.common import GROUP, VERSION, Phase
+from llmft.api.common import GROUP, VERSION
 from llmft.api.kinds import KINDS
 from llmft_operator import metrics
 from llmft_operator.controller import Outcome, Reconciler
 from llmft_operator.kube import Kube, load_api_client
 from llmft_operator.naming import LABEL_KIND, LABEL_NAME, MANAGED_BY
+from llmft_operator.refresh import Refresher
 from llmft_operator.settings import OperatorSettings, reconcile_interval
 from llmft_operator.status import Transition
 
@@ -56,6 +59,8 @@ def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix=ANNOTATION_PREFIX, key="last-handled-configuration"
     )
+    # No handler needs a finalizer; kopf removes this one from objects an older operator (whose
+    # timer needed it) left it on.
     settings.persistence.finalizer = f"{GROUP}/operator"
     if memo.get("namespaced"):
         # Watching named namespaces needs no listing of all namespaces (a cluster-wide read the
@@ -69,9 +74,15 @@ def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     # Stop within a pod's default grace period even with thousands of resources in flight;
     # nothing is lost by a hard exit (every reconcile is idempotent).
     settings.process.ultimate_exiting_timeout = 20
-    memo.reconciler = Reconciler(
+    reconciler = Reconciler(
         Kube(load_api_client()), op_settings, _post_event, _adopt, retry_interval=INTERVAL
     )
+    memo.reconciler = reconciler
+    memo.refresher = Refresher(
+        lambda kind, namespace, name: reconciler.reconcile(kind, namespace, name, "timer"),
+        interval=3 * INTERVAL,
+    )
+    memo.refresher.start()
     metrics.serve(op_settings.metrics_port)
     log.info(
         "llmft operator settings: gpu=%s=%s pvc=%s mount=%s sa=%s queue=%s",
@@ -129,33 +140,36 @@ def on_spec_change(
     _reconcile("update", resource, name, namespace, memo, retry)
 
 
-def on_timer(
-    resource: kopf.Resource, name: str, namespace: str | None, memo: Any, **_: Any
+def on_resource_event(
+    resource: kopf.Resource,
+    name: str,
+    namespace: str | None,
+    status: kopf.Status,
+    type: str | None,
+    memo: Any,
+    **_: Any,
 ) -> None:
-    # What no Job event reports: why a pod does not start (image pull, scheduling). Never raises
-    # TemporaryError, which would make kopf retry the timer sooner.
-    reconciler: Reconciler = memo.reconciler
-    reconciler.reconcile(KINDS.by_plural(resource.plural).kind, namespace or "", name, "timer")
+    # Once the pod runs, every change shows on the Job, whose events drive the status; until then
+    # the refresher re-reads the resource (image pulls and scheduling show on the pod only).
+    refresher: Refresher | None = getattr(memo, "refresher", None)
+    if refresher is not None:
+        key = (KINDS.by_plural(resource.plural).kind, namespace or "", name)
+        refresher.observe(key, dict(status), deleted=type == "DELETED")
 
 
-def _pending(status: kopf.Status, **_: Any) -> bool:
-    # Once the pod runs, every change shows on the Job, whose events drive the status.
-    return status.get("phase") == Phase.PENDING.value and bool(status.get("jobName"))
+@kopf.on.cleanup()
+def stop_refresher(memo: Any, **_: Any) -> None:
+    """Stop the refresh thread when the operator exits."""
+    refresher: Refresher | None = getattr(memo, "refresher", None)
+    if refresher is not None:
+        refresher.stop()
 
 
 for _plural in (entry.plural for entry in KINDS.with_workload()):
     kopf.on.create(GROUP, VERSION, _plural, id="reconcile")(on_create)
     kopf.on.resume(GROUP, VERSION, _plural, id="reconcile-resume")(on_resume)
     kopf.on.update(GROUP, VERSION, _plural, field="spec", id="reconcile-spec")(on_spec_change)
-    kopf.timer(
-        GROUP,
-        VERSION,
-        _plural,
-        id="refresh",
-        interval=3 * INTERVAL,
-        initial_delay=3 * INTERVAL,
-        when=_pending,
-    )(on_timer)
+    kopf.on.event(GROUP, VERSION, _plural, id="track-pending")(on_resource_event)
 
 
 @kopf.on.event("batch", "v1", "jobs", labels={"app.kubernetes.io/managed-by": MANAGED_BY})
@@ -171,7 +185,7 @@ def on_job_event(body: kopf.Body, type: str | None, memo: Any, **_: Any) -> None
     try:
         job = None if type == "DELETED" else dict(body)
         reconciler.reconcile(kind, namespace, name, "job", job=job)
-    except Exception:  # the next Job event or the timer tries again
+    except Exception:  # the next Job event or the refresher tries again
         log.exception("reconciling %s %s/%s after a Job event failed", kind, namespace, name)
 
 

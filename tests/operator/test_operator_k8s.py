@@ -696,3 +696,45 @@ def test_job_deleted_by_hand_mid_run_leaves_the_resource_failed(api: Api) -> Non
     assert condition(status, "Failed")["reason"] == "JobDeleted"
     assert "delete and re-create" in status["message"]
     assert api.job("orphaned-ftj") is None
+
+
+def _metric(operator: OperatorProcess, series: str) -> float:
+    text = http_get(f"http://127.0.0.1:{operator.metrics_port}/metrics")
+    return sum(
+        float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(series)
+    )
+
+
+def test_deletion_never_waits_for_the_operator(api: Api, operator: OperatorProcess) -> None:
+    # A Job suspended for Kueue keeps the resource Pending with a Job: what kopf's timer (and its
+    # finalizer) used to cover. The finalizer an older operator left is removed too.
+    timer = 'llmft_operator_reconciles_total{kind="FineTuneJob",trigger="timer"'
+    body = finetune("queued", dataset={"path": "datasets/docs"}, resources={"queueName": "nowhere"})
+    body["metadata"]["finalizers"] = ["llmft.io/operator"]
+    api.create(body)
+    api.wait_phase("FineTuneJob", "queued", "Pending")
+    refreshed = _metric(operator, timer)
+    wait_for(lambda: _metric(operator, timer) > refreshed, 30, what="a refresh of the resource")
+    wait_for(
+        lambda: not api.get("FineTuneJob", "queued")["metadata"].get("finalizers"),
+        30,
+        what="no finalizer on the resource",
+        logs=operator.tail,
+    )
+
+    operator.stop()
+    try:
+        api.custom.delete_namespaced_custom_object(GROUP, VERSION, NS, "finetunejobs", "queued")
+        wait_for(lambda: _gone(api, "FineTuneJob", "queued"), 30, what="deleted, operator stopped")
+    finally:
+        operator.start()
+
+
+def _gone(api: Api, kind: str, name: str) -> bool:
+    try:
+        api.get(kind, name)
+    except ApiException as err:
+        if err.status == 404:
+            return True
+        raise
+    return False
