@@ -288,10 +288,12 @@ class Reconciler:
             if use.ref.name in fetched.secret_keys:
                 continue
             try:
-                fetched.secret_keys[use.ref.name] = self.kube.secret_keys(namespace, use.ref.name)
-            except PermissionError:
+                found = self.kube.secret_keys(namespace, use.ref.name)
+            except PermissionError:  # not checked (operator.checkSecrets=false)
                 keys = {u.ref.key for u in needs.secrets if u.ref.name == use.ref.name}
-                fetched.secret_keys[use.ref.name] = frozenset(keys)
+                found = (frozenset(keys), True)
+            fetched.secret_keys[use.ref.name] = found[0] if found else None
+            fetched.secrets_opted_in[use.ref.name] = found[1] if found else False
         for cm_name, _ in needs.config_maps:
             fetched.config_maps[cm_name] = self.kube.exists("ConfigMap", namespace, cm_name)
         for claim, _ in needs.claims:

@@ -14,7 +14,7 @@ from typing import Any
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
-from llmft.api.common import GROUP, VERSION
+from llmft.api.common import GROUP, SECRET_OPT_IN_LABEL, VERSION
 from llmft.api.kinds import KINDS
 
 log = logging.getLogger("llmft.operator.kube")
@@ -143,8 +143,9 @@ class Kube:
             log.warning("not allowed to read %s (RBAC); not checking that they exist", what)
         return True
 
-    def secret_keys(self, namespace: str, name: str) -> frozenset[str] | None:
-        """Key names of a Secret (values are dropped at once); None if it does not exist.
+    def secret_keys(self, namespace: str, name: str) -> tuple[frozenset[str], bool] | None:
+        """Key names of a Secret and whether it opted in to llmft (SECRET_OPT_IN_LABEL); None if
+        it does not exist. The values are dropped at once.
 
         Raises PermissionError when RBAC forbids reading Secrets (the check is then skipped).
         """
@@ -157,8 +158,10 @@ class Kube:
                 raise PermissionError("secrets") from None
             raise
         keys = frozenset((body.get("data") or {}).keys())
+        labels = (body.get("metadata") or {}).get("labels") or {}
+        opted_in = labels.get(SECRET_OPT_IN_LABEL) == "true"
         del body
-        return keys
+        return keys, opted_in
 
     def exists(self, kind: str, namespace: str, name: str) -> bool:
         """Whether a ConfigMap, PVC or ServiceAccount exists (True when RBAC forbids looking)."""

@@ -13,8 +13,17 @@ import json
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
+from urllib.parse import urlsplit
 
-from llmft.api.common import ArtifactLocation, ClusterSource, ModelSource, Phase, SecretKeyRef
+from llmft.api.common import (
+    PUBLIC_HUB_URL,
+    SECRET_OPT_IN_LABEL,
+    ArtifactLocation,
+    ClusterSource,
+    ModelSource,
+    Phase,
+    SecretKeyRef,
+)
 from llmft.api.datasetgeneration import Generator
 from llmft.api.evaluation import Judge, Retrieval
 from llmft.api.finetunejob import OllamaServing
@@ -38,11 +47,12 @@ SPEC_KEY = "spec.json"
 
 @dataclass(frozen=True)
 class SecretUse:
-    """A secret key handed to the workload as an environment variable."""
+    """A secret key handed to the workload as an environment variable, and where it is sent."""
 
     env: str
     ref: SecretKeyRef
     field: str
+    endpoint: str = PUBLIC_HUB_URL
 
 
 @dataclass(frozen=True)
@@ -54,6 +64,8 @@ class Needs:
     config_maps: tuple[tuple[str, str], ...] = ()  # (name, field)
     claims: tuple[tuple[str, str], ...] = ()  # (PVC name, field)
     service_account: str = ""
+    # Where a secret may be sent (scheme://host[:port] prefixes); empty: anywhere.
+    allowed_endpoints: tuple[str, ...] = ()
 
 
 @dataclass
@@ -66,6 +78,8 @@ class Fetched:
     resources: dict[tuple[str, str], dict[str, Any] | None] = field(default_factory=dict)
     upstream_specs: dict[tuple[str, str], dict[str, Any] | None] = field(default_factory=dict)
     secret_keys: dict[str, frozenset[str] | None] = field(default_factory=dict)
+    # Secrets labelled SECRET_OPT_IN_LABEL=true (assumed when RBAC forbids reading Secrets).
+    secrets_opted_in: dict[str, bool] = field(default_factory=dict)
     config_maps: dict[str, bool] = field(default_factory=dict)
     claims: dict[str, bool] = field(default_factory=dict)
     service_account: bool = True
@@ -127,7 +141,8 @@ def _secret_uses(res: Resource[Any]) -> list[SecretUse]:
 
     def model_token(model: ModelSource | None, where: str) -> None:
         if model is not None and model.token_secret_ref is not None:
-            uses.append(SecretUse(ENV_HF_TOKEN, model.token_secret_ref, f"{where}.tokenSecretRef"))
+            ref = model.token_secret_ref
+            uses.append(SecretUse(ENV_HF_TOKEN, ref, f"{where}.tokenSecretRef", PUBLIC_HUB_URL))
 
     if res.kind == "DatasetGeneration":
         model_token(spec.generator.local_model, "spec.generator.localModel")
@@ -144,20 +159,22 @@ def _secret_uses(res: Resource[Any]) -> list[SecretUse]:
                 uses.append(SecretUse(ENV_HF_TOKEN, arm.adapter_token_secret_ref, field_))
             if arm.endpoint is not None and arm.endpoint.api_key_secret_ref is not None:
                 field_ = f"spec.arms[{i}].endpoint.apiKeySecretRef"
-                uses.append(SecretUse(arm_api_key_env(i), arm.endpoint.api_key_secret_ref, field_))
+                ref = arm.endpoint.api_key_secret_ref
+                uses.append(SecretUse(arm_api_key_env(i), ref, field_, arm.endpoint.url))
         if spec.judge is not None and spec.judge.api_key_secret_ref is not None:
             ref = spec.judge.api_key_secret_ref
-            uses.append(SecretUse(ENV_JUDGE_API_KEY, ref, "spec.judge.apiKeySecretRef"))
+            uses.append(
+                SecretUse(ENV_JUDGE_API_KEY, ref, "spec.judge.apiKeySecretRef", spec.judge.endpoint)
+            )
         if spec.retrieval.api_key_secret_ref is not None:
             ref = spec.retrieval.api_key_secret_ref
-            uses.append(SecretUse(ENV_WEAVIATE_API_KEY, ref, "spec.retrieval.apiKeySecretRef"))
+            field_ = "spec.retrieval.apiKeySecretRef"
+            uses.append(SecretUse(ENV_WEAVIATE_API_KEY, ref, field_, spec.retrieval.weaviate_url))
     hub = spec.output.hugging_face
     if hub is not None:
-        uses.append(
-            SecretUse(
-                ENV_HF_PUSH_TOKEN, hub.token_secret_ref, "spec.output.huggingFace.tokenSecretRef"
-            )
-        )
+        field_ = "spec.output.huggingFace.tokenSecretRef"
+        endpoint = hub.endpoint or PUBLIC_HUB_URL
+        uses.append(SecretUse(ENV_HF_PUSH_TOKEN, hub.token_secret_ref, field_, endpoint))
     # One variable holds one value: the first reference to a variable wins, the others must agree.
     first: dict[str, SecretUse] = {}
     for use in uses:
@@ -179,13 +196,36 @@ def needs_of(res: Resource[Any], settings: OperatorSettings) -> Needs:
     for ref in references(spec):
         if (ref.kind, ref.name) not in {(u.kind, u.name) for u in upstream}:
             upstream.append(ref)
+    # Secrets go where the workload will really send them: after the cluster's service defaults.
+    effective = res.model_copy(deep=True)
+    _apply_service_defaults(effective, settings)
+    allowed = settings.allowed_endpoints
+    if allowed:
+        # The cluster's own services (from Helm) are trusted as much as the listed endpoints.
+        allowed += tuple(u for u in (settings.ollama_host, settings.weaviate_url) if u)
     return Needs(
         upstream=tuple(upstream),
-        secrets=tuple(_secret_uses(res)),
+        secrets=tuple(_secret_uses(effective)),
         config_maps=tuple(config_maps),
         claims=tuple(dict.fromkeys(claims)),
         service_account=settings.workload_service_account,
+        allowed_endpoints=allowed,
     )
+
+
+def endpoint_allowed(url: str, allowed: tuple[str, ...]) -> bool:
+    """Whether `url` has the scheme, host and port of an allowed endpoint, under its path."""
+    if not allowed:
+        return True
+    target = urlsplit(url)
+    for entry in allowed:
+        base = urlsplit(entry)
+        if (target.scheme, target.hostname, target.port) != (base.scheme, base.hostname, base.port):
+            continue
+        prefix = base.path.rstrip("/")
+        if target.path == prefix or target.path.startswith(prefix + "/") or not prefix:
+            return True
+    return False
 
 
 def _upstream_problem(
@@ -249,6 +289,23 @@ def find_problems(needs: Needs, fetched: Fetched, namespace: str) -> list[Proble
                 Problem(
                     "SecretKeyNotFound",
                     f"Secret {use.ref.name!r} has no key {use.ref.key!r} ({use.field})",
+                )
+            )
+        elif not fetched.secrets_opted_in.get(use.ref.name, False):
+            problems.append(
+                Problem(
+                    "SecretNotAllowed",
+                    f"Secret {use.ref.name!r} ({use.field}) is not labelled "
+                    f"{SECRET_OPT_IN_LABEL}=true; its owner allows llmft workloads to use it with "
+                    f"`kubectl label secret {use.ref.name} {SECRET_OPT_IN_LABEL}=true`",
+                )
+            )
+        if not endpoint_allowed(use.endpoint, needs.allowed_endpoints):
+            problems.append(
+                Problem(
+                    "EndpointNotAllowed",
+                    f"{use.field}: the secret would be sent to {use.endpoint}, which is not among "
+                    "the endpoints the operator allows (Helm value operator.allowedEndpoints)",
                 )
             )
     for name, where in needs.config_maps:

@@ -6,6 +6,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import metadata
+from urllib.parse import urlsplit
 
 from llmft.api.common import DEFAULT_GPU_PRODUCT, GPU_PRODUCT_LABEL, GPU_RESOURCE
 from llmft.api.kinds import KINDS
@@ -45,6 +46,8 @@ class OperatorSettings:
     weaviate_url: str | None = None
     kueue_queue: str | None = None
     metrics_port: int = 9090
+    # Endpoints a referenced secret may be sent to (URL prefixes); empty allows any.
+    allowed_endpoints: tuple[str, ...] = ()
 
     def image_for(self, kind: str) -> str:
         """The workload image of a kind: as configured, else ghcr.io/llmft/<name>:<version>."""
@@ -86,6 +89,15 @@ class OperatorSettings:
         if not mount.startswith("/"):
             raise SettingsError(f"LLMFT_ARTIFACT_MOUNT={mount!r}: must be an absolute path")
         pull_secrets = tuple(s.strip() for s in (get("LLMFT_IMAGE_PULL_SECRETS") or "").split(","))
+        endpoints = tuple(
+            e for e in (s.strip() for s in (get("LLMFT_ALLOWED_ENDPOINTS") or "").split(",")) if e
+        )
+        for endpoint in endpoints:
+            parts = urlsplit(endpoint)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise SettingsError(
+                    f"LLMFT_ALLOWED_ENDPOINTS: {endpoint!r} is not an http(s)://host[:port] URL"
+                )
         return cls(
             namespace=get("LLMFT_NAMESPACE"),
             images=images,
@@ -103,6 +115,7 @@ class OperatorSettings:
             weaviate_url=get("LLMFT_WEAVIATE_URL"),
             kueue_queue=get("LLMFT_KUEUE_QUEUE"),
             metrics_port=integer("LLMFT_METRICS_PORT", 9090, 0),
+            allowed_endpoints=endpoints,
         )
 
 

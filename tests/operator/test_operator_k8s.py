@@ -593,6 +593,20 @@ def test_missing_secret_waits_with_a_clear_condition_until_it_exists(api: Api) -
         NS,
         client.V1Secret(metadata=client.V1ObjectMeta(name="hub"), string_data={"tok": "hf_s3cr3t"}),
     )
+    not_allowed = wait_for(
+        lambda: (
+            (s := api.status("FineTuneJob", "pushed"))
+            and condition(s, "InputsReady")["reason"] == "SecretNotAllowed"
+            and s
+        ),
+        30,
+        what="SecretNotAllowed",
+    )
+    assert "llmft.io/use-in-workloads=true" in not_allowed["message"]
+    assert api.job("pushed-ftj") is None
+    api.core.patch_namespaced_secret(
+        "hub", NS, {"metadata": {"labels": {"llmft.io/use-in-workloads": "true"}}}
+    )
     done = api.wait_phase("FineTuneJob", "pushed", "Succeeded")
 
     env = {e.name: e for e in api.job("pushed-ftj").spec.template.spec.containers[0].env}

@@ -14,6 +14,7 @@ from llmft.api.resource import parse_resource
 from llmft_operator.resolve import (
     Fetched,
     Needs,
+    endpoint_allowed,
     find_problems,
     needs_of,
     plan_workload,
@@ -32,6 +33,7 @@ def all_present(needs: Needs, **resources: dict[str, Any] | None) -> Fetched:
             for r in needs.upstream
         },
         secret_keys={u.ref.name: frozenset({u.ref.key}) for u in needs.secrets},
+        secrets_opted_in={u.ref.name: True for u in needs.secrets},
         config_maps={name: True for name, _ in needs.config_maps},
         claims={name: True for name, _ in needs.claims},
     )
@@ -203,3 +205,46 @@ def test_finetune_ollama_serving_takes_the_cluster_ollama_unless_set() -> None:
 
     assert host({}) == "http://ollama.llmft:11434"
     assert host({"host": "http://mine:11434"}) == "http://mine:11434"
+
+
+def test_a_secret_not_labelled_for_llmft_is_not_handed_to_a_workload() -> None:
+    hub = {"repo": "acme/x", "tokenSecretRef": {"name": "hf", "key": "write"}}
+    needs = needs_of(parse_resource(finetune(output={"huggingFace": hub})), SETTINGS)
+    fetched = all_present(needs)
+    fetched.secrets_opted_in["hf"] = False
+
+    (problem,) = find_problems(needs, fetched, "ns")
+
+    assert problem.reason == "SecretNotAllowed"
+    assert "kubectl label secret hf llmft.io/use-in-workloads=true" in problem.message
+
+
+def test_a_secret_is_sent_only_to_an_allowed_endpoint() -> None:
+    settings = OperatorSettings(
+        allowed_endpoints=("https://huggingface.co",), ollama_host="http://ollama.llmft:11434"
+    )
+    key = {"name": "judge", "key": "k"}
+    judged = {"provider": "ollama", "model": "m", "apiKeySecretRef": key}
+    hub = {"repo": "acme/x", "tokenSecretRef": {"name": "hf", "key": "write"}}
+    evil = {**hub, "endpoint": "https://huggingface.co.evil.example"}
+
+    def problems(body: dict[str, Any]) -> list[str]:
+        needs = needs_of(parse_resource(body), settings)
+        return [p.message for p in find_problems(needs, all_present(needs), "ns")]
+
+    assert problems(finetune(output={"huggingFace": hub})) == []
+    (refused,) = problems(finetune(output={"huggingFace": evil}))
+    assert refused.startswith("spec.output.huggingFace.tokenSecretRef: the secret would be sent")
+    assert problems(evaluation(metrics=["rouge"], judge=judged)) == []  # the cluster's Ollama
+    outside = {**judged, "endpoint": "https://judge.example/v1"}
+    assert "https://judge.example/v1" in problems(evaluation(metrics=["rouge"], judge=outside))[0]
+
+
+def test_endpoints_match_on_scheme_host_port_and_path() -> None:
+    allowed = ("https://hub.example:8443/api",)
+
+    assert endpoint_allowed("https://hub.example:8443/api/models", allowed)
+    assert not endpoint_allowed("http://hub.example:8443/api", allowed)
+    assert not endpoint_allowed("https://hub.example/api", allowed)
+    assert not endpoint_allowed("https://hub.example:8443/apix", allowed)
+    assert endpoint_allowed("https://anything.example", ())

@@ -16,6 +16,10 @@ API_VERSION = f"{GROUP}/{VERSION}"
 DEFAULT_GPU_PRODUCT = "NVIDIA-A10"
 GPU_RESOURCE = "nvidia.com/gpu"
 GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
+# A Secret may be handed to a workload only if it carries this label with value "true": whoever
+# may create llmft objects cannot otherwise send any Secret of the namespace to an endpoint.
+SECRET_OPT_IN_LABEL = f"{GROUP}/use-in-workloads"
+PUBLIC_HUB_URL = "https://huggingface.co"
 
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 # A Kubernetes object name (DNS subdomain): PVCs, ConfigMaps, Secrets.
