@@ -281,6 +281,7 @@ class Reconciler:
             upstream = fetched.resources.get(key) or {}
             if (upstream.get("status") or {}).get("phase") != Phase.SUCCEEDED.value:
                 continue
+            fetched.upstream_jobs[key] = self.kube.get_job(namespace, job_name(*key))
             cm = self.kube.get_config_map(namespace, cm_name)
             text = ((cm or {}).get("data") or {}).get(SPEC_KEY)
             fetched.upstream_specs[key] = _loads(text) if text else None

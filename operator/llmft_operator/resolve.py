@@ -37,7 +37,7 @@ from llmft.api.layout import (
 )
 from llmft.api.references import Reference, references
 from llmft.api.resolve import ResolveError, Upstream, manifest_of, resolve_resource
-from llmft.api.resource import Resource
+from llmft.api.resource import ManifestError, Resource, parse_resource
 from llmft_operator.naming import spec_configmap_name
 from llmft_operator.settings import OperatorSettings
 
@@ -77,6 +77,8 @@ class Fetched:
 
     resources: dict[tuple[str, str], dict[str, Any] | None] = field(default_factory=dict)
     upstream_specs: dict[tuple[str, str], dict[str, Any] | None] = field(default_factory=dict)
+    # The Job of each succeeded upstream, if it still exists (a finished Job expires).
+    upstream_jobs: dict[tuple[str, str], dict[str, Any] | None] = field(default_factory=dict)
     secret_keys: dict[str, frozenset[str] | None] = field(default_factory=dict)
     # Secrets labelled SECRET_OPT_IN_LABEL=true (assumed when RBAC forbids reading Secrets).
     secrets_opted_in: dict[str, bool] = field(default_factory=dict)
@@ -229,7 +231,10 @@ def endpoint_allowed(url: str, allowed: tuple[str, ...]) -> bool:
 
 
 def _upstream_problem(
-    ref: Reference, body: dict[str, Any] | None, namespace: str
+    ref: Reference,
+    body: dict[str, Any] | None,
+    namespace: str,
+    job_outcome: dict[str, Any] | None = None,
 ) -> Problem | None:
     what = f"{ref.kind} {ref.name!r} ({ref.field})"
     if body is None:
@@ -248,9 +253,35 @@ def _upstream_problem(
         return Problem(
             "UpstreamNotReady", f"waiting for {what} to succeed (phase {phase or 'Pending'}{done})"
         )
-    if not status.get("artifacts"):
-        return Problem("UpstreamNotReady", f"{what} succeeded but recorded no artefact location")
+    job = job_outcome
+    if job is not None and not _job_complete(job, body):
+        # Only the operator decides Succeeded, from the Job; a Job that exists and has not
+        # completed means the phase was not written by it.
+        return Problem(
+            "UpstreamNotReady",
+            f"{what} has phase Succeeded but its Job {job['metadata']['name']} has not "
+            "completed; waiting for the Job",
+        )
+    try:
+        parse_resource(body)
+    except ManifestError as err:
+        return Problem("UpstreamInvalid", f"{what}: its spec is no longer valid: {err}")
     return None
+
+
+def _job_complete(job: dict[str, Any], owner: dict[str, Any]) -> bool:
+    owner_uid = (owner.get("metadata") or {}).get("uid")
+    refs = (job.get("metadata") or {}).get("ownerReferences") or []
+    if owner_uid and owner_uid not in {r.get("uid") for r in refs}:
+        return False
+    conditions = (job.get("status") or {}).get("conditions") or []
+    return any(c.get("type") == "Complete" and c.get("status") == "True" for c in conditions)
+
+
+def upstream_location(body: dict[str, Any], settings: OperatorSettings) -> dict[str, Any]:
+    """Where an upstream resource's workload wrote: computed from its spec, as when its Job was
+    created, and never read from its status (which a workload pod may patch)."""
+    return output_location(parse_resource(body), settings).model_dump()
 
 
 def find_problems(needs: Needs, fetched: Fetched, namespace: str) -> list[Problem]:
@@ -260,7 +291,14 @@ def find_problems(needs: Needs, fetched: Fetched, namespace: str) -> list[Proble
     upstream = [
         p
         for ref in needs.upstream
-        if (p := _upstream_problem(ref, fetched.resources.get((ref.kind, ref.name)), namespace))
+        if (
+            p := _upstream_problem(
+                ref,
+                fetched.resources.get((ref.kind, ref.name)),
+                namespace,
+                fetched.upstream_jobs.get((ref.kind, ref.name)),
+            )
+        )
     ]
     upstream.sort(key=lambda p: {"UpstreamFailed": 0, "ReferenceNotFound": 1}.get(p.reason, 2))
     problems.extend(upstream)
@@ -406,12 +444,12 @@ class _PodBinding:
         return self.mounts.path_of(self.location.model_dump())
 
     def upstream(self, ref: Reference) -> Upstream:
-        body = self.fetched.resources.get((ref.kind, ref.name)) or {}
-        artifacts = (body.get("status") or {}).get("artifacts")
-        if not artifacts:  # find_problems refuses this before a plan is made
-            raise ResolveError(f"{ref.field}: {ref.kind} {ref.name!r} has no artefact location")
+        body = self.fetched.resources.get((ref.kind, ref.name))
+        if not body:  # find_problems refuses this before a plan is made
+            raise ResolveError(f"{ref.field}: {ref.kind} {ref.name!r} not found")
         spec = _upstream_spec(self.fetched, ref.kind, ref.name)
-        return Upstream(output_dir=self.mounts.path_of(artifacts), spec=spec)
+        location = upstream_location(body, self.settings)
+        return Upstream(output_dir=self.mounts.path_of(location), spec=spec)
 
     def input_path(self, value: str, field: str) -> str:
         return _on_volume(value, self.settings.artifact_mount)

@@ -451,11 +451,11 @@ def test_namespaced_operator_is_refused_outside_its_namespace(installed: Install
 
 
 @pytest.mark.parametrize("plural", ["datasetgenerations", "finetunejobs", "evaluations"])
-def test_workload_may_only_get_and_patch_status(installed: Install, plural: str) -> None:
+def test_workload_may_only_patch_status(installed: Install, plural: str) -> None:
     cluster = installed.cluster
     resource = f"{plural}.llmft.io"
     assert can_i(cluster, WORKLOAD, "patch", resource, TEAM_NS, "status")
-    assert can_i(cluster, WORKLOAD, "get", resource, TEAM_NS, "status")
+    assert not can_i(cluster, WORKLOAD, "get", resource, TEAM_NS, "status")
     for verb in ("get", "list", "watch", "patch", "update", "create", "delete"):
         assert not can_i(cluster, WORKLOAD, verb, resource, TEAM_NS), verb
     assert not can_i(cluster, WORKLOAD, "update", resource, TEAM_NS, "status")
@@ -469,7 +469,21 @@ def test_workload_may_only_get_and_patch_status(installed: Install, plural: str)
         assert not can_i(cluster, WORKLOAD, verb, other, TEAM_NS), (verb, other)
 
 
-def test_workload_really_patches_status_and_is_refused_the_spec(installed: Install) -> None:
+def as_workload_pod(cluster: KubeCluster, pod: str) -> Any:
+    """The API as the workload identity of pod `pod` (what its pod-bound token says)."""
+    from kubernetes import client
+
+    api_client = cluster.api_client()
+    api_client.set_default_header("Impersonate-User", WORKLOAD)
+    api_client.set_default_header("Impersonate-Extra-authentication.kubernetes.io%2fpod-name", pod)
+    return client.CustomObjectsApi(api_client)
+
+
+def test_a_workload_pod_writes_only_its_own_progress_and_never_the_spec(
+    installed: Install,
+) -> None:
+    from kubernetes.client.rest import ApiException
+
     cluster = installed.cluster
     ftj = {
         "apiVersion": "llmft.io/v1alpha1",
@@ -481,7 +495,18 @@ def test_workload_really_patches_status_and_is_refused_the_spec(installed: Insta
         },
     }
     cluster.kubectl("apply", "-f", "-", input=json.dumps(ftj))
+
+    def patch(api: Any, status: dict[str, Any]) -> int:
+        try:
+            api.patch_namespaced_custom_object_status(
+                "llmft.io", "v1alpha1", TEAM_NS, "finetunejobs", "rbac-probe", {"status": status}
+            )
+        except ApiException as err:
+            return int(err.status)
+        return 200
+
     try:
+        # What the operator writes when it creates the Job.
         cluster.kubectl(
             "patch",
             "finetunejob",
@@ -491,12 +516,22 @@ def test_workload_really_patches_status_and_is_refused_the_spec(installed: Insta
             "--subresource=status",
             "--type=merge",
             "-p",
-            json.dumps({"status": {"progress": {"step": 3, "total": 10}}}),
-            f"--as={WORKLOAD}",
+            json.dumps({"status": {"phase": "Running", "jobName": "rbac-probe-ftj"}}),
         )
+        own = as_workload_pod(cluster, "rbac-probe-ftj-x7k2q")
+        other = as_workload_pod(cluster, "rbac-probe-ftj-b-ftj-x7k2q")
+
+        assert patch(own, {"progress": {"step": 3, "total": 10}}) == 200
         body = get_json(cluster, "finetunejob", "rbac-probe", "-n", TEAM_NS)
         assert body["status"]["progress"]["step"] == 3
-
+        assert patch(own, {"phase": "Succeeded"}) in (403, 422)
+        assert patch(own, {"artifacts": {"pvc": "x", "path": "y", "uri": "pvc://x/y"}}) in (
+            403,
+            422,
+        )
+        assert patch(other, {"progress": {"step": 4}}) in (403, 422)
+        unbound = as_workload_pod(cluster, "")
+        assert patch(unbound, {"progress": {"step": 5}}) in (403, 422)
         spec_patch = cluster.kubectl(
             "patch",
             "finetunejob",
@@ -611,6 +646,7 @@ def test_operator_runs_the_chain_with_only_the_chart_rbac(installed: Install) ->
             ns,
             "--from-literal=token=hf_not_a_real_token",
         )
+        cluster.kubectl("label", "secret", "hf-token", "-n", ns, "llmft.io/use-in-workloads=true")
         manifests = []
         for path in sorted(EXAMPLES.glob("*.yaml")):
             for doc in yaml.safe_load_all(path.read_text()):

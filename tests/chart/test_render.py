@@ -461,13 +461,12 @@ def test_watch_namespace_grants_the_operator_that_namespace_only(tmp_path: Path)
     assert workload["metadata"]["namespace"] == "team-a"
 
 
-def test_workload_identity_may_only_get_and_patch_status(tmp_path: Path) -> None:
+def test_workload_identity_may_only_patch_status(tmp_path: Path) -> None:
     docs = render(tmp_path, {"workloads": {"namespaces": ["team-a", "team-b"]}})
     role = find(docs, "ClusterRole", "llmft-workload")
     assert set(rules_of(role)) == {
-        ("llmft.io", f"{plural}/status", verb)
+        ("llmft.io", f"{plural}/status", "patch")
         for plural in ("datasetgenerations", "finetunejobs", "evaluations")
-        for verb in ("get", "patch")
     }
     bindings = [
         d for d in docs if d["kind"] == "RoleBinding" and d["roleRef"]["name"] == "llmft-workload"

@@ -180,6 +180,8 @@ def chart_rbac() -> list[dict[str, Any]]:
             "templates/rbac-operator.yaml",
             "--show-only",
             "templates/rbac-workload.yaml",
+            "--show-only",
+            "templates/admission-workload-status.yaml",
         ],
         capture_output=True,
         text=True,
@@ -188,9 +190,15 @@ def chart_rbac() -> list[dict[str, Any]]:
     return [doc for doc in yaml.safe_load_all(rendered) if doc]
 
 
-def token_kubeconfig(cluster: KubeCluster, account: str, namespace: str, path: Path) -> Path:
-    """A kubeconfig authenticating as a service account (a TokenRequest token)."""
-    token = cluster.kubectl("create", "token", account, "-n", namespace, "--duration=2h").stdout
+def token_kubeconfig(
+    cluster: KubeCluster, account: str, namespace: str, path: Path, pod: str | None = None
+) -> Path:
+    """A kubeconfig authenticating as a service account (a TokenRequest token), bound to `pod`
+    as the token mounted into that pod would be."""
+    bound = ["--bound-object-kind", "Pod", "--bound-object-name", pod] if pod else []
+    token = cluster.kubectl(
+        "create", "token", account, "-n", namespace, "--duration=2h", *bound
+    ).stdout
     write_kubeconfig(path, cluster.server, cluster.workdir / "ca.crt", token.strip(), user=account)
     return path
 
@@ -497,18 +505,21 @@ def test_spec_is_resolved_into_the_mounted_configmap(api: Api) -> None:
 def test_workload_reports_progress_and_metrics_through_its_service_account(
     api: Api, cluster: KubeCluster, tmp_path: Path
 ) -> None:
-    kubeconfig = token_kubeconfig(cluster, "llmft-workload", NS, tmp_path / "kubeconfig")
-    as_workload = config.new_client_from_config(config_file=str(kubeconfig))
-    workload_api = client.CustomObjectsApi(as_workload)
     final = {"metrics": {"trainLoss": 1.1}, "outputs": {"adapter": "/artifacts/x/adapter"}}
     api.create(
         finetune(
             "reported",
-            dataset_ref="docs",
+            dataset={"path": "datasets/reported"},
             resources=run_ms(4000, **{"llmft.io/kwok-message": json.dumps(final)}),
         )
     )
     api.wait_phase("FineTuneJob", "reported", "Running")
+    (pod,) = api.pods_of("reported-ftj")
+    kubeconfig = token_kubeconfig(
+        cluster, "llmft-workload", NS, tmp_path / "kubeconfig", pod=pod.metadata.name
+    )
+    as_workload = config.new_client_from_config(config_file=str(kubeconfig))
+    workload_api = client.CustomObjectsApi(as_workload)
 
     workload_api.patch_namespaced_custom_object_status(
         GROUP,
@@ -537,6 +548,39 @@ def test_workload_reports_progress_and_metrics_through_its_service_account(
     with pytest.raises(ApiException) as secrets:
         client.CoreV1Api(as_workload).list_namespaced_secret(NS)
     assert secrets.value.status == 403
+
+
+def test_a_workload_cannot_forge_another_resources_status(
+    api: Api, cluster: KubeCluster, tmp_path: Path
+) -> None:
+    # An upstream still running, and a downstream waiting for it.
+    api.create(dataset("forged-docs", resources=run_ms(120000)))
+    api.create(finetune("forger", dataset={"path": "datasets/x"}, resources=run_ms(120000)))
+    api.create(finetune("forged-tune", dataset_ref="forged-docs", resources=run_ms(200)))
+    api.wait_phase("DatasetGeneration", "forged-docs", "Running")
+    api.wait_phase("FineTuneJob", "forger", "Running")
+    (pod,) = api.pods_of("forger-ftj")
+    kubeconfig = token_kubeconfig(
+        cluster, "llmft-workload", NS, tmp_path / "kubeconfig", pod=pod.metadata.name
+    )
+    workload_api = client.CustomObjectsApi(config.new_client_from_config(str(kubeconfig)))
+    forged = {"phase": "Succeeded", "artifacts": {"pvc": "llmft-artifacts", "path": "etc"}}
+
+    refused = []
+    for plural, name, status in [
+        ("datasetgenerations", "forged-docs", forged),
+        ("datasetgenerations", "forged-docs", {"progress": {"percent": 100.0}}),
+        ("finetunejobs", "forger", {"phase": "Succeeded"}),
+    ]:
+        with pytest.raises(ApiException) as err:
+            workload_api.patch_namespaced_custom_object_status(
+                GROUP, VERSION, NS, plural, name, {"status": status}
+            )
+        refused.append(err.value.status)
+
+    assert refused == [403, 403, 403]
+    assert api.status("DatasetGeneration", "forged-docs")["phase"] == "Running"
+    assert api.job("forged-tune-ftj") is None
 
 
 def test_failed_pods_give_failed_with_the_reason(api: Api) -> None:

@@ -25,13 +25,16 @@ SETTINGS = OperatorSettings()
 ARTIFACTS = {"pvc": "llmft-artifacts", "path": "datasets/docs", "uri": "pvc://llmft-artifacts/d"}
 
 
+def succeeded(kind: str, name: str) -> dict[str, Any]:
+    """An upstream resource as the API returns it once the operator saw its Job complete."""
+    body = {"DatasetGeneration": dataset, "FineTuneJob": finetune}[kind](name)
+    return {**body, "status": {"phase": "Succeeded", "artifacts": ARTIFACTS}}
+
+
 def all_present(needs: Needs, **resources: dict[str, Any] | None) -> Fetched:
     """What the reconciler would fetch when every input exists; `resources` overrides upstreams."""
     fetched = Fetched(
-        resources={
-            (r.kind, r.name): {"status": {"phase": "Succeeded", "artifacts": ARTIFACTS}}
-            for r in needs.upstream
-        },
+        resources={(r.kind, r.name): succeeded(r.kind, r.name) for r in needs.upstream},
         secret_keys={u.ref.name: frozenset({u.ref.key}) for u in needs.secrets},
         secrets_opted_in={u.ref.name: True for u in needs.secrets},
         config_maps={name: True for name, _ in needs.config_maps},
@@ -248,3 +251,36 @@ def test_endpoints_match_on_scheme_host_port_and_path() -> None:
     assert not endpoint_allowed("https://hub.example/api", allowed)
     assert not endpoint_allowed("https://hub.example:8443/apix", allowed)
     assert endpoint_allowed("https://anything.example", ())
+
+
+def test_an_upstream_location_is_computed_never_read_from_its_status() -> None:
+    res = parse_resource(finetune())
+    needs = needs_of(res, SETTINGS)
+    fetched = all_present(needs)
+    forged = {"pvc": "llmft-artifacts", "path": "../../../etc", "uri": "pvc://x/../../../etc"}
+    fetched.resources[("DatasetGeneration", "docs")]["status"]["artifacts"] = forged
+
+    spec = json.loads(plan_workload(res, fetched, SETTINGS, 1).spec_json)["spec"]
+
+    assert spec["dataset"] == {"path": "/artifacts/datasets/docs"}
+
+
+def test_an_upstream_is_ready_only_when_its_job_completed() -> None:
+    needs = needs_of(parse_resource(finetune()), SETTINGS)
+    fetched = all_present(needs)
+    upstream = fetched.resources[("DatasetGeneration", "docs")]
+    upstream["metadata"]["uid"] = "u1"
+    job: dict[str, Any] = {
+        "metadata": {"name": "docs-dsgen", "ownerReferences": [{"uid": "u1"}]},
+        "status": {"active": 1},
+    }
+    fetched.upstream_jobs[("DatasetGeneration", "docs")] = job
+
+    (forged,) = find_problems(needs, fetched, "ns")
+    job["status"] = {"conditions": [{"type": "Complete", "status": "True"}]}
+    done = find_problems(needs, fetched, "ns")
+    fetched.upstream_jobs[("DatasetGeneration", "docs")] = None  # expired after its TTL
+    expired = find_problems(needs, fetched, "ns")
+
+    assert forged.reason == "UpstreamNotReady" and "has not completed" in forged.message
+    assert done == [] and expired == []
