@@ -38,6 +38,7 @@ from llmft_operator.resolve import (
     SPEC_KEY,
     Fetched,
     Needs,
+    Problem,
     find_problems,
     needs_of,
     output_location,
@@ -234,19 +235,28 @@ class Reconciler:
                 if child is job:
                     metrics.JOBS_CREATED.labels(kind).inc()
                 continue
-            # It exists: fine if it is ours (a retry), else an earlier namesake is going away.
+            # It exists: fine if it is ours (a retry), else an earlier namesake is going away, or
+            # someone else's object holds the name.
+            child_name = child["metadata"]["name"]
             existing = (
-                self.kube.get_job(namespace, job["metadata"]["name"])
+                self.kube.get_job(namespace, child_name)
                 if child is job
-                else self.kube.get_config_map(namespace, config_map["metadata"]["name"])
+                else self.kube.get_config_map(namespace, child_name)
             )
-            if existing is not None and meta["uid"] not in owner_uids(existing):
+            if existing is None:  # deleted in between: create it on the next pass
+                return Outcome(retry_after=1, message=f"{child['kind']} {child_name} was deleted")
+            if existing["metadata"].get("deletionTimestamp"):
                 return Outcome(
                     retry_after=5,
-                    message=f"{child['kind']} {child['metadata']['name']} of an earlier "
-                    f"{kind} {meta['name']} is still being deleted",
+                    message=f"{child['kind']} {child_name} of an earlier {kind} {meta['name']} "
+                    "is still being deleted",
                 )
-            if child is job and existing is not None:
+            conflict = _foreign_child(child, existing, meta["uid"])
+            if conflict:
+                problem = Problem("ChildNameConflict", conflict)
+                self._write(kind, body, waiting_status(status, [problem], generation, now))
+                return Outcome(retry_after=self.retry_interval, message=conflict)
+            if child is job:
                 # Created before the status said so (an operator stopped in between): follow it.
                 return self._reconcile(kind, body, existing)
         jname = job["metadata"]["name"]
@@ -332,6 +342,22 @@ class Reconciler:
             self.phases.record(kind, namespace, name, phase)
         for transition in transitions(old, new):
             self.post_event(body, transition)
+
+
+def _foreign_child(planned: dict[str, Any], existing: dict[str, Any], owner_uid: str) -> str:
+    """Why an existing object of a child's name is not this resource's child ('' if it is).
+
+    An ownerReference can be written by anyone who may create the object, so the spec
+    ConfigMap must also hold exactly the planned spec: the workload runs what it says.
+    """
+    kind, name = planned["kind"], planned["metadata"]["name"]
+    what = f"{kind} {name!r} already exists and"
+    fix = "; delete or rename it to let this resource start"
+    if owner_uid not in owner_uids(existing):
+        return f"{what} is not owned by this resource{fix}"
+    if kind == "ConfigMap" and (existing.get("data") or {}) != planned["data"]:
+        return f"{what} does not hold the planned spec (written by someone else, or for earlier inputs){fix}"
+    return ""
 
 
 def _loads(text: str) -> dict[str, Any] | None:

@@ -796,3 +796,52 @@ def _gone(api: Api, kind: str, name: str) -> bool:
             return True
         raise
     return False
+
+
+def test_a_spec_configmap_with_a_forged_owner_is_refused_naming_it(api: Api) -> None:
+    hub = {"huggingFace": {"repo": "acme/x", "tokenSecretRef": {"name": "forge-hub", "key": "t"}}}
+    api.create(
+        finetune("victim", dataset={"path": "datasets/v"}, output=hub, resources=run_ms(200))
+    )
+    api.wait_phase("FineTuneJob", "victim", "Waiting")
+    uid = api.get("FineTuneJob", "victim")["metadata"]["uid"]
+    owner = {
+        "apiVersion": "llmft.io/v1alpha1",
+        "kind": "FineTuneJob",
+        "name": "victim",
+        "uid": uid,
+    }
+    evil = {"spec.json": json.dumps({"spec": {"baseModel": {"name": "attacker/model"}}})}
+    api.core.create_namespaced_config_map(
+        NS,
+        client.V1ConfigMap(
+            metadata=client.V1ObjectMeta(name="victim-ftj-spec", owner_references=[owner]),
+            data=evil,
+        ),
+    )
+    api.core.create_namespaced_secret(
+        NS,
+        client.V1Secret(
+            metadata=client.V1ObjectMeta(
+                name="forge-hub", labels={"llmft.io/use-in-workloads": "true"}
+            ),
+            string_data={"t": "hf_x"},
+        ),
+    )
+
+    refused = wait_for(
+        lambda: (
+            (s := api.status("FineTuneJob", "victim"))
+            and condition(s, "InputsReady").get("reason") == "ChildNameConflict"
+            and s
+        ),
+        30,
+        what="ChildNameConflict",
+    )
+    assert "ConfigMap 'victim-ftj-spec'" in refused["message"]
+    assert api.job("victim-ftj") is None
+
+    api.core.delete_namespaced_config_map("victim-ftj-spec", NS)
+    api.wait_phase("FineTuneJob", "victim", "Succeeded")
+    spec = json.loads(api.core.read_namespaced_config_map("victim-ftj-spec", NS).data["spec.json"])
+    assert spec["spec"]["baseModel"]["name"] == "HuggingFaceTB/SmolLM2-135M-Instruct"
