@@ -15,6 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from kubernetes.client.rest import ApiException
+
 from llmft.api.common import Phase
 from llmft.api.resource import ManifestError, parse_resource
 from llmft.api.status import (
@@ -75,6 +77,10 @@ class Outcome:
 
 DONE = Outcome()
 LOCK_STRIPES = 64
+# Create answers that will not change by retrying the same objects (a spec the Job or ConfigMap
+# API refuses), and those that may (a quota, a webhook, throttling).
+PERMANENT_CREATE_ERRORS = frozenset({400, 404, 413, 422})
+TEMPORARY_CREATE_ERRORS = frozenset({403, 429})
 
 
 class Reconciler:
@@ -231,7 +237,11 @@ class Reconciler:
         job = build_workload_job(plan, self.settings)
         self.adopt([config_map, job], body)
         for child in (config_map, job):
-            if self.kube.create(child) is not None:
+            try:
+                created = self.kube.create(child)
+            except ApiException as err:
+                return self._refused(kind, body, child, err, generation, now)
+            if created is not None:
                 if child is job:
                     metrics.JOBS_CREATED.labels(kind).inc()
                 continue
@@ -272,6 +282,29 @@ class Reconciler:
         )
         self._write(kind, body, patch)
         return DONE
+
+    def _refused(
+        self,
+        kind: str,
+        body: dict[str, Any],
+        child: dict[str, Any],
+        err: ApiException,
+        generation: int,
+        now: str,
+    ) -> Outcome:
+        """The API server refused to create a child: permanent for what the spec asked for."""
+        status: dict[str, Any] = body.get("status") or {}
+        what = f"the API server refused {child['kind']} {child['metadata']['name']}"
+        message = f"{what}: {_api_message(err)}"
+        if err.status in PERMANENT_CREATE_ERRORS:
+            patch = invalid_spec_status(status, message, generation, now, reason="CreateRefused")
+            self._write(kind, body, patch)
+            return Outcome(permanent=True, message=message)
+        if err.status in TEMPORARY_CREATE_ERRORS:  # a quota, an admission webhook, throttling
+            problem = Problem("CreateForbidden", message)
+            self._write(kind, body, waiting_status(status, [problem], generation, now))
+            return Outcome(retry_after=self.retry_interval, message=message)
+        raise err
 
     def _artifacts(self, body: dict[str, Any]) -> dict[str, Any] | None:
         # Normally written when the Job is created; recomputed if the operator stopped in between.
@@ -356,8 +389,19 @@ def _foreign_child(planned: dict[str, Any], existing: dict[str, Any], owner_uid:
     if owner_uid not in owner_uids(existing):
         return f"{what} is not owned by this resource{fix}"
     if kind == "ConfigMap" and (existing.get("data") or {}) != planned["data"]:
-        return f"{what} does not hold the planned spec (written by someone else, or for earlier inputs){fix}"
+        why = "written by someone else, or for earlier inputs"
+        return f"{what} does not hold the planned spec ({why}){fix}"
     return ""
+
+
+def _api_message(err: ApiException) -> str:
+    """The API server's own explanation (Status.message), else the HTTP reason."""
+    try:
+        body = json.loads(err.body or "{}")
+    except (TypeError, ValueError):
+        body = {}
+    message = body.get("message") if isinstance(body, dict) else None
+    return str(message or err.reason or err.status)
 
 
 def _loads(text: str) -> dict[str, Any] | None:

@@ -278,12 +278,12 @@ def waiting_status(
 
 
 def invalid_spec_status(
-    current: dict[str, Any], message: str, generation: int, now: str
+    current: dict[str, Any], message: str, generation: int, now: str, reason: str = "InvalidSpec"
 ) -> dict[str, Any]:
     """Status of a spec the operator refuses (what the CRD schema could not catch)."""
     conds = read_status(current).conditions
-    conds = set_condition(conds, READY, False, "InvalidSpec", message, generation, now)
-    conds = set_condition(conds, FAILED, True, "InvalidSpec", message, generation, now)
+    conds = set_condition(conds, READY, False, reason, message, generation, now)
+    conds = set_condition(conds, FAILED, True, reason, message, generation, now)
     return {
         "phase": Phase.FAILED.value,
         "message": _clip(message),

@@ -358,6 +358,26 @@ def _mistakes() -> list[tuple[str, dict[str, Any], str]]:
         ),
         ("unknown field", ft(hyperparameter={"epochs": 1}), "spec.hyperparameter"),
         ("path leaving the volume", ft(output={"path": "a/../../../x"}), "spec.output.path"),
+        ("negative quantity", ft(resources={"memory": "-1"}), "spec.resources.memory"),
+        ("not a quantity", ft(resources={"cpu": "lots"}), "spec.resources.cpu"),
+        ("quantity with a space", ft(resources={"sharedMemory": "1 GB"}), "spec.resources"),
+        ("label value", ft(resources={"gpuProduct": "NVIDIA A10"}), "spec.resources.gpuProduct"),
+        ("queue name", ft(resources={"queueName": "my queue"}), "spec.resources.queueName"),
+        (
+            "annotation key",
+            ft(resources={"podAnnotations": {"bad key!": "x"}}),
+            "spec.resources.podAnnotations",
+        ),
+        (
+            "node selector value",
+            ft(resources={"nodeSelector": {"pool": "a b"}}),
+            "spec.resources.nodeSelector",
+        ),
+        (
+            "free text too long",
+            ds(generator={"systemPrompt": "x" * 70000}),
+            "spec.generator.systemPrompt",
+        ),
         (
             "CEL: overlap not below budget",
             ds(chunking={"maxTokens": 64, "overlapTokens": 64}),
@@ -845,3 +865,25 @@ def test_a_spec_configmap_with_a_forged_owner_is_refused_naming_it(api: Api) -> 
     api.wait_phase("FineTuneJob", "victim", "Succeeded")
     spec = json.loads(api.core.read_namespaced_config_map("victim-ftj-spec", NS).data["spec.json"])
     assert spec["spec"]["baseModel"]["name"] == "HuggingFaceTB/SmolLM2-135M-Instruct"
+
+
+def test_a_child_the_api_server_refuses_fails_the_resource_with_its_message(api: Api) -> None:
+    # Each template fits the CRD, but the resolved spec is over the 1 MiB a ConfigMap may hold.
+    template = "{{ messages }}" + "x" * 64000
+    arms = [
+        {"name": f"arm-{i}", "baseModel": {"name": "m", "chatTemplate": template}}
+        for i in range(18)
+    ]
+    api.create(evaluation("oversized", dataset={"path": "datasets/x"}, arms=arms))
+
+    failed = api.wait_phase("Evaluation", "oversized", "Failed")
+
+    refused = condition(failed, "Failed")
+    assert refused["reason"] == "CreateRefused"
+    assert "the API server refused ConfigMap oversized-eval-spec" in refused["message"]
+    assert "1048576" in refused["message"]
+    wait_for(
+        lambda: "CreateRefused" in [e.reason for e in api.events_for("oversized")],
+        20,
+        what="CreateRefused event",
+    )

@@ -33,6 +33,15 @@ CONTAINED_PATH = rf"^(?:/?{_SEGMENT}(?:/{_SEGMENT})*/?)?$"
 # A Hugging Face Hub URI (hf://[datasets/]owner/name[@revision][/folder]), read by the workload.
 HF_SCHEME = "hf://"
 CONTAINED_PATH_OR_HUB = rf"^(?:hf://[^\s]+|{CONTAINED_PATH[1:-1]})$"
+# A non-negative Kubernetes quantity ("4", "500m", "24Gi", "1e3"), as the Job API accepts it.
+QUANTITY = r"^\+?([0-9]+(\.[0-9]*)?|\.[0-9]+)([KMGTPE]i|[mkMGTPE]|[eE][-+]?[0-9]+)?$"
+# A label value (at most 63 characters), and a label or annotation key (a qualified name with an
+# optional DNS-subdomain prefix).
+LABEL_VALUE = r"^(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?$"
+QUALIFIED_NAME = (
+    r"^([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)*/)?"
+    r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
+)
 # Pattern -> what it means, for error messages (pydantic would print the pattern itself).
 PATTERN_MEANINGS = {
     CONTAINED_PATH: "must be a path without '..' segments, empty segments or whitespace",
@@ -40,6 +49,9 @@ PATTERN_MEANINGS = {
         "must be a path without '..' segments, empty segments or whitespace, or an hf:// Hub URI"
     ),
     DNS_SUBDOMAIN: "must be a Kubernetes object name (lower-case letters, digits, '-' and '.')",
+    QUANTITY: "must be a Kubernetes quantity such as 4, 500m or 24Gi",
+    LABEL_VALUE: "must be a label value: at most 63 letters, digits, '-', '_' or '.'",
+    QUALIFIED_NAME: "must be a label or annotation key such as example.com/name",
 }
 
 ContainedPath = Annotated[str, Field(pattern=CONTAINED_PATH, max_length=1024)]
@@ -48,6 +60,12 @@ may be "..", so the path can never leave that root."""
 ContainedPathOrHub = Annotated[str, Field(pattern=CONTAINED_PATH_OR_HUB, max_length=1024)]
 """A contained path, or a Hub repository as hf://[datasets/]owner/name[@revision][/folder]."""
 ObjectName = Annotated[str, Field(pattern=DNS_SUBDOMAIN, max_length=253)]
+Quantity = Annotated[str, Field(pattern=QUANTITY, max_length=64)]
+LabelValue = Annotated[str, Field(pattern=LABEL_VALUE, max_length=63)]
+QualifiedName = Annotated[str, Field(pattern=QUALIFIED_NAME, max_length=317)]
+# Free text a user writes into a spec (prompts, templates): bounded, so a spec always fits in the
+# ConfigMap (1 MiB) the operator hands the workload.
+FREE_TEXT_LIMIT = 65536
 
 
 def cel_rules(*rules: dict[str, str]) -> ConfigDict:
@@ -209,6 +227,7 @@ class ModelSource(ApiModel):
     chat_template: str | None = Field(
         default=None,
         description="Jinja chat template to use when the tokenizer has none.",
+        max_length=FREE_TEXT_LIMIT,
     )
 
 
@@ -216,17 +235,23 @@ class Resources(ApiModel):
     """Compute for the workload's pod. GPU product picks the node pool (default A10)."""
 
     gpu_count: int = Field(default=1, ge=0, le=16, description="GPUs per pod (nvidia.com/gpu).")
-    gpu_product: str = Field(
+    gpu_product: LabelValue = Field(
         default=DEFAULT_GPU_PRODUCT,
         description="GPU product label value the pod is scheduled onto (nvidia.com/gpu.product).",
     )
-    cpu: str = Field(default="4", description="CPU request and limit, as a Kubernetes quantity.")
-    memory: str = Field(default="24Gi", description="Memory request and limit (quantity).")
-    shared_memory: str = Field(default="8Gi", description="Size of the /dev/shm memory volume.")
-    node_selector: dict[str, str] = Field(
-        default_factory=dict, description="Extra node selector labels, merged with the GPU one."
+    cpu: Quantity = Field(
+        default="4", description="CPU request and limit, as a Kubernetes quantity."
     )
-    queue_name: str | None = Field(
+    memory: Quantity = Field(default="24Gi", description="Memory request and limit (quantity).")
+    shared_memory: Quantity = Field(
+        default="8Gi", description="Size of the /dev/shm memory volume."
+    )
+    node_selector: dict[QualifiedName, LabelValue] = Field(
+        default_factory=dict,
+        description="Extra node selector labels, merged with the GPU one.",
+        max_length=32,
+    )
+    queue_name: LabelValue | None = Field(
         default=None, description="Kueue LocalQueue to submit the Job to (kueue.x-k8s.io label)."
     )
     active_deadline_seconds: int | None = Field(
@@ -235,8 +260,9 @@ class Resources(ApiModel):
     backoff_limit: int = Field(
         default=2, ge=0, le=10, description="Pod restarts before the Job is marked failed."
     )
-    pod_annotations: dict[str, str] = Field(
+    pod_annotations: dict[QualifiedName, Annotated[str, Field(max_length=4096)]] = Field(
         default_factory=dict,
+        max_length=32,
         description=(
             "Extra annotations on the workload pod (e.g. sidecar.istio.io/inject, "
             "cluster-autoscaler.kubernetes.io/safe-to-evict)."

@@ -24,7 +24,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import GenerateJsonSchema
 from pydantic_core import core_schema
 
-from llmft.api.common import GROUP, VERSION, BaseStatus
+from llmft.api.common import GROUP, PATTERN_MEANINGS, VERSION, BaseStatus
 from llmft.api.kinds import KINDS, KindEntry
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -84,7 +84,15 @@ def to_structural(node: dict[str, Any]) -> dict[str, Any]:
     node = _fold_nullable(dict(node))
     out: dict[str, Any] = {}
     for key, value in node.items():
-        if key in ("title", "additionalProperties", "properties", "items", "required"):
+        if key in (
+            "title",
+            "additionalProperties",
+            "patternProperties",
+            "propertyNames",
+            "properties",
+            "items",
+            "required",
+        ):
             continue
         if key == "default" and value is None:
             continue
@@ -108,6 +116,20 @@ def to_structural(node: dict[str, Any]) -> dict[str, Any]:
             out["required"] = list(node["required"])
         if node.get("additionalProperties") is True:
             out["x-kubernetes-preserve-unknown-fields"] = True
+    elif node.get("patternProperties"):
+        # A map whose keys are constrained (dict[Pattern, V]): structural schemas have no
+        # patternProperties, so the key pattern becomes a CEL rule over the keys.
+        ((pattern, values),) = node["patternProperties"].items()
+        out["additionalProperties"] = to_structural(values)
+        meaning = PATTERN_MEANINGS.get(pattern, f"must match {pattern}")
+        limit = (node.get("propertyNames") or {}).get("maxLength")
+        size = f"size(k) <= {limit} && " if limit else ""
+        out.setdefault("x-kubernetes-validations", []).append(
+            {
+                "rule": f"self.all(k, {size}k.matches(r'{pattern}'))",
+                "message": f"every key {meaning}",
+            }
+        )
     elif node.get("type") == "object":
         extra = node.get("additionalProperties", True)
         if extra is True or extra == {}:

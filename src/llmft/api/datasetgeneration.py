@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 from pydantic import Field, model_validator
 
 from llmft.api.common import (
+    FREE_TEXT_LIMIT,
     ApiModel,
     ArtifactOutput,
     ClusterSource,
@@ -14,6 +15,7 @@ from llmft.api.common import (
     InputPath,
     ModelSource,
     ObjectName,
+    Quantity,
     Resources,
     cel,
     cel_rules,
@@ -52,8 +54,11 @@ class DocumentSource(ApiModel):
         )
     )
     pvc: PvcSource | None = Field(default=None, description="Directory on a PVC.")
-    urls: list[str] | None = Field(
-        default=None, description="HTTP(S) URLs of documents to fetch.", min_length=1
+    urls: list[Annotated[str, Field(max_length=2048)]] | None = Field(
+        default=None,
+        description="HTTP(S) URLs of documents to fetch.",
+        min_length=1,
+        max_length=256,
     )
     path: Annotated[str | None, InputPath()] = Field(
         default=None,
@@ -119,7 +124,9 @@ class Generator(ApiModel):
     )
     model: str = Field(default="llama3:8b", description="Model name on the Ollama server.")
     system_prompt: str | None = Field(
-        default=None, description="System prompt; empty uses llmft's built-in prompt."
+        default=None,
+        description="System prompt; empty uses llmft's built-in prompt.",
+        max_length=FREE_TEXT_LIMIT,
     )
     prompt_template: str | None = Field(
         default=None,
@@ -127,6 +134,7 @@ class Generator(ApiModel):
             "User prompt template; placeholders {context}, {neighbour_context}, "
             "{num_questions}, {kinds}. Empty uses the built-in template."
         ),
+        max_length=FREE_TEXT_LIMIT,
     )
     questions_per_chunk: int = Field(default=3, ge=1, le=20, description="Pairs asked per chunk.")
     question_kinds: list[QuestionKind] = Field(
@@ -180,9 +188,13 @@ class GenerationResources(Resources):
     """Compute for the generation pod: the LLM runs in Ollama, so no GPU unless asked for."""
 
     gpu_count: int = Field(default=0, ge=0, le=16, description="GPUs per pod (nvidia.com/gpu).")
-    cpu: str = Field(default="2", description="CPU request and limit, as a Kubernetes quantity.")
-    memory: str = Field(default="4Gi", description="Memory request and limit (quantity).")
-    shared_memory: str = Field(default="1Gi", description="Size of the /dev/shm memory volume.")
+    cpu: Quantity = Field(
+        default="2", description="CPU request and limit, as a Kubernetes quantity."
+    )
+    memory: Quantity = Field(default="4Gi", description="Memory request and limit (quantity).")
+    shared_memory: Quantity = Field(
+        default="1Gi", description="Size of the /dev/shm memory volume."
+    )
 
 
 class DatasetGenerationSpec(ApiModel):
