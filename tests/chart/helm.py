@@ -19,7 +19,11 @@ REPO_CRDS = ROOT / "crds"
 # Every optional part switched on, so one render covers every template.
 EVERYTHING_ON: dict[str, Any] = {
     "images": {"pullSecrets": ["registry-creds"]},
-    "operator": {"extraArgs": ["--verbose"], "extraEnv": [{"name": "EXTRA", "value": "1"}]},
+    "operator": {
+        "extraArgs": ["--verbose"],
+        "extraEnv": [{"name": "EXTRA", "value": "1"}],
+        "allowedEndpoints": ["https://huggingface.co"],
+    },
     "workloads": {"kueueQueue": "gpu-queue"},
     "artifacts": {"pvc": {"create": True, "storageClassName": "fast"}},
     "ollama": {"enabled": True, "persistence": {"enabled": True}},

@@ -100,6 +100,8 @@ def test_defaults_render_the_operator_its_rbac_and_the_workload_identity(tmp_pat
             "RoleBinding",
             "Service",
             "Deployment",
+            "ValidatingAdmissionPolicy",
+            "ValidatingAdmissionPolicyBinding",
         ]
     )
     # Optional parts stay off by default.

@@ -776,23 +776,32 @@ def test_job_deleted_by_hand_mid_run_leaves_the_resource_failed(api: Api) -> Non
     assert api.job("orphaned-ftj") is None
 
 
-def _metric(operator: OperatorProcess, series: str) -> float:
+def _metric(operator: OperatorProcess, name: str, **labels: str) -> float:
+    """The sum of a metric's samples that carry `labels` (in any order)."""
     text = http_get(f"http://127.0.0.1:{operator.metrics_port}/metrics")
+    wanted = [f'{k}="{v}"' for k, v in labels.items()]
     return sum(
-        float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(series)
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith(name + "{") and all(w in line for w in wanted)
     )
 
 
 def test_deletion_never_waits_for_the_operator(api: Api, operator: OperatorProcess) -> None:
     # A Job suspended for Kueue keeps the resource Pending with a Job: what kopf's timer (and its
     # finalizer) used to cover. The finalizer an older operator left is removed too.
-    timer = 'llmft_operator_reconciles_total{kind="FineTuneJob",trigger="timer"'
+    timer = {"kind": "FineTuneJob", "trigger": "timer"}
     body = finetune("queued", dataset={"path": "datasets/docs"}, resources={"queueName": "nowhere"})
     body["metadata"]["finalizers"] = ["llmft.io/operator"]
     api.create(body)
     api.wait_phase("FineTuneJob", "queued", "Pending")
-    refreshed = _metric(operator, timer)
-    wait_for(lambda: _metric(operator, timer) > refreshed, 30, what="a refresh of the resource")
+    refreshed = _metric(operator, "llmft_operator_reconciles_total", **timer)
+    wait_for(
+        lambda: _metric(operator, "llmft_operator_reconciles_total", **timer) > refreshed,
+        30,
+        what="a refresh of the resource",
+        logs=operator.tail,
+    )
     wait_for(
         lambda: not api.get("FineTuneJob", "queued")["metadata"].get("finalizers"),
         30,
