@@ -155,11 +155,15 @@ class Reconciler:
                     message=f"Job {jname} of an earlier {kind} {name} is still being deleted",
                 )
             pods = self.kube.job_pods(namespace, jname)
+            refused = None
+            if not pods and not (job.get("status") or {}).get("conditions"):
+                # No pod yet: the API server may be refusing it (only an Event says so).
+                refused = self.kube.failed_create(namespace, job["metadata"].get("uid", ""))
             annotations = job["metadata"].get("annotations") or {}
             job_generation = int(annotations.get(GENERATION_ANNOTATION) or generation)
             patch = job_status(
                 status,
-                observe_job(job, pods),
+                observe_job(job, pods, refused),
                 generation=generation,
                 job_generation=job_generation,
                 job_name=jname,

@@ -104,6 +104,21 @@ class Kube:
         )
         return list(body.get("items") or [])
 
+    def failed_create(self, namespace: str, job_uid: str) -> str | None:
+        """The message of the latest FailedCreate event of a Job (its pod was refused), if any."""
+        body = _json(
+            self.core.list_namespaced_event(
+                namespace,
+                field_selector=f"involvedObject.uid={job_uid},reason=FailedCreate",
+                _preload_content=False,
+            )
+        )
+        events = sorted(
+            body.get("items") or [],
+            key=lambda e: e.get("lastTimestamp") or e.get("eventTime") or "",
+        )
+        return str(events[-1].get("message") or "FailedCreate") if events else None
+
     def create(self, obj: dict[str, Any]) -> dict[str, Any] | None:
         """Create a ConfigMap or Job; None when one of that name exists already (409)."""
         namespace = obj["metadata"]["namespace"]

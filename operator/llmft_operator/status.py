@@ -190,8 +190,14 @@ def _job_failure(
     return job_reason, _clip(message)
 
 
-def observe_job(job: dict[str, Any], pods: Iterable[dict[str, Any]]) -> Observation:
-    """Phase, reason and message of a workload from its Job and the Job's Pods."""
+def observe_job(
+    job: dict[str, Any], pods: Iterable[dict[str, Any]], failed_create: str | None = None
+) -> Observation:
+    """Phase, reason and message of a workload from its Job and the Job's Pods.
+
+    `failed_create` is the message of the Job controller's latest FailedCreate event, when the
+    API server refused the pod (a ResourceQuota, Pod Security admission, a webhook).
+    """
     pods = _newest(pods)
     status = job.get("status") or {}
     start = status.get("startTime")
@@ -217,6 +223,13 @@ def observe_job(job: dict[str, Any], pods: Iterable[dict[str, Any]]) -> Observat
         )
     if (job.get("spec") or {}).get("suspend"):
         return Observation(Phase.PENDING, "Queued", "the Job is suspended until Kueue admits it")
+    if not pods and failed_create:
+        return Observation(
+            Phase.PENDING,
+            "FailedCreate",
+            _clip(f"the Job controller cannot create the pod: {failed_create}"),
+            start,
+        )
     if not pods:
         return Observation(
             Phase.PENDING, "PodPending", "waiting for the Job controller to create the pod", start

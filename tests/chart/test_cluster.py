@@ -356,6 +356,7 @@ OPERATOR_MAY = [
     ("create", "configmaps", None),
     ("get", "configmaps", None),
     ("create", "events", None),
+    ("list", "events", None),
     ("list", "pods", None),
     ("get", "persistentvolumeclaims", None),
     ("get", "serviceaccounts", None),

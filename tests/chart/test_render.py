@@ -348,7 +348,7 @@ def test_operator_role_grants_its_work_and_no_wildcards(tmp_path: Path) -> None:
     assert {v for g, r, v in granted if r == "configmaps"} == {"create", "get"}
     assert {v for g, r, v in granted if r == "pods"} == {"list"}
     assert {v for g, r, v in granted if r == "secrets"} == SECRET_VERBS_ALLOWED
-    assert {v for g, r, v in granted if r == "events"} == {"create"}
+    assert {v for g, r, v in granted if r == "events"} == {"create", "list"}
     # No way to escalate: it cannot touch RBAC, ServiceAccount tokens, pods' shells or CRDs.
     assert not {r for _, r, _ in granted} & {
         "roles",
@@ -365,7 +365,7 @@ def test_operator_role_grants_its_work_and_no_wildcards(tmp_path: Path) -> None:
 
 
 KOPF_NEEDS = {
-    # kopf watches the three kinds and patches them (finalizer, last-handled annotation).
+    # kopf watches the kinds and patches them (last-handled annotation; no finalizer).
     *(("llmft.io", p, v) for p in PLURALS for v in ("list", "watch", "patch")),
     # @kopf.on.event on batch/v1 jobs.
     ("batch", "jobs", "list"),

@@ -896,3 +896,28 @@ def test_a_child_the_api_server_refuses_fails_the_resource_with_its_message(api:
         20,
         what="CreateRefused event",
     )
+
+
+def test_a_pod_refused_by_a_quota_shows_why_on_the_resource(api: Api) -> None:
+    quota = client.V1ResourceQuota(
+        metadata=client.V1ObjectMeta(name="tiny"),
+        spec=client.V1ResourceQuotaSpec(hard={"requests.memory": "1Mi"}),
+    )
+    api.core.create_namespaced_resource_quota(NS, quota)
+    try:
+        api.create(finetune("over-quota", dataset={"path": "datasets/q"}, resources=run_ms(200)))
+        refused = wait_for(
+            lambda: (
+                (s := api.status("FineTuneJob", "over-quota"))
+                and condition(s, "Ready").get("reason") == "FailedCreate"
+                and s
+            ),
+            60,
+            what="FailedCreate on the resource",
+            logs=api.op.tail if api.op else None,
+        )
+        assert refused["phase"] == "Pending"
+        assert "exceeded quota: tiny" in refused["message"]
+    finally:
+        api.core.delete_namespaced_resource_quota("tiny", NS)
+    api.wait_phase("FineTuneJob", "over-quota", "Succeeded", timeout=90)

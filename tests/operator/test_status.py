@@ -256,3 +256,12 @@ def test_transitions_post_one_event_per_change_and_warn_on_failure() -> None:
     assert [(e.type, e.reason) for e in first] == [("Warning", "SecretNotFound")]
     assert again == []
     assert [(e.type, e.reason) for e in fail] == [("Warning", "OOMKilled")]
+
+
+def test_a_pod_refused_at_admission_shows_the_job_controllers_reason() -> None:
+    refused = 'pods "tune-ftj-x" is forbidden: exceeded quota: compute, requested: memory=24Gi'
+
+    obs = observe_job(job(), [], failed_create=refused)
+
+    assert (obs.phase, obs.reason) == (Phase.PENDING, "FailedCreate")
+    assert obs.message == f"the Job controller cannot create the pod: {refused}"
