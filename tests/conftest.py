@@ -21,9 +21,11 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from servers.launch import (
     KubeCluster,
+    MlflowServer,
     OllamaServer,
     WeaviateServer,
     start_kube_cluster,
+    start_mlflow,
     start_ollama,
     start_weaviate,
 )
@@ -53,6 +55,16 @@ def ollama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OllamaSe
 def weaviate_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WeaviateServer]:
     """A real standalone Weaviate with data in a temporary directory."""
     server = start_weaviate(tmp_path_factory.mktemp("weaviate"))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
+    """A real MLflow tracking server (from PyPI) with a SQLite store in a temporary directory."""
+    server = start_mlflow(tmp_path_factory.mktemp("mlflow"))
     try:
         yield server
     finally:

@@ -32,6 +32,8 @@ from llmft.api.layout import (
     ENV_HF_PUSH_TOKEN,
     ENV_HF_TOKEN,
     ENV_JUDGE_API_KEY,
+    ENV_MLFLOW_PASSWORD,
+    ENV_MLFLOW_TOKEN,
     ENV_WEAVIATE_API_KEY,
     arm_api_key_env,
 )
@@ -172,6 +174,15 @@ def _secret_uses(res: Resource[Any]) -> list[SecretUse]:
             ref = spec.retrieval.api_key_secret_ref
             field_ = "spec.retrieval.apiKeySecretRef"
             uses.append(SecretUse(ENV_WEAVIATE_API_KEY, ref, field_, spec.retrieval.weaviate_url))
+    mlflow = getattr(getattr(spec, "tracking", None), "mlflow", None)
+    if mlflow is not None:
+        for env, ref, name in (
+            (ENV_MLFLOW_TOKEN, mlflow.token_secret_ref, "tokenSecretRef"),
+            (ENV_MLFLOW_PASSWORD, mlflow.password_secret_ref, "passwordSecretRef"),
+        ):
+            if ref is not None:
+                field_ = f"spec.tracking.mlflow.{name}"
+                uses.append(SecretUse(env, ref, field_, mlflow.tracking_uri))
     hub = spec.output.hugging_face
     if hub is not None:
         field_ = "spec.output.huggingFace.tokenSecretRef"
@@ -475,6 +486,9 @@ def plan_workload(
         "labels": dict(res.metadata.labels),
         "generation": generation,
     }
+    uid = (res.metadata.model_extra or {}).get("uid")
+    if uid:
+        metadata["uid"] = uid  # tags the workload's MLflow run with the resource it belongs to
     return WorkloadPlan(
         kind=res.kind,
         name=res.metadata.name,

@@ -82,6 +82,9 @@ class Reporter:
         self.termination_log = termination_log
         self._last = 0.0
         self.last_progress: dict[str, Any] = {}
+        # Other status fields a workload keeps current beside progress (a trainer's
+        # trainerStatus), sent with every progress report and with the result.
+        self.last_fields: dict[str, Any] = {}
 
     def _send(self, status: dict[str, Any]) -> None:
         if self.sink is None:
@@ -91,8 +94,15 @@ class Reporter:
         except Exception as err:  # a report must never kill the workload
             log.warning("status report failed: %s", err)
 
-    def progress(self, force: bool = False, **fields: Any) -> None:
-        """Record progress (step, total, loss, ...); sent at most every `min_interval` seconds."""
+    def progress(
+        self, force: bool = False, status: dict[str, Any] | None = None, **fields: Any
+    ) -> None:
+        """Record progress (step, total, loss, ...); sent at most every `min_interval` seconds.
+
+        `status` holds other top-level status fields to keep current (e.g. trainerStatus).
+        """
+        if status:
+            self.last_fields.update(status)
         fields = {k: v for k, v in fields.items() if v is not None}
         step, total = fields.get("step"), fields.get("total")
         if step is not None and total:
@@ -102,7 +112,7 @@ class Reporter:
         print(json.dumps({"event": "progress", **fields}), file=sys.stderr, flush=True)
         if force or time.monotonic() - self._last >= self.min_interval:
             self._last = time.monotonic()
-            self._send({"progress": dict(self.last_progress)})
+            self._send({**self.last_fields, "progress": dict(self.last_progress)})
 
     def result(self, metrics: dict[str, Any], outputs: dict[str, Any] | None = None) -> None:
         """Record the final metrics and output locations on every channel."""
@@ -113,7 +123,7 @@ class Reporter:
             self.output_dir.mkdir(parents=True, exist_ok=True)
             (self.output_dir / RESULT).write_text(json.dumps(payload, indent=2, sort_keys=True))
         self._write_termination_message(payload)
-        status: dict[str, Any] = {"metrics": metrics, "outputs": outputs}
+        status: dict[str, Any] = {**self.last_fields, "metrics": metrics, "outputs": outputs}
         if self.last_progress:
             status["progress"] = dict(self.last_progress)
         self._send(status)

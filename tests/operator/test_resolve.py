@@ -284,3 +284,25 @@ def test_an_upstream_is_ready_only_when_its_job_completed() -> None:
 
     assert forged.reason == "UpstreamNotReady" and "has not completed" in forged.message
     assert done == [] and expired == []
+
+
+def test_mlflow_credentials_reach_the_pod_by_secret_reference_only() -> None:
+    from llmft.api.layout import ENV_MLFLOW_PASSWORD, ENV_MLFLOW_TOKEN
+
+    res = parse_resource(
+        finetune(
+            tracking={
+                "mlflow": {
+                    "trackingUri": "https://mlflow.example",
+                    "username": "ci",
+                    "passwordSecretRef": {"name": "mlflow", "key": "password"},
+                    "tokenSecretRef": {"name": "mlflow", "key": "token"},
+                }
+            }
+        )
+    )
+
+    uses = {u.env: u for u in needs_of(res, OperatorSettings()).secrets}
+
+    assert uses[ENV_MLFLOW_TOKEN].ref.key == "token"
+    assert uses[ENV_MLFLOW_PASSWORD].field == "spec.tracking.mlflow.passwordSecretRef"

@@ -589,3 +589,78 @@ def start_weaviate(workdir: Path) -> WeaviateServer:
 
 def have(*names: str) -> bool:
     return all((BIN / n).exists() or shutil.which(n) for n in names)
+
+
+# --- MLflow ----------------------------------------------------------------------------------
+
+MLFLOW_VERSION = os.environ.get("LLMFT_MLFLOW_VERSION", "3.17.2")
+
+
+@dataclass
+class MlflowServer:
+    """A real MLflow tracking server (SQLite backend, local artefact store)."""
+
+    host: str
+    port: int
+    proc: Proc
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def rest(self, path: str, body: dict[str, Any] | None = None, **query: str) -> Any:
+        """One call to MLflow's REST API (GET with a query, or POST with a JSON body)."""
+        import urllib.parse
+
+        url = f"{self.url}/api/2.0/mlflow/{path}"
+        if query:
+            url += "?" + urllib.parse.urlencode(query)
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return json.loads(resp.read())
+
+    def stop(self) -> None:
+        self.proc.stop()
+
+
+def mlflow_binary() -> Path:
+    venv = CACHE / f"mlflow-server-{MLFLOW_VERSION}"
+    if not (venv / ".complete").exists():
+        raise ServerUnavailable(
+            f"{venv} is missing: run `bash tests/servers/install-mlflow.sh` (the MLflow "
+            "server from PyPI, in an environment of its own)"
+        )
+    return venv / "bin" / "mlflow"
+
+
+def start_mlflow(workdir: Path) -> MlflowServer:
+    """`mlflow server` on a free loopback port, with its runs in a SQLite file under workdir."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    proc = start_proc(
+        "mlflow",
+        [
+            mlflow_binary(),
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+            "--backend-store-uri",
+            f"sqlite:///{workdir / 'mlflow.db'}",
+            "--artifacts-destination",
+            str(workdir / "artifacts"),
+        ],
+        workdir,
+        {"MLFLOW_ENABLE_TELEMETRY": "false", "DO_NOT_TRACK": "1"},
+    )
+    try:
+        # The first start creates the database schema (alembic), which takes a while on 2 cores.
+        wait_until(proc, lambda: http_ok(f"http://127.0.0.1:{port}/health"), 180, "/health")
+        return MlflowServer("127.0.0.1", port, proc)
+    except BaseException:
+        proc.stop()
+        raise

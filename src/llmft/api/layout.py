@@ -36,6 +36,8 @@ ENV_HF_TOKEN = "HF_TOKEN"  # pulling gated/private models; huggingface_hub reads
 ENV_HF_PUSH_TOKEN = "LLMFT_HF_PUSH_TOKEN"  # pushing the result (spec.output.huggingFace)
 ENV_JUDGE_API_KEY = "LLMFT_JUDGE_API_KEY"  # spec.judge.apiKeySecretRef
 ENV_WEAVIATE_API_KEY = "LLMFT_WEAVIATE_API_KEY"  # spec.retrieval.apiKeySecretRef
+ENV_MLFLOW_TOKEN = "MLFLOW_TRACKING_TOKEN"  # spec.tracking.mlflow.tokenSecretRef (MLflow reads it)
+ENV_MLFLOW_PASSWORD = "MLFLOW_TRACKING_PASSWORD"  # spec.tracking.mlflow.passwordSecretRef
 
 
 def arm_api_key_env(index: int) -> str:

@@ -39,6 +39,7 @@ from llmft.workloads.evaluator.summary import (
     score_keys,
     status_metrics,
 )
+from llmft.workloads.evaluator.tracking import log_scores, start_run
 
 log = logging.getLogger("llmft.evaluator")
 
@@ -266,12 +267,26 @@ def _write_jsonl(path: Path, rows: Sequence[dict[str, Any]]) -> None:
 def run_evaluation(res: Resource[Any], reporter: Reporter) -> dict[str, Any]:
     """Evaluate every arm of `res` and write the results; returns the summary."""
     spec: EvaluationSpec = res.spec
-    name, namespace = res.metadata.name, res.metadata.namespace
     if not spec.output.path:
         raise WorkloadError("spec.output.path: not set (the resolved spec must name a directory)")
     out = Path(spec.output.path)
     out.mkdir(parents=True, exist_ok=True)
     hubsource.start_recording()
+    mlflow_run = start_run(res, out)
+    try:
+        summary = _evaluate(res, reporter, out)
+    except BaseException as err:
+        if mlflow_run is not None:
+            mlflow_run.finish("KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED")
+        raise
+    if mlflow_run is not None:
+        log_scores(mlflow_run, spec, summary)
+    return summary
+
+
+def _evaluate(res: Resource[Any], reporter: Reporter, out: Path) -> dict[str, Any]:
+    spec: EvaluationSpec = res.spec
+    name, namespace = res.metadata.name, res.metadata.namespace
     directory = dataset_dir(spec.dataset.path)
     items = load_eval_items(directory, spec.generation.max_items)
     data_fp = items_fingerprint(items)

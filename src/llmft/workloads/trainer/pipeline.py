@@ -26,11 +26,13 @@ from llmft.api.layout import (
 )
 from llmft.api.resource import Resource
 from llmft.reporting import Reporter
+from llmft.tracking import MlflowRun
 from llmft.workloads import hubsource, modeling
 from llmft.workloads.entry import WorkloadError
 from llmft.workloads.trainer.card import model_card, write_model_card
 from llmft.workloads.trainer.data import TrainingData, load_training_data
 from llmft.workloads.trainer.model import TrainableModel, build_trainable_model
+from llmft.workloads.trainer.tracking import MlflowCallback, finish_run, start_run
 
 log = logging.getLogger("llmft.trainer")
 
@@ -294,13 +296,9 @@ def main(res: Resource[Any], reporter: Reporter) -> None:
     """Train the adapter the FineTuneJob describes and report its metrics and locations."""
     import datasets
     import transformers
-    from transformers import EarlyStoppingCallback, PrinterCallback, set_seed
-    from trl import SFTTrainer
-
-    from llmft.workloads.trainer.progress import ProgressCallback
+    from transformers import set_seed
 
     spec: FineTuneJobSpec = res.spec
-    name = res.metadata.name
     hp = spec.hyperparameters
     out = output_dir(spec)
     # Progress goes out as structured lines (and to status); bars would only garble the log.
@@ -316,6 +314,34 @@ def main(res: Resource[Any], reporter: Reporter) -> None:
     report_to = report_integrations(spec, out)
     has_eval = bool(data.eval)
     check_evaluation_settings(spec, has_eval)
+    mlflow_run = start_run(spec, res, out, data)
+    try:
+        _train(res, reporter, data, out, report_to, mlflow_run)
+    except BaseException as err:
+        if mlflow_run is not None:
+            mlflow_run.finish("KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED")
+        raise
+
+
+def _train(
+    res: Resource[Any],
+    reporter: Reporter,
+    data: TrainingData,
+    out: Path,
+    report_to: list[str],
+    mlflow_run: MlflowRun | None,
+) -> None:
+    """Train, save and push the adapter; the MLflow run (if any) is open."""
+    import datasets
+    from transformers import EarlyStoppingCallback, PrinterCallback, set_seed
+    from trl import SFTTrainer
+
+    from llmft.workloads.trainer.progress import ProgressCallback
+
+    spec: FineTuneJobSpec = res.spec
+    name = res.metadata.name
+    hp = spec.hyperparameters
+    has_eval = bool(data.eval)
 
     ckpt_dir = out / CHECKPOINTS_DIR
     fingerprint = run_fingerprint(spec, data)
@@ -334,6 +360,8 @@ def main(res: Resource[Any], reporter: Reporter) -> None:
     config = training_config(spec, out, name, tm, has_eval, report_to)
     progress = ProgressCallback(reporter, log_file, resumed_from)
     callbacks: list[Any] = [progress]
+    if mlflow_run is not None:
+        callbacks.append(MlflowCallback(mlflow_run))
     if hp.early_stopping_patience is not None:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=hp.early_stopping_patience))
     trainer = SFTTrainer(
@@ -454,4 +482,6 @@ def main(res: Resource[Any], reporter: Reporter) -> None:
         )
     if hubsource.fetched_sources():
         outputs["sources"] = hubsource.fetched_sources()
+    if mlflow_run is not None:
+        finish_run(mlflow_run, metrics, outputs, int(metrics["steps"]))
     reporter.result(metrics, outputs)

@@ -10,13 +10,47 @@ from typing import Any
 
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
-from llmft.reporting import Reporter
+from llmft.api.common import EVAL_HISTORY_LIMIT
+from llmft.reporting import Reporter, now_rfc3339
 
 
 def _finite(value: Any) -> float | None:
     if isinstance(value, int | float) and math.isfinite(value):
         return float(value)
     return None
+
+
+def _eval_history(log_file: Path) -> list[dict[str, Any]]:
+    if not log_file.exists():
+        return []
+    points: list[dict[str, Any]] = []
+    for line in log_file.read_text().splitlines():
+        entry = json.loads(line) if line.strip() else {}
+        if "eval_loss" in entry:
+            point: dict[str, Any] = {"step": int(entry.get("step") or 0)}
+            if (value := _finite(entry["eval_loss"])) is not None:
+                point["evalLoss"] = value
+            points.append(point)
+    return points[-EVAL_HISTORY_LIMIT:]
+
+
+def trainer_status(
+    state: TrainerState, latest: dict[str, float], eta: float | None
+) -> dict[str, Any]:
+    """Progress in Kubeflow Trainer's trainerStatus shape: percent, seconds left, and the latest
+    value of each metric the Trainer logged, as name/value pairs (values as strings)."""
+    out: dict[str, Any] = {"lastUpdatedTime": now_rfc3339()}
+    if state.max_steps:
+        out["progressPercentage"] = min(100, int(100 * state.global_step / state.max_steps))
+    if eta is not None:
+        out["estimatedRemainingSeconds"] = round(eta)
+    metrics = [{"name": "step", "value": str(state.global_step)}]
+    if state.epoch is not None:
+        metrics.append({"name": "epoch", "value": f"{state.epoch:.4g}"})
+    for name, value in latest.items():
+        metrics.append({"name": name, "value": f"{value:.6g}"})
+    out["metrics"] = metrics
+    return out
 
 
 class ProgressCallback(TrainerCallback):
@@ -36,6 +70,10 @@ class ProgressCallback(TrainerCallback):
         self.loss: float | None = None
         self.eval_loss: float | None = None
         self.learning_rate: float | None = None
+        # (step, eval loss or None when not finite): what the median stopping rule reads;
+        # after a resume, the evaluations already logged come back from the log file.
+        self.eval_history: list[dict[str, Any]] = _eval_history(log_file)
+        self.latest: dict[str, float] = {}
 
     def on_train_begin(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any
@@ -86,8 +124,21 @@ class ProgressCallback(TrainerCallback):
             self.eval_loss = _finite(logs["eval_loss"])
         if _finite(logs.get("learning_rate")) is not None:
             self.learning_rate = _finite(logs["learning_rate"])
+        for key, value in logs.items():
+            if key != "epoch" and (number := _finite(value)) is not None:
+                self.latest[key] = number
+        if "eval_loss" in logs:
+            point: dict[str, Any] = {"step": state.global_step}
+            if _finite(logs["eval_loss"]) is not None:
+                point["evalLoss"] = _finite(logs["eval_loss"])
+            kept = [p for p in self.eval_history if p["step"] != state.global_step]
+            self.eval_history = [*kept[-(EVAL_HISTORY_LIMIT - 1) :], point]
         tokens_per_second, eta = self.throughput(state)
         self.reporter.progress(
+            # An evaluation is a moment the median rule may act on: report it at once.
+            force="eval_loss" in logs,
+            status={"trainerStatus": trainer_status(state, self.latest, eta)},
+            evalHistory=list(self.eval_history) or None,
             step=state.global_step,
             total=state.max_steps,
             unit="steps",
