@@ -27,9 +27,9 @@ def _replace_into(path: Path, write: Any) -> None:
     tmp.replace(path)
 
 
-def write_json(path: Path, data: Any, indent: int | None = 2) -> None:
-    """Write `data` as JSON (keys sorted) and replace `path` with it in one step."""
-    text = json.dumps(data, indent=indent, sort_keys=True, ensure_ascii=False)
+def write_json(path: Path, data: Any, indent: int | None = 2, sort_keys: bool = False) -> None:
+    """Write `data` as JSON and replace `path` with it in one step."""
+    text = json.dumps(data, indent=indent, sort_keys=sort_keys, ensure_ascii=False)
     _replace_into(path, lambda handle: handle.write(text + "\n"))
 
 

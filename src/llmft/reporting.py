@@ -46,7 +46,7 @@ class FileSink:
         current: dict[str, Any] = {}
         if self.path.exists():
             current = json.loads(self.path.read_text() or "{}")
-        write_json(self.path, merge_patch(current, status))
+        write_json(self.path, merge_patch(current, status), sort_keys=True)
 
 
 class KubernetesSink:
@@ -114,19 +114,37 @@ class Reporter:
             self._last = time.monotonic()
             self._send({**self.last_fields, "progress": dict(self.last_progress)})
 
-    def result(self, metrics: dict[str, Any], outputs: dict[str, Any] | None = None) -> None:
-        """Record the final metrics and output locations on every channel."""
+    def result(
+        self,
+        metrics: dict[str, Any],
+        outputs: dict[str, Any] | None = None,
+        status: dict[str, Any] | None = None,
+    ) -> None:
+        """Record the final metrics and output locations on every channel.
+
+        `status` holds further fields of the kind's status model (an Evaluation's `summary`);
+        they go to the status only, not to result.json or the termination message.
+        """
         outputs = outputs or {}
         payload = {"metrics": metrics, "outputs": outputs}
         print(json.dumps({"event": "result", **payload}), file=sys.stderr, flush=True)
         if self.output_dir is not None:
-            self.output_dir.mkdir(parents=True, exist_ok=True)
-            (self.output_dir / RESULT).write_text(json.dumps(payload, indent=2, sort_keys=True))
+            write_json(self.output_dir / RESULT, payload, sort_keys=True)
         self._write_termination_message(payload)
-        status: dict[str, Any] = {**self.last_fields, "metrics": metrics, "outputs": outputs}
+        patch: dict[str, Any] = {
+            **self.last_fields,
+            **(status or {}),
+            "metrics": metrics,
+            "outputs": outputs,
+        }
         if self.last_progress:
-            status["progress"] = dict(self.last_progress)
-        self._send(status)
+            patch["progress"] = dict(self.last_progress)
+        self._send(patch)
+
+    def failure(self, message: str) -> None:
+        """Record that the workload failed: its status message and the termination message."""
+        self.progress(force=True, message=f"failed: {message}"[:1000])
+        self._write_termination_message({"error": message[:3500], "metrics": {}})
 
     def _write_termination_message(self, payload: dict[str, Any]) -> None:
         if not os.path.exists(self.termination_log):

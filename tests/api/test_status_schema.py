@@ -15,10 +15,11 @@ def test_the_pruning_check_finds_a_field_the_schema_does_not_name() -> None:
     status = {"phase": "Succeeded", "summary": {"winner": "a"}, "conditions": [{"type": "Ready",
               "status": "True", "color": "red"}]}  # fmt: skip
 
-    assert status_pruned_paths("Evaluation", status) == [
+    assert status_pruned_paths("FineTuneJob", status) == [
         "status.summary",
         "status.conditions[0].color",
     ]
+    assert status_pruned_paths("Evaluation", status) == ["status.conditions[0].color"]
 
 
 @pytest.mark.parametrize("kind", ["DatasetGeneration", "FineTuneJob", "Evaluation"])

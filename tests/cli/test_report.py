@@ -11,11 +11,13 @@ import pytest
 
 from cli.report_state import build_quickstart_state, read_items, read_log_history, read_summary
 from llmft.api import Phase
+from llmft.api.crdgen import status_pruned_paths
 from llmft.cli import main
 from llmft.report import local_inputs
 from llmft.report.charts import tuning_deltas
-from llmft.report.summary import parse_summary
+from llmft.report.summary import parse_summary, summary_from_status
 from llmft.runner.state import StateDir
+from llmft.workloads.evaluator.summary import status_metrics
 
 
 class _Tables(HTMLParser):
@@ -205,3 +207,16 @@ def test_a_broken_summary_is_named_with_its_field(
     code, _, err = _report(state, tmp_path / "report", capsys, "--evaluation", "hr-compare")
     assert code == 2
     assert "primaryMetric" in err and str(path) in err
+
+
+def test_a_cluster_status_holding_the_summary_reports_intervals(tmp_path: Path) -> None:
+    summary = read_summary(build_quickstart_state(tmp_path / "state"))
+    status = {"phase": "Succeeded", "metrics": status_metrics(summary), "summary": summary}
+
+    assert status_pruned_paths("Evaluation", status) == []  # the CRD keeps all of it
+    parsed = summary_from_status("hr-compare", status, {})
+
+    assert parsed.source.endswith("status.summary")
+    assert parsed.ranking == summary["ranking"]
+    stat = parsed.arms[0].metrics["rougeL"]
+    assert stat.ci_low is not None and stat.ci_low <= (stat.mean or 0) <= (stat.ci_high or 0)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from llmft.api.common import (
     ApiModel,
@@ -15,6 +15,7 @@ from llmft.api.common import (
     ModelSource,
     Ref,
     Resources,
+    ResourceStatus,
     SecretKeyRef,
     Tracking,
     cel,
@@ -268,3 +269,83 @@ class EvaluationSpec(ApiModel):
         if self.primary_metric not in self.metrics:
             raise ValueError("spec.primaryMetric must be one of spec.metrics")
         return self
+
+
+# --- what an Evaluation produces: summary.json, status.summary and `llmft report` read this --
+
+
+class MetricSummary(ApiModel):
+    """One arm's mean of one score, with its bootstrap confidence interval."""
+
+    mean: float | None = Field(default=None, description="Mean over the scored items.")
+    ci_low: float | None = Field(default=None, description="Lower end of the interval.")
+    ci_high: float | None = Field(default=None, description="Upper end of the interval.")
+    n: int = Field(default=0, ge=0, description="Items scored (missing scores are left out).")
+
+
+class EndpointSummary(ApiModel):
+    """The served model an endpoint arm asked (never its key)."""
+
+    provider: str = Field(description="ollama or openai.")
+    url: str = Field(description="Base URL of the endpoint.")
+    model: str = Field(description="Model name the endpoint serves.")
+
+
+class ArmSummary(ApiModel):
+    """One arm's line in the comparison."""
+
+    name: str = Field(description="Arm name.")
+    base_model: str = Field(default="", description="Base model the arm answered with.")
+    adapter: str | None = Field(default=None, description="Adapter applied, if any.")
+    rag: bool = Field(default=False, description="Whether retrieved context was in the prompt.")
+    n: int | None = Field(default=None, ge=0, description="Questions answered.")
+    retrieval_hit_rate: float | None = Field(
+        default=None, description="Share of questions whose gold chunk was retrieved (RAG arms)."
+    )
+    metrics: dict[str, MetricSummary] = Field(
+        default_factory=dict, description="Score key (bleu, rougeL, ...) -> mean and interval."
+    )
+    delta: dict[str, float | None] = Field(
+        default_factory=dict, description="Score key -> this arm's mean minus the baseline's."
+    )
+    generation_seconds: float | None = Field(default=None, description="Seconds spent answering.")
+    items_per_second: float | None = Field(default=None, description="Answering throughput.")
+    endpoint: EndpointSummary | None = Field(
+        default=None, description="The served model, for an endpoint arm."
+    )
+
+    @field_validator("base_model", mode="before")
+    @classmethod
+    def _model_name(cls, value: object) -> object:
+        # An older summary wrote the whole ModelSource; its name (and GGUF file) is what counts.
+        if isinstance(value, dict):
+            name, gguf = str(value.get("name", "")), value.get("ggufFile")
+            return f"{name} ({gguf})" if gguf else name
+        return "" if value is None else value
+
+
+class EvaluationSummary(ApiModel):
+    """The comparison an Evaluation produces: per-arm scores, deltas, ranking and winner.
+
+    Written by the evaluator to summary.json and to status.summary, read by `llmft report`.
+    """
+
+    primary_metric: str = Field(
+        description="Score key that ranks the arms (rouge ranks by rougeL)."
+    )
+    baseline: str | None = Field(default=None, description="The first arm; deltas are against it.")
+    winner: str | None = Field(default=None, description="Best arm by the primary metric.")
+    ranking: list[str] = Field(default_factory=list, description="Arms, best first.")
+    arms: list[ArmSummary] = Field(min_length=1, description="Every arm's scores.")
+    items: int | None = Field(default=None, ge=0, description="Questions asked.")
+    retrieval_backend: str | None = Field(
+        default=None, description="Where RAG context came from: weaviate or embedded."
+    )
+
+
+class EvaluationStatus(ResourceStatus):
+    """An Evaluation's status: the common fields plus the whole comparison."""
+
+    summary: EvaluationSummary | None = Field(
+        default=None, description="The comparison (as in summary.json), written by the evaluator."
+    )

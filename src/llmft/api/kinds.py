@@ -21,7 +21,7 @@ from pydantic import BaseModel
 from llmft.api import layout
 from llmft.api.common import GROUP, ApiModel, BaseStatus, Ref, ResourceStatus
 from llmft.api.datasetgeneration import DatasetGenerationSpec
-from llmft.api.evaluation import EvaluationSpec
+from llmft.api.evaluation import EvaluationSpec, EvaluationStatus
 from llmft.api.experiment import ExperimentSpec, ExperimentStatus
 from llmft.api.finetunejob import FineTuneJobSpec, FineTuneJobStatus
 
@@ -208,6 +208,7 @@ EVALUATION = KindEntry(
         "RAG) and scores them side by side."
     ),
     spec_model=EvaluationSpec,
+    status_model=EvaluationStatus,
     workload=Workload("llmft.workloads.evaluator", "evaluator"),
     artifact_dir="evaluations",
     columns=(

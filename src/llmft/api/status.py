@@ -12,9 +12,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
-from llmft.api.common import Condition, ResourceStatus
+from llmft.api.common import BaseStatus, Condition, ResourceStatus
+
+StatusT = TypeVar("StatusT", bound=BaseStatus)
 
 READY = "Ready"
 INPUTS_READY = "InputsReady"
@@ -38,9 +40,13 @@ def clip(text: str, limit: int = MESSAGE_LIMIT) -> str:
 
 def read_status(raw: Mapping[str, Any] | None) -> ResourceStatus:
     """The typed status of a resource from its JSON (fields llmft does not know are ignored)."""
-    known = ResourceStatus.model_fields
-    aliases = {info.alias or name for name, info in known.items()}
-    return ResourceStatus.model_validate({k: v for k, v in (raw or {}).items() if k in aliases})
+    return read_status_as(raw, ResourceStatus)
+
+
+def read_status_as(raw: Mapping[str, Any] | None, model: type[StatusT]) -> StatusT:
+    """`raw` read as a kind's own status model (e.g. EvaluationStatus); unknown fields ignored."""
+    aliases = {info.alias or name for name, info in model.model_fields.items()}
+    return model.model_validate({k: v for k, v in (raw or {}).items() if k in aliases})
 
 
 def find_condition(conditions: Sequence[Condition], type_: str) -> Condition | None:

@@ -36,7 +36,7 @@ class WrittenReport:
 
 def summary_notes(summary: EvaluationSummary) -> list[str]:
     """Remarks from the summary itself: where the RAG arms' context came from."""
-    backend = summary.extra.get("retrievalBackend")
+    backend = summary.retrieval_backend
     if not backend:
         return []
     where = {"embedded": "the in-process vector store (no Weaviate)", "weaviate": "Weaviate"}

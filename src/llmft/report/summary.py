@@ -3,56 +3,62 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from pydantic import ValidationError
+
+from llmft.api.evaluation import ArmSummary, EvaluationStatus, MetricSummary
+from llmft.api.evaluation import EvaluationSummary as Summary
+from llmft.api.resource import format_validation_error
+from llmft.api.status import read_status_as
 
 
 class SummaryError(ValueError):
     """A summary that cannot be read; the message names the file and the field."""
 
 
-@dataclass(frozen=True)
-class MetricStat:
-    """A per-arm mean with its bootstrap confidence interval (None where unknown)."""
-
-    mean: float | None
-    ci_low: float | None = None
-    ci_high: float | None = None
-    n: int | None = None
-
-
-@dataclass(frozen=True)
-class ArmResult:
-    """One arm's line in the comparison."""
-
-    name: str
-    base_model: str
-    adapter: str | None
-    rag: bool
-    n: int | None
-    retrieval_hit_rate: float | None
-    metrics: dict[str, MetricStat]
-    delta: dict[str, float]
+MetricStat = MetricSummary
+ArmResult = ArmSummary
 
 
 @dataclass
 class EvaluationSummary:
-    """The whole comparison of one Evaluation."""
+    """One Evaluation's comparison as the report draws it: the typed summary, named and sourced."""
 
     name: str
-    primary_metric: str
-    baseline: str | None
-    winner: str | None
-    ranking: list[str]
-    arms: list[ArmResult]
+    summary: Summary
     source: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
 
-    def arm(self, name: str) -> ArmResult | None:
+    @property
+    def primary_metric(self) -> str:
+        return self.summary.primary_metric
+
+    @property
+    def baseline(self) -> str | None:
+        return self.summary.baseline
+
+    @property
+    def winner(self) -> str | None:
+        return self.summary.winner
+
+    @property
+    def ranking(self) -> list[str]:
+        return self.summary.ranking
+
+    @property
+    def arms(self) -> list[ArmSummary]:
+        return self.summary.arms
+
+    @property
+    def retrieval_backend(self) -> str | None:
+        return self.summary.retrieval_backend
+
+    def arm(self, name: str) -> ArmSummary | None:
         return next((a for a in self.arms if a.name == name), None)
 
-    def ranked_arms(self) -> list[ArmResult]:
+    def ranked_arms(self) -> list[ArmSummary]:
         """Arms in ranking order; arms the ranking leaves out follow in their own order."""
         ranked = [a for n in self.ranking if (a := self.arm(n)) is not None]
         return ranked + [a for a in self.arms if a not in ranked]
@@ -65,14 +71,6 @@ class EvaluationSummary:
         return [n for n in names if any(n in a.metrics for a in self.arms)]
 
 
-def _number(value: Any, where: str) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise SummaryError(f"{where}: expected a number, got {value!r}")
-    return float(value)
-
-
 def model_name(value: Any) -> str:
     if isinstance(value, dict):  # a ModelSource written out whole
         name = str(value.get("name", ""))
@@ -82,63 +80,14 @@ def model_name(value: Any) -> str:
 
 
 def parse_summary(data: Any, name: str, source: str = "summary.json") -> EvaluationSummary:
-    """Validate the evaluator's summary.json shape into an EvaluationSummary."""
+    """Read the evaluator's summary (summary.json or status.summary) through its typed model."""
     if not isinstance(data, dict):
         raise SummaryError(f"{source}: expected a JSON object")
-    arms_raw = data.get("arms")
-    if not isinstance(arms_raw, list) or not arms_raw:
-        raise SummaryError(f"{source}: arms: expected a non-empty list")
-    arms: list[ArmResult] = []
-    for i, raw in enumerate(arms_raw):
-        where = f"{source}: arms[{i}]"
-        if not isinstance(raw, dict) or not raw.get("name"):
-            raise SummaryError(f"{where}: expected an object with a name")
-        metrics: dict[str, MetricStat] = {}
-        for metric, stat in (raw.get("metrics") or {}).items():
-            mw = f"{where}.metrics.{metric}"
-            if not isinstance(stat, dict):
-                stat = {"mean": stat}
-            n = stat.get("n")
-            metrics[metric] = MetricStat(
-                _number(stat.get("mean"), mw + ".mean"),
-                _number(stat.get("ciLow"), mw + ".ciLow"),
-                _number(stat.get("ciHigh"), mw + ".ciHigh"),
-                int(n) if isinstance(n, int | float) else None,
-            )
-        delta = {
-            m: v
-            for m, d in (raw.get("delta") or {}).items()
-            if (v := _number(d, f"{where}.delta.{m}")) is not None
-        }
-        n = raw.get("n")
-        arms.append(
-            ArmResult(
-                name=str(raw["name"]),
-                base_model=model_name(raw.get("baseModel")),
-                adapter=str(raw["adapter"]) if raw.get("adapter") else None,
-                rag=bool(raw.get("rag", False)),
-                n=int(n) if isinstance(n, int | float) else None,
-                retrieval_hit_rate=_number(
-                    raw.get("retrievalHitRate"), where + ".retrievalHitRate"
-                ),
-                metrics=metrics,
-                delta=delta,
-            )
-        )
-    primary = data.get("primaryMetric")
-    if not isinstance(primary, str) or not primary:
-        raise SummaryError(f"{source}: primaryMetric: expected a metric name")
-    known = {"primaryMetric", "baseline", "winner", "ranking", "arms"}
-    return EvaluationSummary(
-        name=name,
-        primary_metric=primary,
-        baseline=data.get("baseline"),
-        winner=data.get("winner"),
-        ranking=[str(r) for r in data.get("ranking") or []],
-        arms=arms,
-        source=source,
-        extra={k: v for k, v in data.items() if k not in known},
-    )
+    try:
+        typed = Summary.model_validate(data)
+    except ValidationError as err:
+        raise SummaryError(format_validation_error(err, source)) from None
+    return EvaluationSummary(name=name, summary=typed, source=source)
 
 
 def load_summary(path: Path, name: str | None = None) -> EvaluationSummary:
@@ -152,28 +101,20 @@ def load_summary(path: Path, name: str | None = None) -> EvaluationSummary:
     return parse_summary(data, name or path.parent.name, str(path))
 
 
-# Optional companions of a flat `<arm>.<metric>` mean in status.metrics.
-STAT_SUFFIXES = {"ciLow", "ciHigh", "n"}
+def _flat_arm_means(metrics: dict[str, Any], arm: str) -> dict[str, dict[str, Any]]:
+    """`{metric: {mean}}` for one arm from the flat `<arm>.<metric>` means in status.metrics.
 
-
-def _flat_arm_metrics(metrics: dict[str, Any], arm: str) -> dict[str, dict[str, Any]]:
-    """`{metric: {mean, ciLow, ciHigh, n}}` for one arm from flat status.metrics keys.
-
-    `<arm>.<metric>` is the mean; `<arm>.<metric>.ciLow|ciHigh|n`, when present, the rest.
     Arm and metric names never contain a dot, so the split is unambiguous.
     """
     prefix = f"{arm}."
-    stats: dict[str, dict[str, Any]] = {}
-    for key, value in metrics.items():
-        if not key.startswith(prefix) or isinstance(value, bool):
-            continue
-        if not isinstance(value, int | float):
-            continue
-        metric, _, part = key.removeprefix(prefix).partition(".")
-        if part and part not in STAT_SUFFIXES:
-            continue
-        stats.setdefault(metric, {})[part or "mean"] = value
-    return {m: s for m, s in stats.items() if "mean" in s}
+    return {
+        key.removeprefix(prefix): {"mean": value}
+        for key, value in metrics.items()
+        if key.startswith(prefix)
+        and "." not in key.removeprefix(prefix)
+        and isinstance(value, int | float)
+        and not isinstance(value, bool)
+    }
 
 
 def summary_from_status(
@@ -184,21 +125,22 @@ def summary_from_status(
 ) -> EvaluationSummary:
     """Rebuild a comparison from an Evaluation's status on a cluster.
 
-    The whole summary is used when the status carries it (`status.summary`); otherwise the
-    flat `status.metrics` (`<arm>.<metric>` means, with CIs where present, and `winner`) and
-    the spec's arms give it. `job_models` maps a FineTuneJob's name to its base model, for
-    arms that name only the job.
+    The evaluator writes the whole summary into `status.summary`; an Evaluation finished by an
+    older evaluator has only the flat `status.metrics` (`<arm>.<metric>` means and `winner`),
+    from which, with the spec's arms, a comparison without intervals is rebuilt. `job_models`
+    maps a FineTuneJob's name to its base model, for arms that name only the job.
     """
     where = f"Evaluation/{name} status"
-    if isinstance(status.get("summary"), dict):
-        return parse_summary(status["summary"], name, where + ".summary")
-    metrics = status.get("metrics") or {}
+    typed = read_status_as(status, EvaluationStatus)
+    if typed.summary is not None:
+        return EvaluationSummary(name=name, summary=typed.summary, source=where + ".summary")
+    metrics = typed.metrics
     job_models = job_models or {}
     primary = spec.get("primaryMetric", "rouge")
     primary = "rougeL" if primary == "rouge" else primary
     arms: list[dict[str, Any]] = []
     for arm in spec.get("arms") or []:
-        stats = _flat_arm_metrics(metrics, arm["name"])
+        stats = _flat_arm_means(metrics, arm["name"])
         hit = stats.pop("retrievalHitRate", None)
         job = arm.get("fineTuneJobRef")
         base = arm.get("baseModel")
@@ -214,11 +156,10 @@ def summary_from_status(
             }
         )
     if not any(a["metrics"] for a in arms):
-        raise SummaryError(f"{where}: no per-arm metrics yet (phase {status.get('phase', '?')})")
+        raise SummaryError(f"{where}: no per-arm metrics yet (phase {typed.phase or '?'})")
     baseline = arms[0]["name"]
     base_means = {m: s["mean"] for m, s in arms[0]["metrics"].items()}
     for arm in arms:
-        arm["n"] = max((s.get("n") or 0 for s in arm["metrics"].values()), default=0) or None
         arm["delta"] = {
             m: s["mean"] - base_means[m] for m, s in arm["metrics"].items() if m in base_means
         }

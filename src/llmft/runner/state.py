@@ -118,4 +118,4 @@ def _read_json(path: Path) -> dict[str, Any] | None:
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
-    write_json(path, data)
+    write_json(path, data, sort_keys=True)

@@ -78,5 +78,4 @@ def run_workload(
 
 def _fail(reporter: Reporter, message: str) -> None:
     print(f"error: {message}", file=sys.stderr)
-    reporter.progress(force=True, message=f"failed: {message}"[:1000])
-    reporter._write_termination_message({"error": message[:3500], "metrics": {}})
+    reporter.failure(message)

@@ -18,9 +18,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from llmft.api.evaluation import JUDGE_METRICS, TEXT_METRICS, Arm, EvaluationSpec
+from llmft.api.evaluation import (
+    JUDGE_METRICS,
+    TEXT_METRICS,
+    Arm,
+    EvaluationSpec,
+    EvaluationSummary,
+)
 from llmft.api.layout import EVAL_ITEMS, EVAL_SUMMARY
 from llmft.api.resource import Resource
+from llmft.jsonfiles import write_json, write_jsonl
 from llmft.reporting import Reporter
 from llmft.workloads import hubsource
 from llmft.workloads.entry import WorkloadError
@@ -147,10 +154,7 @@ def _load_saved_arm(path: Path, fingerprint: str) -> list[dict[str, Any]] | None
 
 
 def _save_arm(path: Path, fingerprint: str, records: list[dict[str, Any]]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"fingerprint": fingerprint, "records": records}))
-    tmp.replace(path)
+    write_json(path, {"fingerprint": fingerprint, "records": records}, indent=None)
 
 
 def answer_arm(
@@ -254,14 +258,6 @@ def load_embedder(model: str, field: str) -> Any:
         return Embedder(model)
     except Exception as err:
         raise WorkloadError(f"{field}: cannot load {model!r}: {type(err).__name__}: {err}") from err
-
-
-def _write_jsonl(path: Path, rows: Sequence[dict[str, Any]]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
-    tmp.replace(path)
 
 
 def run_evaluation(res: Resource[Any], reporter: Reporter) -> dict[str, Any]:
@@ -394,8 +390,10 @@ def _evaluate(res: Resource[Any], reporter: Reporter, out: Path) -> dict[str, An
     summary["items"] = len(items)
     if retrieval_backend:
         summary["retrievalBackend"] = retrieval_backend
-    _write_jsonl(out / EVAL_ITEMS, all_records)
-    (out / EVAL_SUMMARY).write_text(json.dumps(summary, indent=2) + "\n")
+    write_jsonl(out / EVAL_ITEMS, all_records)
+    # The one contract: what summary.json, status.summary and `llmft report` hold.
+    typed = EvaluationSummary.model_validate(summary)
+    write_json(out / EVAL_SUMMARY, typed.model_dump(by_alias=True, mode="json"))
     progress.reporter.progress(
         force=True,
         step=progress.total,
@@ -408,7 +406,7 @@ def _evaluate(res: Resource[Any], reporter: Reporter, out: Path) -> dict[str, An
     outputs: dict[str, Any] = {"items": str(out / EVAL_ITEMS), "summary": str(out / EVAL_SUMMARY)}
     if hubsource.fetched_sources():
         outputs["sources"] = hubsource.fetched_sources()
-    reporter.result(status_metrics(summary), outputs)
+    reporter.result(status_metrics(summary), outputs, status={"summary": typed.to_wire()})
     return summary
 
 
