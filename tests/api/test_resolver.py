@@ -56,7 +56,13 @@ def _operator_specs(resources: list[Any], artifacts: Path) -> dict[str, dict[str
         # What the operator would later read back: the upstream's status and resolved spec.
         at = (res.kind, res.metadata.name)
         status = {"phase": "Succeeded", "artifacts": plan.artifacts.to_wire()}
-        fetched.resources[at] = {"status": status}
+        body = {
+            "apiVersion": res.api_version,
+            "kind": res.kind,
+            "metadata": {"name": res.metadata.name, "namespace": res.metadata.namespace},
+            "spec": res.spec.to_wire(),
+        }
+        fetched.resources[at] = {**body, "status": status}
         fetched.upstream_specs[at] = plan.manifest
     return specs
 
