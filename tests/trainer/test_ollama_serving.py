@@ -57,7 +57,7 @@ def served(ollama_server: Any, tmp_path_factory: pytest.TempPathFactory) -> Iter
         SMOLLM2,
         dataset,
         work / "out",
-        hyperparameters={"maxSteps": 12, "learningRate": 0.003, "saveSteps": 12, "evalSteps": 12},
+        hyperparameters={"maxSteps": 8, "learningRate": 0.004, "saveSteps": 8, "evalSteps": 8},
         output={
             "path": str(work / "out"),
             "ollama": {"host": ollama_server.url, "model": TUNED, "base": ollama_server.model},
