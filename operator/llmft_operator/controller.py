@@ -32,6 +32,7 @@ from llmft.api.status import (
     read_status,
     set_condition,
 )
+from llmft.experiments.children import ANNOTATION_STOP, ANNOTATION_STOP_REASON
 from llmft_operator import metrics
 from llmft_operator.jobs import GENERATION_ANNOTATION, build_spec_configmap, build_workload_job
 from llmft_operator.kube import Kube, owner_uids
@@ -147,6 +148,9 @@ class Reconciler:
 
         if (job is None or job["metadata"].get("deletionTimestamp")) and status.get("jobName"):
             job = self.kube.get_job(namespace, jname)
+        stop = (meta.get("annotations") or {}).get(ANNOTATION_STOP)
+        if stop and status.get("phase") not in FINISHED:
+            return self._stop(kind, body, job, stop, generation)
         # Without status.jobName no Job is known: _start's create answers 409 if one exists.
         if job is not None:
             if meta["uid"] not in owner_uids(job):
@@ -176,6 +180,39 @@ class Reconciler:
         if status.get("jobName"):
             return self._job_gone(kind, body, generation)
         return self._start(kind, body, generation)
+
+    def _stop(
+        self,
+        kind: str,
+        body: dict[str, Any],
+        job: dict[str, Any] | None,
+        why: str,
+        generation: int,
+    ) -> Outcome:
+        """Stopped on request (the llmft.io/stop annotation; an Experiment's median rule sets
+        it): the Job is deleted with its pod, and the resource fails with the given reason."""
+        meta = body["metadata"]
+        namespace, name = meta["namespace"], meta["name"]
+        jname = job_name(kind, name)
+        if job is not None and meta["uid"] in owner_uids(job):
+            self.kube.delete_job(namespace, jname)
+        raw: dict[str, Any] = body.get("status") or {}
+        now = now_rfc3339()
+        reason = (meta.get("annotations") or {}).get(ANNOTATION_STOP_REASON) or "Stopped"
+        obs = Observation(
+            Phase.FAILED, reason, why, start_time=raw.get("startTime"), completion_time=now
+        )
+        patch = job_status(
+            raw,
+            obs,
+            generation=generation,
+            job_generation=generation,
+            job_name=raw.get("jobName") or jname,
+            artifacts=None,
+            now=now,
+        )
+        self._write(kind, body, patch)
+        return DONE
 
     def _job_gone(self, kind: str, body: dict[str, Any], generation: int) -> Outcome:
         """The Job is gone: expired after finishing (keep the status) or deleted mid-run."""
@@ -351,6 +388,10 @@ class Reconciler:
                 "ServiceAccount", namespace, needs.service_account
             )
         return fetched
+
+    def write_status(self, kind: str, body: dict[str, Any], patch: dict[str, Any]) -> None:
+        """Patch a resource's status as every reconcile does (events, metrics, no-op skipped)."""
+        self._write(kind, body, patch)
 
     def _write(self, kind: str, body: dict[str, Any], patch: dict[str, Any]) -> None:
         """Patch status when it changes anything; post an Event for each transition."""

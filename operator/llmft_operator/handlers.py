@@ -17,9 +17,11 @@ from typing import Any, cast
 import kopf
 
 from llmft.api.common import GROUP, VERSION
-from llmft.api.kinds import KINDS
+from llmft.api.kinds import EXPERIMENT, KINDS
+from llmft.experiments.children import LABEL_EXPERIMENT
 from llmft_operator import metrics
 from llmft_operator.controller import Outcome, Reconciler
+from llmft_operator.experiments import ExperimentController
 from llmft_operator.kube import Kube, load_api_client
 from llmft_operator.naming import LABEL_KIND, LABEL_NAME, MANAGED_BY
 from llmft_operator.refresh import Refresher
@@ -30,6 +32,7 @@ log = logging.getLogger("llmft.operator")
 
 ANNOTATION_PREFIX = f"kopf.{GROUP}"
 INTERVAL = reconcile_interval()
+EXPERIMENTS = EXPERIMENT.plural
 # A resource waiting long for its inputs (an evaluation behind a day-long fine-tune) is checked
 # at most every 6 intervals, so thousands of waiting resources stay cheap.
 MAX_BACKOFF_FACTOR = 6
@@ -78,6 +81,12 @@ def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
         Kube(load_api_client()), op_settings, _post_event, _adopt, retry_interval=INTERVAL
     )
     memo.reconciler = reconciler
+    memo.experiments = ExperimentController(
+        reconciler.kube,
+        _adopt,
+        reconciler.write_status,
+        lambda kind, namespace, name: reconciler.reconcile(kind, namespace, name, "stop"),
+    )
     memo.refresher = Refresher(
         lambda kind, namespace, name: reconciler.reconcile(kind, namespace, name, "timer"),
         interval=3 * INTERVAL,
@@ -170,6 +179,41 @@ for _plural in (entry.plural for entry in KINDS.with_workload()):
     kopf.on.resume(GROUP, VERSION, _plural, id="reconcile-resume")(on_resume)
     kopf.on.update(GROUP, VERSION, _plural, field="spec", id="reconcile-spec")(on_spec_change)
     kopf.on.event(GROUP, VERSION, _plural, id="track-pending")(on_resource_event)
+
+
+@kopf.on.create(GROUP, VERSION, EXPERIMENTS, id="experiment")
+@kopf.on.resume(GROUP, VERSION, EXPERIMENTS, id="experiment-resume")
+@kopf.on.update(GROUP, VERSION, EXPERIMENTS, field="spec", id="experiment-spec")
+def on_experiment(name: str, namespace: str | None, memo: Any, **_: Any) -> None:
+    """An Experiment was created, changed, or found at startup: take its next step."""
+    controller: ExperimentController = memo.experiments
+    error = controller.reconcile(namespace or "", name)
+    if error:
+        raise kopf.PermanentError(error)
+
+
+def on_experiment_child(
+    labels: kopf.Labels, namespace: str | None, type: str | None, memo: Any, **_: Any
+) -> None:
+    """A trial or the Evaluation of an Experiment changed: the Experiment takes its next step."""
+    controller: ExperimentController | None = getattr(memo, "experiments", None)
+    parent = labels.get(LABEL_EXPERIMENT)
+    if controller is None or not parent or not namespace:
+        return
+    try:
+        controller.reconcile(namespace, parent)
+    except Exception:  # the next child event tries again
+        log.exception("reconciling Experiment %s/%s after a child event failed", namespace, parent)
+
+
+for _child in ("FineTuneJob", "Evaluation"):
+    kopf.on.event(
+        GROUP,
+        VERSION,
+        KINDS[_child].plural,
+        labels={LABEL_EXPERIMENT: kopf.PRESENT},
+        id="experiment-child",
+    )(on_experiment_child)
 
 
 @kopf.on.event("batch", "v1", "jobs", labels={"app.kubernetes.io/managed-by": MANAGED_BY})

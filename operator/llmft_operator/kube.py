@@ -86,7 +86,65 @@ class Kube:
             )
         )
 
+    def list_resources(
+        self, kind: str, namespace: str, label_selector: str
+    ) -> list[dict[str, Any]]:
+        """The llmft resources of a kind in a namespace that carry the given labels."""
+        body = _json(
+            self.custom.list_namespaced_custom_object(
+                GROUP,
+                VERSION,
+                namespace,
+                KINDS[kind].plural,
+                label_selector=label_selector,
+                _preload_content=False,
+            )
+        )
+        return list(body.get("items") or [])
+
+    def create_resource(self, obj: dict[str, Any]) -> dict[str, Any] | None:
+        """Create an llmft resource (an Experiment's child); None when the name is taken (409)."""
+        meta = obj["metadata"]
+        try:
+            return _json(
+                self.custom.create_namespaced_custom_object(
+                    GROUP,
+                    VERSION,
+                    meta["namespace"],
+                    KINDS[obj["kind"]].plural,
+                    obj,
+                    _preload_content=False,
+                )
+            )
+        except ApiException as err:
+            if err.status == 409:
+                return None
+            raise
+
+    def annotate_resource(
+        self, kind: str, namespace: str, name: str, annotations: dict[str, str]
+    ) -> None:
+        """Merge-patch annotations onto an llmft resource (asking a trial to stop)."""
+        self.custom.patch_namespaced_custom_object(
+            GROUP,
+            VERSION,
+            namespace,
+            KINDS[kind].plural,
+            name,
+            {"metadata": {"annotations": annotations}},
+        )
+
     # --- the workload's Job and Pods
+
+    def delete_job(self, namespace: str, name: str) -> None:
+        """Delete a Job and, in the background, its pods (a stopped trial); gone already is fine."""
+        try:
+            self.batch.delete_namespaced_job(
+                name, namespace, propagation_policy="Background", _preload_content=False
+            )
+        except ApiException as err:
+            if err.status != 404:
+                raise
 
     def get_job(self, namespace: str, name: str) -> dict[str, Any] | None:
         try:

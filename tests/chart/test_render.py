@@ -344,7 +344,13 @@ def test_operator_role_grants_its_work_and_no_wildcards(tmp_path: Path) -> None:
         for verb in ("get", "list", "watch", "patch"):
             assert ("llmft.io", plural, verb) in granted
         assert ("llmft.io", f"{plural}/status", "patch") in granted
-    assert {v for g, r, v in granted if r == "jobs"} == {"create", "get", "list", "watch"}
+    # delete: stopping a trial (the median rule) or a resource annotated llmft.io/stop.
+    assert {v for g, r, v in granted if r == "jobs"} == {"create", "get", "list", "watch", "delete"}
+    # create: an Experiment's trials and Evaluation; it never makes datasets or Experiments.
+    assert {r for g, r, v in granted if g == "llmft.io" and v == "create"} == {
+        "finetunejobs",
+        "evaluations",
+    }
     assert {v for g, r, v in granted if r == "configmaps"} == {"create", "get"}
     assert {v for g, r, v in granted if r == "pods"} == {"list"}
     assert {v for g, r, v in granted if r == "secrets"} == SECRET_VERBS_ALLOWED
@@ -405,7 +411,9 @@ def operator_api_calls() -> dict[tuple[str, str, str], str]:
                 sub = "/status" if match.group(3) else ""
                 where = f"{path.name}:{n}"
                 if api == "custom":
-                    for plural in PLURALS:
+                    # Only an Experiment creates llmft objects: its trials and its Evaluation.
+                    made = ("finetunejobs", "evaluations") if verb == "create" else PLURALS
+                    for plural in made:
                         calls[("llmft.io", plural + sub, verb)] = where
                 else:
                     resource = match.group(2).replace("_", "") + "s"

@@ -9,14 +9,27 @@ from __future__ import annotations
 
 import copy
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
-from kubernetes import client
+from kubernetes import client, config
 from kubernetes.client.rest import ApiException
-from test_operator_k8s import GROUP, NS, PLURALS, VERSION, cluster  # noqa: F401
+from test_operator_k8s import (  # noqa: F401 (fixtures shared with the FineTuneJob tests)
+    GROUP,
+    NS,
+    PLURALS,
+    VERSION,
+    Api,
+    api,
+    cluster,
+    condition,
+    operator,
+    run_ms,
+    token_kubeconfig,
+)
 
-from servers.launch import KubeCluster
+from servers.launch import KubeCluster, wait_for
 
 pytestmark = pytest.mark.k8s
 
@@ -141,3 +154,167 @@ def test_the_matrix_cannot_change_but_the_budget_can(cluster: KubeCluster) -> No
         assert patched["spec"]["budget"]["maxTrials"] == 6
     finally:
         custom.delete_namespaced_custom_object(GROUP, VERSION, NS, "experiments", "frozen")
+
+
+# --- the operator ----------------------------------------------------------------------------
+
+TRIAL_RUN_MS = 25000  # long enough for the test to play a trial's reports while it runs
+
+
+def _play(kube: KubeCluster, on: Api, tmp_path: Path, trial: str, status: dict[str, Any]) -> None:
+    """Report `status` for a running trial as its workload would: its pod's bound token."""
+    pods = wait_for(lambda: on.pods_of(f"{trial}-ftj"), 60, what=f"pod of {trial}")
+    kubeconfig = token_kubeconfig(
+        kube, "llmft-workload", NS, tmp_path / f"{trial}.kubeconfig", pod=pods[0].metadata.name
+    )
+    workload = client.CustomObjectsApi(config.new_client_from_config(str(kubeconfig)))
+    workload.patch_namespaced_custom_object_status(
+        GROUP, VERSION, NS, "finetunejobs", trial, {"status": status}
+    )
+
+
+def _trials(on: Api, experiment: str) -> list[dict[str, Any]]:
+    items = on.custom.list_namespaced_custom_object(
+        GROUP, VERSION, NS, "finetunejobs", label_selector=f"llmft.io/experiment={experiment}"
+    )["items"]
+    return sorted(items, key=lambda t: t["metadata"]["name"])
+
+
+def _history(*losses: float | None) -> list[dict[str, Any]]:
+    return [
+        {"step": i + 1, **({} if loss is None else {"evalLoss": loss})}
+        for i, loss in enumerate(losses)
+    ]
+
+
+def test_an_experiment_runs_its_trials_in_parallel_stops_a_diverging_one_and_ranks(
+    api: Api,  # noqa: F811
+    cluster: KubeCluster,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    arms_scores = {"t00.rougeL": 0.31, "t00-rag.rougeL": 0.42, "t01.rougeL": 0.2}
+    arms_scores |= {"t01-rag.rougeL": 0.25, "t03.rougeL": 0.3, "t03-rag.rougeL": 0.35}
+    arms_scores |= {"base-smol.rougeL": 0.1, "base-llama.rougeL": 0.12}
+    evaluation_result = {"metrics": {"winner": "t00-rag", **arms_scores}}
+    body = experiment(
+        "exp-sweep",
+        dataset={"path": "datasets/hr"},
+        fineTune={
+            "hyperparameters": {"maxSteps": 10},
+            "resources": run_ms(TRIAL_RUN_MS),
+        },
+        earlyStopping={"algorithm": "median", "minTrials": 2, "startStep": 1},
+        evaluation={
+            "metrics": ["rouge"],
+            "primaryMetric": "rouge",
+            "arms": {"baseWithRag": False},
+            "resources": run_ms(500, **{"llmft.io/kwok-message": json.dumps(evaluation_result)}),
+        },
+    )
+    api.create(body)
+
+    # Two at a time: the first two trials, and no third while they run.
+    first = wait_for(lambda: len(_trials(api, "exp-sweep")) >= 2 and _trials(api, "exp-sweep"))
+    assert [t["metadata"]["name"] for t in first] == ["exp-sweep-t00", "exp-sweep-t01"]
+    for trial, losses, final in (
+        ("exp-sweep-t00", (1.0, 0.8), 0.8),
+        ("exp-sweep-t01", (1.1, 0.9), 0.9),
+    ):
+        api.wait_phase("FineTuneJob", trial, "Running")
+        _play(
+            cluster,
+            api,
+            tmp_path,
+            trial,
+            {
+                "progress": {"step": 2, "total": 10, "evalHistory": _history(*losses)},
+                "metrics": {"evalLoss": final},
+            },
+        )
+    assert len(_trials(api, "exp-sweep")) == 2
+    running = api.wait_phase("Experiment", "exp-sweep", "Running")
+    assert running["counts"]["running"] == 2 and running["counts"]["planned"] == 4
+
+    # When they finish, the next two start; the one whose eval loss diverges is stopped.
+    wait_for(lambda: len(_trials(api, "exp-sweep")) == 4, 90, what="trials 3 and 4")
+    api.wait_phase("FineTuneJob", "exp-sweep-t02", "Running")
+    _play(
+        cluster,
+        api,
+        tmp_path,
+        "exp-sweep-t02",
+        {
+            "progress": {"step": 1, "total": 10, "evalHistory": _history(9.5)},
+        },
+    )
+    stopped = api.wait_phase("FineTuneJob", "exp-sweep-t02", "Failed", timeout=60)
+    assert condition(stopped, "Failed")["reason"] == "EarlyStopped"
+    assert "median rule" in stopped["message"]
+    wait_for(
+        lambda: api.job("exp-sweep-t02-ftj") is None, 60, what="the stopped trial's Job deleted"
+    )
+    api.wait_phase("FineTuneJob", "exp-sweep-t03", "Running")
+    _play(
+        cluster,
+        api,
+        tmp_path,
+        "exp-sweep-t03",
+        {
+            # Never worse than the median of the others at the same step: it runs on.
+            "progress": {"step": 2, "total": 10, "evalHistory": _history(0.95, 0.82)},
+            "metrics": {"evalLoss": 0.82},
+        },
+    )
+
+    # Then the Evaluation of the succeeded trials, and the ranking.
+    done = api.wait_phase("Experiment", "exp-sweep", "Succeeded", timeout=120)
+    trials = {t["name"]: t for t in done["trials"]}
+    assert trials["exp-sweep-t02"]["reason"] == "EarlyStopped"
+    assert done["counts"] | {"succeeded": 3, "stopped": 1, "failed": 0} == done["counts"]
+    assert done["counts"]["done"] == "4/4"
+    assert done["bestTrial"]["name"] == "exp-sweep-t00" and done["bestTrial"]["objective"] == 0.8
+    assert [r["arm"] for r in done["ranking"][:3]] == ["t00-rag", "t03-rag", "t00"]
+    assert done["ranking"][0]["trial"] == "exp-sweep-t00"
+    evaluation = api.get("Evaluation", "exp-sweep-eval")
+    assert [a["name"] for a in evaluation["spec"]["arms"]] == [
+        "base-smol",
+        "base-llama",
+        "t00",
+        "t00-rag",
+        "t01",
+        "t01-rag",
+        "t03",
+        "t03-rag",
+    ]
+    owners = {
+        o["uid"]
+        for child in [*_trials(api, "exp-sweep"), evaluation]
+        for o in child["metadata"]["ownerReferences"]
+    }
+    assert owners == {api.get("Experiment", "exp-sweep")["metadata"]["uid"]}
+    printed = cluster.kubectl("get", "exp", "exp-sweep", "-n", NS).stdout
+    assert "4/4" in printed and "exp-sweep-t00" in printed
+
+    # Applying the same manifest again changes nothing and creates nothing.
+    cluster.kubectl(
+        "apply", "--server-side", "--force-conflicts", "-f", "-", input=json.dumps(body)
+    )
+    assert len(_trials(api, "exp-sweep")) == 4
+    assert api.get("Experiment", "exp-sweep")["metadata"]["generation"] == 1
+
+    # Deleting the Experiment deletes its trials and its Evaluation.
+    api.custom.delete_namespaced_custom_object(GROUP, VERSION, NS, "experiments", "exp-sweep")
+    wait_for(lambda: not _trials(api, "exp-sweep"), 90, what="trials garbage-collected")
+    wait_for(
+        lambda: (
+            "exp-sweep-eval"
+            not in [
+                e["metadata"]["name"]
+                for e in api.custom.list_namespaced_custom_object(
+                    GROUP, VERSION, NS, "evaluations"
+                )["items"]
+            ]
+        ),
+        90,
+        what="the Evaluation garbage-collected",
+    )

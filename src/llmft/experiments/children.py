@@ -25,6 +25,7 @@ ANNOTATION_CELL = f"{GROUP}/trial-cell"
 ANNOTATION_PARAMETERS = f"{GROUP}/trial-parameters"
 # Set on a trial's FineTuneJob to stop it (by the Experiment, or by a person); the value says why.
 ANNOTATION_STOP = f"{GROUP}/stop"
+ANNOTATION_STOP_REASON = f"{GROUP}/stop-reason"  # the Failed condition's reason (EarlyStopped)
 MAX_NAME = 63
 # The FineTuneJob's Job adds "-ftj"; keeping trial names within 59 keeps Job names readable.
 MAX_TRIAL_NAME = MAX_NAME - 4
