@@ -19,7 +19,7 @@ def tiny_job(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    from llmft.workloads.modeling import build_tiny_model
+    from tiny_model import build_tiny_model
 
     root = tmp_path_factory.mktemp("chat")
     base = build_tiny_model(root / "base")

@@ -19,6 +19,7 @@ from hubserver import HubServer, allow_hub_requests, running_hub, stand_in_token
 from llmft.api.common import HuggingFaceRepo
 from llmft.workloads.datagen import hub
 from llmft.workloads.entry import WorkloadError
+from llmft.workloads.hubpush import push_folder
 
 TOKEN = stand_in_token()
 WRONG_TOKEN = stand_in_token()
@@ -27,6 +28,7 @@ WRONG_TOKEN = stand_in_token()
 @pytest.fixture
 def hub_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[HubServer]:
     allow_hub_requests(monkeypatch)
+    monkeypatch.setenv("LLMFT_HF_PUSH_TOKEN", TOKEN)
     with running_hub(tokens={TOKEN: "write"}, namespaces=("acme",)) as server:
         yield server
 
@@ -64,17 +66,25 @@ def dataset_dir(root: Path) -> Path:
     return root
 
 
+def push_dataset(repo: HuggingFaceRepo, folder: Path, message: str) -> dict[str, object]:
+    return push_folder(repo, folder, message, repo_type="dataset", allow_patterns=hub.PUSHED_FILES)
+
+
 def test_the_dataset_files_land_in_a_private_dataset_repo_at_the_returned_commit(
     hub_server: HubServer, tmp_path: Path
 ) -> None:
     folder = dataset_dir(tmp_path / "out")
-    plan = hub.plan_push(target(hub_server), folder, "hr", "2 pairs from 2 chunks")
-
-    pushed = hub.push_dataset(plan, TOKEN)
+    pushed = push_dataset(
+        target(hub_server), folder, "llmft DatasetGeneration hr: 2 pairs from 2 chunks"
+    )
 
     repo = hub_server.repo("acme/hr-qa", "dataset")
     assert repo.private
-    assert pushed == {"repo": "acme/hr-qa", "revision": "main", "commit": repo.branches["main"]}
+    assert (pushed["repo"], pushed["branch"], pushed["commit"]) == (
+        "acme/hr-qa",
+        "main",
+        repo.branches["main"],
+    )
     remote = repo.files("main")
     assert set(remote) == set(hub.PUSHED_FILES) | {".gitattributes"}  # not work/
     for name in hub.PUSHED_FILES:
@@ -92,11 +102,11 @@ def test_the_dataset_files_land_in_a_private_dataset_repo_at_the_returned_commit
 
 
 def test_a_wrong_token_names_the_secret_and_never_shows_the_token(
-    hub_server: HubServer, tmp_path: Path
+    hub_server: HubServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    plan = hub.plan_push(target(hub_server), dataset_dir(tmp_path / "out"), "hr", "x")
+    monkeypatch.setenv("LLMFT_HF_PUSH_TOKEN", WRONG_TOKEN)
     with pytest.raises(WorkloadError) as err:
-        hub.push_dataset(plan, WRONG_TOKEN)
+        push_dataset(target(hub_server), dataset_dir(tmp_path / "out"), "x")
     message = str(err.value)
     assert message.startswith("spec.output.huggingFace.tokenSecretRef: ")
     assert "Secret 'hf-push' key 'token'" in message and "Invalid credentials" in message
@@ -107,9 +117,8 @@ def test_a_wrong_token_names_the_secret_and_never_shows_the_token(
 def test_a_card_the_hub_refuses_is_a_clear_error(hub_server: HubServer, tmp_path: Path) -> None:
     folder = dataset_dir(tmp_path / "out")
     (folder / hub.CARD).write_text("---\nconfigs: [unclosed\n---\n# hr\n")
-    plan = hub.plan_push(target(hub_server), folder, "hr", "x")
     with pytest.raises(WorkloadError, match=r"spec.output.huggingFace: .* refused the card"):
-        hub.push_dataset(plan, TOKEN)
+        push_dataset(target(hub_server), folder, "x")
     assert "README.md" not in hub_server.repo("acme/hr-qa", "dataset").files("main")
 
 
@@ -117,12 +126,12 @@ def test_a_second_branch_gets_its_own_commit_and_main_is_untouched(
     hub_server: HubServer, tmp_path: Path
 ) -> None:
     folder = dataset_dir(tmp_path / "out")
-    main = hub.push_dataset(hub.plan_push(target(hub_server), folder, "hr", "x"), TOKEN)
+    main = push_dataset(target(hub_server), folder, "x")
     (folder / "train.jsonl").write_text('{"question": "q", "answer": "a"}\n')
-    v2 = hub.push_dataset(hub.plan_push(target(hub_server, branch="v2"), folder, "hr", "y"), TOKEN)
+    v2 = push_dataset(target(hub_server, branch="v2"), folder, "y")
 
     repo = hub_server.repo("acme/hr-qa", "dataset")
-    assert v2["revision"] == "v2" and v2["commit"] == repo.branches["v2"] != main["commit"]
+    assert v2["branch"] == "v2" and v2["commit"] == repo.branches["v2"] != main["commit"]
     assert repo.branches["main"] == main["commit"]
     assert repo.files("v2")["train.jsonl"] == b'{"question": "q", "answer": "a"}\n'
 
@@ -169,8 +178,9 @@ def test_the_datagen_workload_pushes_and_records_the_commit(
     assert proc.returncode == 0, proc.stderr[-3000:]
     repo = hub_server.repo("acme/hr-qa", "dataset")
     status = json.loads(status_file.read_text())
-    assert status["outputs"]["hubRepo"] == "acme/hr-qa"
-    assert status["outputs"]["hubRevision"] == repo.branches["main"]
+    assert status["outputs"]["huggingFace"]["repo"] == "acme/hr-qa"
+    assert status["outputs"]["huggingFace"]["branch"] == "main"
+    assert status["outputs"]["huggingFace"]["commit"] == repo.branches["main"]
     result = (out / "result.json").read_text()
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["hub"]["commit"] == repo.branches["main"]

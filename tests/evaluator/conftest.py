@@ -106,7 +106,7 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     import torch
     from transformers import AutoModelForCausalLM
 
-    from llmft.workloads.modeling import build_tiny_model
+    from tiny_model import build_tiny_model
 
     path = build_tiny_model(tmp_path_factory.mktemp("tiny-model"))
     # At the default init scale the tiny model answers every prompt with the same newlines;

@@ -22,7 +22,7 @@ TOKEN = stand_in_token()
 
 @pytest.fixture(scope="module")
 def tiny_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from llmft.workloads.modeling import build_tiny_model
+    from tiny_model import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("tiny-llama"))
 
@@ -111,7 +111,7 @@ def test_train_on_a_hub_base_and_dataset_then_score_the_hub_adapter(  # type: ig
         "revision": "main",
         "commit": data_commit,
     }
-    pushed = status["outputs"]["huggingFace"]["revision"]
+    pushed = status["outputs"]["huggingFace"]["commit"]
 
     arms = [
         {"name": "base", "baseModel": {"name": "hf://acme/tiny-llama"}},

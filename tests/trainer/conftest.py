@@ -53,7 +53,7 @@ def write_dataset(root: Path, repeat: int = 2) -> Path:
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A randomly initialised 2-layer Llama (hidden 64) with SmolLM2's tokenizer."""
-    from llmft.workloads.modeling import build_tiny_model
+    from tiny_model import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("tiny-llama"))
 

@@ -13,7 +13,7 @@ import pytest
 from hubserver import HubServer, allow_hub_requests, running_hub, stand_in_token
 from llmft.api.common import HuggingFaceRepo
 from llmft.workloads.entry import WorkloadError
-from llmft.workloads.trainer.hub import push_folder
+from llmft.workloads.hubpush import push_folder
 from trainer.conftest import RunTrainer, finetune_manifest
 
 TOKEN = stand_in_token()
@@ -53,7 +53,7 @@ def small_adapter(root: Path) -> Path:
 
 
 @pytest.mark.slow  # one training step on the tiny Llama: about 20 s with the model built
-def test_the_trained_adapter_lands_in_a_private_repo_at_the_recorded_revision(
+def test_the_trained_adapter_lands_in_a_private_repo_at_the_recorded_commit(
     hub: HubServer,
     tiny_model: Path,
     dataset_dir: Path,
@@ -79,12 +79,12 @@ def test_the_trained_adapter_lands_in_a_private_repo_at_the_recorded_revision(
     for name in ADAPTER_FILES:
         assert remote[name] == (out / "adapter" / name).read_bytes(), name
     pushed = status["outputs"]["huggingFace"]
-    assert pushed["revision"] == repo.branches["main"] == repo.resolve("main").oid  # type: ignore[union-attr]
-    assert pushed["url"].endswith(f"/acme/hr-adapter/commit/{pushed['revision']}")
+    assert pushed["commit"] == repo.branches["main"] == repo.resolve("main").oid  # type: ignore[union-attr]
+    assert pushed["url"].endswith(f"/acme/hr-adapter/commit/{pushed['commit']}")
     assert pushed["private"] is True and pushed["branch"] == "main"
     assert repo.resolve("main").summary == "llmft FineTuneJob test-ftj: step 1"  # type: ignore[union-attr]
     result = (out / "result.json").read_text()
-    assert json.loads(result)["outputs"]["huggingFace"]["revision"] == pushed["revision"]
+    assert json.loads(result)["outputs"]["huggingFace"]["commit"] == pushed["commit"]
     captured = capfd.readouterr()
     for text in (result, json.dumps(status), caplog.text, captured.out, captured.err):
         assert TOKEN not in text
@@ -117,7 +117,7 @@ def test_a_read_only_token_is_refused_with_the_namespace_it_needs(
 
 
 @pytest.mark.parametrize("xet", [True, False], ids=["pipelined-upload", "create-commit"])
-def test_a_branch_push_is_repeatable_and_an_unchanged_retry_keeps_the_revision(
+def test_a_branch_push_is_repeatable_and_an_unchanged_retry_keeps_the_commit(
     hub: HubServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, xet: bool
 ) -> None:
     """Both of huggingface_hub's upload paths (with hf_xet installed, and without); a pod that
@@ -135,9 +135,9 @@ def test_a_branch_push_is_repeatable_and_an_unchanged_retry_keeps_the_revision(
 
     repo = hub.repo("acme/hr-adapter")
     assert not repo.private
-    assert first["revision"] == again["revision"] != changed["revision"]
-    assert repo.branches["run-7"] == changed["revision"]
-    assert repo.resolve(changed["revision"]).parent == first["revision"]  # type: ignore[union-attr]
+    assert first["commit"] == again["commit"] != changed["commit"]
+    assert repo.branches["run-7"] == changed["commit"]
+    assert repo.resolve(changed["commit"]).parent == first["commit"]  # type: ignore[union-attr]
     assert json.loads(repo.files("run-7")["adapter_config.json"])["r"] == 16
     assert "adapter_config.json" not in repo.files("main")  # main keeps only .gitattributes
 

@@ -135,13 +135,13 @@ def test_a_push_without_the_token_variable_is_refused(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from llmft.api.common import HuggingFaceRepo
-    from llmft.workloads.trainer.hub import push_folder
+    from llmft.workloads.hubpush import push_folder
 
     monkeypatch.delenv("LLMFT_HF_PUSH_TOKEN", raising=False)
     target = HuggingFaceRepo.model_validate(
         {"repo": "me/adapter", "tokenSecretRef": {"name": "hf", "key": "token"}}
     )
-    with pytest.raises(WorkloadError, match="tokenSecretRef: the push token is not set"):
+    with pytest.raises(WorkloadError, match=r"tokenSecretRef: no push token in \$LLMFT_HF_PUSH"):
         push_folder(target, tmp_path, "test")
 
 

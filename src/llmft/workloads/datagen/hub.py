@@ -1,116 +1,24 @@
-"""Pushing the dataset directory to a private Hugging Face dataset repository.
+"""What a dataset push uploads (the dataset files and a card `load_dataset` understands).
 
-The token comes from the `LLMFT_HF_PUSH_TOKEN` environment variable, which the operator (or
-the local runner) fills from `spec.output.huggingFace.tokenSecretRef`; it is never logged or
-written to status or the manifest.
+The push itself is llmft.workloads.hubpush.push_folder, shared with the trainer.
 """
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from llmft.api.common import HuggingFaceRepo, SecretKeyRef
 from llmft.api.layout import (
     CHUNKS,
     CORPUS_EVAL,
     CORPUS_TRAIN,
     DATASET_MANIFEST,
-    ENV_HF_PUSH_TOKEN,
     INSTRUCT_EVAL,
     INSTRUCT_TRAIN,
 )
-from llmft.workloads.entry import WorkloadError
-from llmft.workloads.hubpush import check_online, push_failure
 
-HF_TOKEN_ENV = ENV_HF_PUSH_TOKEN
 CARD = "README.md"
 PUSHED_FILES = [INSTRUCT_TRAIN, INSTRUCT_EVAL, CORPUS_TRAIN, CORPUS_EVAL, CHUNKS]
 PUSHED_FILES += [DATASET_MANIFEST, CARD]
-
-
-@dataclass(frozen=True)
-class PushPlan:
-    """Everything a push does, computed without touching the network."""
-
-    repo_id: str
-    private: bool
-    branch: str
-    endpoint: str | None
-    folder: Path
-    commit_message: str
-    secret: SecretKeyRef | None = None  # named in errors when the Hub refuses the token
-
-    def create_repo_kwargs(self) -> dict[str, Any]:
-        return {
-            "repo_id": self.repo_id,
-            "repo_type": "dataset",
-            "private": self.private,
-            "exist_ok": True,
-        }
-
-    def create_branch_kwargs(self) -> dict[str, Any] | None:
-        if self.branch == "main":
-            return None
-        return {
-            "repo_id": self.repo_id,
-            "repo_type": "dataset",
-            "branch": self.branch,
-            "exist_ok": True,
-        }
-
-    def upload_kwargs(self) -> dict[str, Any]:
-        return {
-            "repo_id": self.repo_id,
-            "repo_type": "dataset",
-            "folder_path": str(self.folder),
-            "revision": self.branch,
-            "allow_patterns": list(PUSHED_FILES),
-            "commit_message": self.commit_message,
-        }
-
-
-def plan_push(target: HuggingFaceRepo, folder: Path, name: str, summary: str) -> PushPlan:
-    return PushPlan(
-        repo_id=target.repo,
-        private=target.private,
-        branch=target.branch,
-        endpoint=target.endpoint,
-        folder=folder,
-        commit_message=f"llmft DatasetGeneration {name}: {summary}",
-        secret=target.token_secret_ref,
-    )
-
-
-def hub_token(environ: dict[str, str] | None = None) -> str:
-    env = os.environ if environ is None else environ
-    token = env.get(HF_TOKEN_ENV, "").strip()
-    if not token:
-        raise WorkloadError(
-            f"spec.output.huggingFace: no token in ${HF_TOKEN_ENV}; in a cluster the operator "
-            "sets it from tokenSecretRef (check the Secret exists and has that key); "
-            f"locally, export {HF_TOKEN_ENV}"
-        )
-    return token
-
-
-def push_dataset(plan: PushPlan, token: str) -> dict[str, str]:
-    """Create the repository if needed and upload the dataset files; returns repo and commit."""
-    from huggingface_hub import HfApi
-
-    check_online()
-    api = HfApi(endpoint=plan.endpoint, token=token)
-    try:
-        api.create_repo(**plan.create_repo_kwargs())
-        branch = plan.create_branch_kwargs()
-        if branch is not None:
-            api.create_branch(**branch)
-        commit = api.upload_folder(**plan.upload_kwargs())
-    except Exception as err:  # HTTP errors, an unreachable endpoint, a refused card
-        raise push_failure(err, plan.repo_id, plan.endpoint, token, plan.secret) from None
-    return {"repo": plan.repo_id, "revision": plan.branch, "commit": commit.oid}
 
 
 def dataset_card(name: str, manifest: dict[str, Any]) -> str:

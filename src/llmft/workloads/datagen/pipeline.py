@@ -47,6 +47,7 @@ from llmft.workloads.datagen.quality import (
 from llmft.workloads.datagen.splitting import EVAL, TRAIN, SplitPlan, plan_split
 from llmft.workloads.datagen.worklog import ChunkRecord, WorkLog, fingerprint
 from llmft.workloads.entry import WorkloadError
+from llmft.workloads.hubpush import push_folder
 
 log = logging.getLogger("llmft.datagen")
 
@@ -344,11 +345,14 @@ class DatasetGenerator:
         outputs["manifest"] = str(self.out_dir / DATASET_MANIFEST)
         target = spec.output.hugging_face
         if target is not None:
-            push = hub.plan_push(
-                target, self.out_dir, self.name, f"{total} pairs from {len(chunks)} chunks"
+            pushed = push_folder(
+                target,
+                self.out_dir,
+                f"llmft DatasetGeneration {self.name}: {total} pairs from {len(chunks)} chunks",
+                repo_type="dataset",
+                allow_patterns=hub.PUSHED_FILES,
             )
-            pushed = hub.push_dataset(push, hub.hub_token())
-            outputs |= {"hubRepo": pushed["repo"], "hubRevision": pushed["commit"]}
+            outputs["huggingFace"] = pushed
             manifest["hub"] = pushed
             _write_json(self.out_dir / DATASET_MANIFEST, manifest)
         counts = manifest["counts"]

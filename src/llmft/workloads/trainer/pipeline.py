@@ -470,7 +470,7 @@ def _train(
         outputs["ollama"] = publish_to_ollama(serving, name, adapter_dir, merged_dir)
 
     if spec.output.hugging_face is not None:
-        from llmft.workloads.trainer.hub import push_folder
+        from llmft.workloads.hubpush import push_folder
 
         reporter.progress(
             force=True, message=f"pushing the adapter to {spec.output.hugging_face.repo}"
