@@ -395,6 +395,25 @@ def _mistakes() -> list[tuple[str, dict[str, Any], str]]:
         ),
         ("CEL: rag needs instruct", ft(mode="causal", rag={"enabled": True}), "spec.rag.enabled"),
         (
+            "CEL: endpoint arm with a local model",
+            ev(
+                arms=[
+                    {
+                        "name": "served",
+                        "baseModel": {"name": "m"},
+                        "endpoint": {"url": "http://ollama:11434", "model": "m"},
+                    }
+                ]
+            ),
+            "spec.arms[0].endpoint",
+        ),
+        (
+            "CEL: Ollama adapter without a base",
+            ft(output={"ollama": {"model": "hr-tuned"}}),
+            "spec.output.ollama.base",
+        ),
+        ("Hub path of another scheme", ft(dataset={"path": "hf:/x y"}), "spec.dataset.path"),
+        (
             "CEL: primary metric not computed",
             ev(metrics=["bleu"], primaryMetric="rouge"),
             "spec.primaryMetric",

@@ -306,3 +306,34 @@ def test_mlflow_credentials_reach_the_pod_by_secret_reference_only() -> None:
 
     assert uses[ENV_MLFLOW_TOKEN].ref.key == "token"
     assert uses[ENV_MLFLOW_PASSWORD].field == "spec.tracking.mlflow.passwordSecretRef"
+
+
+def test_hub_dataset_and_adapter_tokens_fill_hf_token_and_must_agree() -> None:
+    token = {"name": "hf", "key": "read"}
+    adapter_arm = {
+        "name": "tuned",
+        "baseModel": {"name": "acme/base"},
+        "adapterPath": "hf://acme/hr-adapter@v1",
+        "adapterTokenSecretRef": token,
+    }
+    body = evaluation(
+        dataset={"path": "hf://datasets/acme/hr-qa", "tokenSecretRef": token}, arms=[adapter_arm]
+    )
+    res = parse_resource(body)
+    needs = needs_of(res, SETTINGS)
+
+    # One variable, one Secret key: the second reference to the same key adds nothing.
+    assert [(u.env, u.field) for u in needs.secrets] == [
+        ("HF_TOKEN", "spec.dataset.tokenSecretRef")
+    ]
+    assert find_problems(needs, all_present(needs), "ns") == []
+    # Hub URIs are left for the workload: no volume path is put in front of them.
+    spec = json.loads(plan_workload(res, all_present(needs), SETTINGS, 1).spec_json)["spec"]
+    assert spec["dataset"]["path"] == "hf://datasets/acme/hr-qa"
+    assert spec["arms"][0]["adapterPath"] == "hf://acme/hr-adapter@v1"
+
+    other = {**adapter_arm, "adapterTokenSecretRef": {"name": "other", "key": "read"}}
+    conflicting = evaluation(
+        dataset={"path": "hf://datasets/acme/hr-qa", "tokenSecretRef": token}, arms=[other]
+    )
+    assert reasons(conflicting) == ["ConflictingSecrets"]
