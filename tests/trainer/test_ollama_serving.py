@@ -135,3 +135,30 @@ def test_llmft_chat_asks_the_jobs_ollama_model(served, ollama_server, capsys) ->
     args = ["chat", "--ollama", TUNED, "--host", ollama_server.url, "--max-new-tokens", "24"]
     assert main([*args, "-q", question]) == 0
     assert "green" in capsys.readouterr().out.lower()
+
+
+def test_a_merged_model_is_imported_whole(  # type: ignore[no-untyped-def]
+    ollama_server, tiny_model, dataset_dir, tmp_path, run_trainer
+) -> None:
+    """method: merged, for families whose adapters Ollama cannot apply (tiny Llama: fast)."""
+    import ollama
+
+    manifest = finetune_manifest(
+        tiny_model,
+        dataset_dir,
+        tmp_path / "out",
+        hyperparameters={"maxSteps": 1, "saveSteps": 1, "evalSteps": 1},
+        output={
+            "path": str(tmp_path / "out"),
+            "ollama": {"host": ollama_server.url, "model": "llmft-test-merged", "method": "merged"},
+        },
+    )
+    rc, status = run_trainer(manifest)
+
+    assert rc == 0, status.get("progress", {}).get("message")
+    assert status["outputs"]["ollama"]["model"] == "llmft-test-merged:latest"
+    assert status["outputs"]["merged"]
+    shown = ollama.Client(host=ollama_server.url).show("llmft-test-merged")
+    assert shown.details.family == "llama"
+    assert "im_start" in (shown.template or "")  # the chat template came along
+    assert isinstance(_ask(ollama_server.url, "llmft-test-merged", FACTS[0][0]), str)

@@ -10,7 +10,9 @@ convert it as a whole model, for the families whose adapters Ollama cannot apply
 
 from __future__ import annotations
 
+import json
 import logging
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,7 @@ FIELD = "spec.output.ollama"
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 # What Ollama's safetensors import reads from a model directory.
 MODEL_SUFFIXES = (".json", ".safetensors", ".model", ".txt")
+TOKENIZER_CONFIG = "tokenizer_config.json"
 UNSUPPORTED_ADAPTER = "unsupported architecture"
 
 
@@ -78,6 +81,26 @@ def _upload(client: Any, folder: Path, names: list[str]) -> dict[str, str]:
     return {name: str(client.create_blob(folder / name)) for name in names}
 
 
+def _merged_files(client: Any, merged_dir: Path) -> dict[str, str]:
+    """The merged model's files as blobs. Ollama reads the chat template from
+    tokenizer_config.json only; transformers saves it as chat_template.jinja, so it is put back."""
+    names = sorted(
+        p.name for p in merged_dir.iterdir() if p.is_file() and p.name.endswith(MODEL_SUFFIXES)
+    )
+    blobs = _upload(client, merged_dir, [n for n in names if n != TOKENIZER_CONFIG])
+    config_file = merged_dir / TOKENIZER_CONFIG
+    if config_file.exists():
+        config = json.loads(config_file.read_text())
+        jinja = merged_dir / "chat_template.jinja"
+        if "chat_template" not in config and jinja.exists():
+            config["chat_template"] = jinja.read_text()
+        with tempfile.TemporaryDirectory() as tmp:
+            patched = Path(tmp) / TOKENIZER_CONFIG
+            patched.write_text(json.dumps(config))
+            blobs[TOKENIZER_CONFIG] = str(client.create_blob(patched))
+    return blobs
+
+
 def publish_to_ollama(
     serving: OllamaServing, job_name: str, adapter_dir: Path, merged_dir: Path | None
 ) -> dict[str, Any]:
@@ -96,12 +119,7 @@ def publish_to_ollama(
         else:
             if merged_dir is None or not (merged_dir / "config.json").exists():
                 raise WorkloadError(f"{FIELD}.method: merged, but no merged model was saved")
-            files = sorted(
-                p.name
-                for p in merged_dir.iterdir()
-                if p.is_file() and p.name.endswith(MODEL_SUFFIXES)
-            )
-            blobs = _upload(client, merged_dir, files)
+            blobs = _merged_files(client, merged_dir)
             log.info("creating Ollama model %s from the merged model", name)
             client.create(model=name, files=blobs, stream=False)
         digest = next((m.digest for m in client.list().models if m.model == name), None)
