@@ -158,6 +158,10 @@ class Reconciler:
                     retry_after=5,
                     message=f"Job {jname} of an earlier {kind} {name} is still being deleted",
                 )
+            if status.get("phase") in FINISHED and not _job_finished(job):
+                # A watch event older than the status already written: this resource has one
+                # Job (its owner uid was checked), and a finished phase never goes back.
+                return DONE
             pods = self.kube.job_pods(namespace, jname)
             refused = None
             if not pods and not (job.get("status") or {}).get("conditions"):
@@ -420,6 +424,13 @@ class Reconciler:
             self.phases.record(kind, namespace, name, phase)
         for transition in transitions(old, new):
             self.post_event(body, transition)
+
+
+def _job_finished(job: dict[str, Any]) -> bool:
+    return any(
+        c.get("type") in ("Complete", "Failed") and c.get("status") == "True"
+        for c in (job.get("status") or {}).get("conditions") or []
+    )
 
 
 def _foreign_child(planned: dict[str, Any], existing: dict[str, Any], owner_uid: str) -> str:

@@ -1,0 +1,66 @@
+"""The reconciler's ordering rules, with the API reduced to the few reads it makes."""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from operator_manifests import finetune
+
+from llmft_operator.controller import Reconciler
+from llmft_operator.kube import Kube
+from llmft_operator.settings import OperatorSettings
+
+UID = "uid-1"
+ARTIFACTS = {"pvc": "p", "path": "finetune/tune", "uri": "pvc://p/finetune/tune"}
+
+
+class RecordingKube:
+    """What the API server holds for one FineTuneJob; records every status patch."""
+
+    def __init__(self, status: dict[str, Any], job: dict[str, Any]) -> None:
+        self.body = {**finetune("tune", namespace="ns"), "status": status}
+        self.body["metadata"].update(uid=UID, generation=1)
+        self.job = job
+        self.patches: list[dict[str, Any]] = []
+
+    def get_resource(self, kind: str, namespace: str, name: str) -> dict[str, Any]:
+        return self.body
+
+    def get_job(self, namespace: str, name: str) -> dict[str, Any]:
+        return self.job
+
+    def job_pods(self, namespace: str, name: str) -> list[dict[str, Any]]:
+        return []
+
+    def failed_create(self, namespace: str, uid: str) -> str | None:
+        return None
+
+    def patch_status(self, kind: str, namespace: str, name: str, status: dict[str, Any]) -> None:
+        self.patches.append(status)
+
+
+def job(*conditions: str) -> dict[str, Any]:
+    return {
+        "metadata": {"name": "tune-ftj", "uid": "job-1", "ownerReferences": [{"uid": UID}]},
+        "status": {"conditions": [{"type": c, "status": "True"} for c in conditions]},
+    }
+
+
+def test_a_stale_job_event_never_moves_a_finished_phase_back() -> None:
+    succeeded = {"phase": "Succeeded", "jobName": "tune-ftj", "artifacts": ARTIFACTS}
+    kube = RecordingKube(succeeded, job("Complete"))
+    reconciler = Reconciler(cast(Kube, kube), OperatorSettings(), lambda *_: None, lambda *_: None)
+
+    reconciler.reconcile("FineTuneJob", "ns", "tune", "job", job=job())  # still "running"
+
+    assert kube.patches == []
+
+
+def test_a_job_event_moves_a_running_resource_forward() -> None:
+    running = {"phase": "Running", "jobName": "tune-ftj", "artifacts": ARTIFACTS}
+    kube = RecordingKube(running, job("Complete"))
+    reconciler = Reconciler(cast(Kube, kube), OperatorSettings(), lambda *_: None, lambda *_: None)
+
+    reconciler.reconcile("FineTuneJob", "ns", "tune", "job", job=job("Complete"))
+
+    assert [p["phase"] for p in kube.patches] == ["Succeeded"]
