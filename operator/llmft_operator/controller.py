@@ -18,6 +18,7 @@ from typing import Any
 from kubernetes.client.rest import ApiException
 
 from llmft.api.common import Phase
+from llmft.api.resolve import ResolveError
 from llmft.api.resource import ManifestError, parse_resource
 from llmft.api.status import (
     COMPLETE,
@@ -277,7 +278,11 @@ class Reconciler:
             self._write(kind, body, waiting_status(status, problems, generation, now))
             return Outcome(retry_after=self.retry_interval, message=problems[0].message)
 
-        plan = plan_workload(res, fetched, self.settings, generation)
+        try:
+            plan = plan_workload(res, fetched, self.settings, generation)
+        except ResolveError as err:
+            self._write(kind, body, invalid_spec_status(status, str(err), generation, now))
+            return Outcome(permanent=True, message=str(err))
         config_map = build_spec_configmap(plan)
         job = build_workload_job(plan, self.settings)
         self.adopt([config_map, job], body)

@@ -44,6 +44,11 @@ from llmft_operator.naming import spec_configmap_name
 from llmft_operator.settings import OperatorSettings
 
 INPUTS_MOUNT_ROOT = "/mnt/llmft/inputs"
+# Inputs only `llmft run` can read (a path on the user's machine), and what to use instead.
+LOCAL_ONLY_FIELDS = {
+    "spec.source.path": "a local directory is read by `llmft run` only; on a cluster use "
+    "spec.source.configMap, spec.source.pvc or spec.source.urls",
+}
 SPEC_KEY = "spec.json"
 
 
@@ -463,6 +468,8 @@ class _PodBinding:
         return Upstream(output_dir=self.mounts.path_of(location), spec=spec)
 
     def input_path(self, value: str, field: str) -> str:
+        if field in LOCAL_ONLY_FIELDS:
+            raise ResolveError(f"{field}: {LOCAL_ONLY_FIELDS[field]}")
         return _on_volume(value, self.settings.artifact_mount)
 
     def model_name(self, value: str, field: str) -> str:

@@ -190,6 +190,33 @@ def _job_failure(
     return job_reason, _clip(message)
 
 
+def _exit_code(pod: dict[str, Any]) -> int | None:
+    for cs in _container_statuses(pod):
+        term = (cs.get("state") or {}).get("terminated") or {}
+        if term.get("exitCode"):
+            return int(term["exitCode"])
+    return None
+
+
+def _no_retry_left(job: dict[str, Any], pods: list[dict[str, Any]], pod: dict[str, Any]) -> str:
+    """Why the Job will not start another pod after `pod` failed ('' if it will)."""
+    spec = job.get("spec") or {}
+    limit = int(spec.get("backoffLimit", 6))
+    failed = sum(1 for p in pods if (p.get("status") or {}).get("phase") == "Failed")
+    if failed > limit:
+        return f"no retry left (backoffLimit={limit})"
+    code = _exit_code(pod)
+    for rule in (spec.get("podFailurePolicy") or {}).get("rules") or []:
+        codes = rule.get("onExitCodes") or {}
+        if (
+            rule.get("action") == "FailJob"
+            and codes.get("operator") == "In"
+            and code in (codes.get("values") or [])
+        ):
+            return f"exit code {code} fails the Job at once (the spec is unusable); no retry"
+    return ""
+
+
 def observe_job(
     job: dict[str, Any], pods: Iterable[dict[str, Any]], failed_create: str | None = None
 ) -> Observation:
@@ -245,6 +272,15 @@ def observe_job(
         attempts = len(pods)
         limit = (job.get("spec") or {}).get("backoffLimit")
         failure = pod_failure(pod) or previous or ("PodFailed", "pod failed")
+        final = _no_retry_left(job, pods, pod) if pod_phase == "Failed" else None
+        if final:
+            # The Job controller is about to mark the Job failed: say so, not "retrying".
+            return Observation(
+                Phase.RUNNING,
+                "Failing",
+                _clip(f"attempt {attempts} failed ({failure[0]}: {failure[1]}); {final}"),
+                start,
+            )
         return Observation(
             Phase.RUNNING,
             "Retrying",
@@ -389,7 +425,16 @@ class Transition:
 
 # Reasons that are part of normal progress; every other reason is worth a Warning event.
 NORMAL_REASONS = frozenset(
-    {"UpstreamNotReady", "JobCreated", "PodPending", "Queued", "Running", "Finishing", "Succeeded"}
+    {
+        "UpstreamNotReady",
+        "JobCreated",
+        "PodPending",
+        "Queued",
+        "Running",
+        "Finishing",
+        "Failing",  # the failure itself is the Warning that follows
+        "Succeeded",
+    }
 )
 
 

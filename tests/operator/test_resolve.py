@@ -10,6 +10,7 @@ from operator_manifests import dataset, evaluation, finetune
 from pydantic import ValidationError
 
 from llmft.api.common import ArtifactLocation
+from llmft.api.resolve import ResolveError
 from llmft.api.resource import parse_resource
 from llmft_operator.resolve import (
     Fetched,
@@ -337,3 +338,10 @@ def test_hub_dataset_and_adapter_tokens_fill_hf_token_and_must_agree() -> None:
         dataset={"path": "hf://datasets/acme/hr-qa", "tokenSecretRef": token}, arms=[other]
     )
     assert reasons(conflicting) == ["ConflictingSecrets"]
+
+
+def test_a_local_source_path_is_refused_on_the_cluster_saying_what_to_use() -> None:
+    res = parse_resource(dataset(source={"path": "/etc"}))
+
+    with pytest.raises(ResolveError, match=r"spec\.source\.path: .*spec\.source\.configMap"):
+        plan_workload(res, all_present(needs_of(res, SETTINGS)), SETTINGS, 1)

@@ -166,6 +166,35 @@ def test_failed_attempt_before_the_backoff_limit_is_still_running_and_says_so() 
     assert "attempt 2 failed" in obs.message and "boom" in obs.message
 
 
+def test_a_failed_pod_with_no_retry_left_is_not_called_retrying() -> None:
+    no_retries = job()
+    no_retries["spec"]["backoffLimit"] = 0
+    bad_spec = job()
+    bad_spec["spec"]["podFailurePolicy"] = {
+        "rules": [{"action": "FailJob", "onExitCodes": {"operator": "In", "values": [2]}}]
+    }
+    failed = pod("Failed", terminated={"exitCode": 1, "message": "boom"})
+    unusable = pod("Failed", terminated={"exitCode": 2, "message": "spec.json: invalid"})
+
+    last = observe_job(no_retries, [failed])
+    refused = observe_job(bad_spec, [unusable])
+    retried = observe_job(bad_spec, [failed])
+
+    assert (last.reason, refused.reason, retried.reason) == ("Failing", "Failing", "Retrying")
+    assert "no retry left (backoffLimit=0)" in last.message
+    assert "exit code 2 fails the Job at once" in refused.message
+    assert (
+        transitions(
+            {},
+            {
+                "phase": "Running",
+                "conditions": [{"type": "Ready", "status": "False", "reason": "Failing"}],
+            },
+        )[0].type
+        == "Normal"
+    )
+
+
 def test_suspended_job_is_queued() -> None:
     obs = observe_job(job(suspend=True), [])
 
