@@ -762,7 +762,21 @@ def test_health_and_prometheus_metrics_are_served(api: Api, operator: OperatorPr
 
 
 def test_quickstart_examples_run_in_order_when_applied(api: Api, cluster: KubeCluster) -> None:
-    cluster.kubectl("apply", "-n", NS, "-f", str(ROOT / "examples" / "quickstart"))
+    # As its first file says: on a cluster, the local source.path becomes a cluster source.
+    manifests = []
+    for path in sorted((ROOT / "examples" / "quickstart").glob("*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            if doc["kind"] == "DatasetGeneration":
+                doc["spec"]["source"] = {"configMap": "handbook"}
+            manifests.append(doc)
+    cluster.kubectl(
+        "apply",
+        "-n",
+        NS,
+        "-f",
+        "-",
+        input=json.dumps({"apiVersion": "v1", "kind": "List", "items": manifests}),
+    )
 
     statuses = [
         api.wait_phase(kind, name, "Succeeded")
@@ -940,3 +954,12 @@ def test_a_pod_refused_by_a_quota_shows_why_on_the_resource(api: Api) -> None:
     finally:
         api.core.delete_namespaced_resource_quota("tiny", NS)
     api.wait_phase("FineTuneJob", "over-quota", "Succeeded", timeout=90)
+
+
+def test_a_local_source_path_fails_on_the_cluster_naming_the_field(api: Api) -> None:
+    api.create(dataset("local-docs", source={"path": "/etc"}))
+
+    failed = api.wait_phase("DatasetGeneration", "local-docs", "Failed")
+
+    assert "spec.source.path" in failed["message"] and "spec.source.configMap" in failed["message"]
+    assert api.job("local-docs-dsgen") is None
