@@ -95,14 +95,18 @@ def load(model: str) -> tuple[Any, Any]:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
-    from llmft.workloads.evaluator.generation import AnswerGenerator, render_prompt
+    from llmft.prompts import build_messages
+    from llmft.workloads.evaluator.generation import AnswerGenerator
 
     if args.threads:
         torch.set_num_threads(args.threads)
     model_path = random_copy(args.model) if args.random_init else args.model
     model, tok = load(model_path)
     generator = AnswerGenerator(model, tok, max_new_tokens=args.max_new_tokens)
-    prompts = [render_prompt(tok, q) for q in questions(args.items)]
+    prompts = [
+        str(tok.apply_chat_template(build_messages(q), tokenize=False, add_generation_prompt=True))
+        for q in questions(args.items)
+    ]
     generator.generate(prompts[: args.batch_size], args.batch_size)  # warm-up
 
     def timed(batch_size: int) -> tuple[list[str], float]:

@@ -114,6 +114,11 @@ class Reporter:
             self._last = time.monotonic()
             self._send({**self.last_fields, "progress": dict(self.last_progress)})
 
+    def record(self, **fields: Any) -> None:
+        """Status fields the workload owns besides progress and results (e.g. `model`), now."""
+        print(json.dumps({"event": "status", **fields}), file=sys.stderr, flush=True)
+        self._send(dict(fields))
+
     def result(
         self,
         metrics: dict[str, Any],

@@ -9,7 +9,7 @@ import pytest
 from llmft.api.common import ModelSource
 from llmft.prompts import DEFAULT_SYSTEM, RAG_SYSTEM
 from llmft.workloads.evaluator.generation import AnswerGenerator, render_prompt
-from llmft.workloads.modeling import load_base_model
+from llmft.workloads.modeling import load_base_model, load_chat_format
 
 QUESTIONS = [
     "Hi?",
@@ -22,12 +22,17 @@ QUESTIONS = [
 
 @pytest.fixture(scope="module")
 def model_and_tokenizer(tiny_model: Path):  # type: ignore[no-untyped-def]
-    return load_base_model(ModelSource(name=str(tiny_model)), quantize_4bit=False)
+    fmt = load_chat_format(ModelSource(name=str(tiny_model)))
+    model, _ = load_base_model(
+        ModelSource(name=str(tiny_model)), quantize_4bit=False, tokenizer=fmt.tokenizer
+    )
+    return model, fmt
 
 
 def test_batched_greedy_answers_equal_unbatched(model_and_tokenizer) -> None:  # type: ignore[no-untyped-def]
-    model, tok = model_and_tokenizer
-    prompts = [render_prompt(tok, q) for q in QUESTIONS]
+    model, fmt = model_and_tokenizer
+    tok = fmt.tokenizer
+    prompts = [render_prompt(fmt, q) for q in QUESTIONS]
     generator = AnswerGenerator(model, tok, max_new_tokens=10)
     one_by_one = generator.generate(prompts, batch_size=1)
     batched = generator.generate(prompts, batch_size=4)
@@ -41,8 +46,9 @@ def test_right_padding_would_change_answers(model_and_tokenizer) -> None:  # typ
     """The control for the test above: pad on the wrong side and batched answers drift."""
     import torch
 
-    model, tok = model_and_tokenizer
-    prompts = [render_prompt(tok, q) for q in QUESTIONS[:2]]
+    model, fmt = model_and_tokenizer
+    tok = fmt.tokenizer
+    prompts = [render_prompt(fmt, q) for q in QUESTIONS[:2]]
     tok.padding_side = "right"
     enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
     with torch.inference_mode():
@@ -55,8 +61,9 @@ def test_right_padding_would_change_answers(model_and_tokenizer) -> None:  # typ
 
 
 def test_answers_come_back_in_input_order_and_progress_counts_items(model_and_tokenizer) -> None:  # type: ignore[no-untyped-def]
-    model, tok = model_and_tokenizer
-    prompts = [render_prompt(tok, q) for q in QUESTIONS]
+    model, fmt = model_and_tokenizer
+    tok = fmt.tokenizer
+    prompts = [render_prompt(fmt, q) for q in QUESTIONS]
     generator = AnswerGenerator(model, tok, max_new_tokens=4)
     seen: list[int] = []
     answers = generator.generate(prompts, batch_size=2, on_batch=seen.append)
@@ -65,9 +72,9 @@ def test_answers_come_back_in_input_order_and_progress_counts_items(model_and_to
 
 
 def test_prompt_uses_the_shared_training_format(model_and_tokenizer) -> None:  # type: ignore[no-untyped-def]
-    _, tok = model_and_tokenizer
-    plain = render_prompt(tok, "How much leave?")
-    rag = render_prompt(tok, "How much leave?", ["27 days a year."])
+    _, fmt = model_and_tokenizer
+    plain = render_prompt(fmt, "How much leave?")
+    rag = render_prompt(fmt, "How much leave?", ["27 days a year."])
     assert DEFAULT_SYSTEM in plain and "How much leave?" in plain
     assert RAG_SYSTEM in rag and "[1] 27 days a year." in rag
     assert plain.rstrip().endswith("assistant")

@@ -9,12 +9,14 @@ from types import SimpleNamespace
 import pytest
 
 from llmft.api.finetunejob import FineTuneJobSpec
+from llmft.families import GENERIC
 from llmft.workloads.entry import WorkloadError
 from llmft.workloads.trainer.model import (
     GiB,
     build_trainable_model,
     check_fits,
     estimate_training_memory,
+    resolve_hyperparameters,
     resolve_target_modules,
 )
 from trainer.conftest import RunTrainer, finetune_manifest
@@ -37,9 +39,11 @@ def _meta_llama(hidden: int, layers: int, inter: int, heads: int = 4, vocab: int
 
 
 def _spec(**fields: object) -> FineTuneJobSpec:
-    return FineTuneJobSpec.model_validate(
+    """A spec resolved as the trainer resolves it (unset shape fields from the family preset)."""
+    spec = FineTuneJobSpec.model_validate(
         {"baseModel": {"name": "owner/model-13b"}, "dataset": {"path": "/data"}, **fields}
     )
+    return resolve_hyperparameters(spec, GENERIC)
 
 
 def test_target_modules_are_checked_against_the_models_layers() -> None:
@@ -83,7 +87,7 @@ def test_qlora_where_4bit_cannot_run_is_refused_before_loading(tiny_model: Path)
     with pytest.raises(
         WorkloadError, match=r"^spec.method: qlora needs 4-bit bitsandbytes on cuda"
     ):
-        build_trainable_model(spec, device="cuda")
+        build_trainable_model(spec, tokenizer=None, family=GENERIC, device="cuda")
 
 
 def test_an_unknown_target_module_fails_the_workload_with_exit_1(

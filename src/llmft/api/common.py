@@ -9,6 +9,8 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from llmft.families import FamilyName, SystemPromptHandling
+
 GROUP = "llmft.io"
 VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
@@ -226,8 +228,38 @@ class ModelSource(ApiModel):
     )
     chat_template: str | None = Field(
         default=None,
-        description="Jinja chat template to use when the tokenizer has none.",
+        description=(
+            "Jinja chat template used instead of the tokenizer's own (or the family's, for "
+            "models that ship none)."
+        ),
         max_length=FREE_TEXT_LIMIT,
+    )
+    family: FamilyName | None = Field(
+        default=None,
+        description=(
+            "Model family whose rules apply (system prompt, end-of-turn, stop and pad tokens, "
+            "LoRA targets, A10 presets); empty detects it from config.json and the tokenizer."
+        ),
+    )
+    system_prompt: SystemPromptHandling | None = Field(
+        default=None,
+        description=(
+            "keep: send the system prompt as a system message; fold: join it to the first user "
+            "turn; omit: drop it. Empty uses the family's rule."
+        ),
+    )
+    end_of_turn: str | None = Field(
+        default=None,
+        description=(
+            "Token that ends an answer: training answers end with it, generation stops on it. "
+            "Empty uses the family's (or the tokenizer's EOS)."
+        ),
+    )
+    stop_tokens: list[str] | None = Field(
+        default=None, description="More tokens generation stops on (besides endOfTurn and EOS)."
+    )
+    pad_token: str | None = Field(
+        default=None, description="Padding token when the tokenizer has none (masked by position)."
     )
 
 
@@ -351,6 +383,28 @@ class ArtifactLocation(ApiModel):
     pvc: ObjectName = Field(description="PersistentVolumeClaim holding the artefacts.")
     path: ContainedPath = Field(description="Directory relative to the volume root (no '..').")
     uri: str = Field(description="The same place as pvc://<pvc>/<path>.")
+
+
+class ChatFormatStatus(ApiModel):
+    """The model family and chat rules a workload applied (reported by the workload)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    family: str = Field(description="llama3, mistral, gemma, phi2, chatml or generic.")
+    family_title: str | None = Field(default=None, description="The family's readable name.")
+    chat_template: str | None = Field(
+        default=None, description="Where the template came from: spec, model, family, fallback."
+    )
+    system_prompt: str | None = Field(default=None, description="keep, fold or omit.")
+    end_of_turn: str | None = Field(default=None, description="Token that ends every answer.")
+    stop_tokens: list[str] = Field(default_factory=list, description="Generation stops on these.")
+    pad_token: str | None = Field(default=None, description="Padding token.")
+    overridden: list[str] = Field(
+        default_factory=list, description="Rules the spec set instead of the family."
+    )
+    warnings: list[str] = Field(
+        default_factory=list, description="Why the model's format is not a verified family's."
+    )
 
 
 class BaseStatus(ApiModel):

@@ -9,6 +9,7 @@ from pydantic import Field, field_validator, model_validator
 from llmft.api.common import (
     ApiModel,
     ArtifactOutput,
+    ChatFormatStatus,
     ContainedPathOrHub,
     InputPath,
     ModelName,
@@ -348,4 +349,8 @@ class EvaluationStatus(ResourceStatus):
 
     summary: EvaluationSummary | None = Field(
         default=None, description="The comparison (as in summary.json), written by the evaluator."
+    )
+    models: dict[str, ChatFormatStatus] = Field(
+        default_factory=dict,
+        description="Per arm name: the model family and chat rules the evaluator applied.",
     )

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
 from llmft.api.common import (
     ApiModel,
     ArtifactOutput,
+    ChatFormatStatus,
     ContainedPathOrHub,
     InputPath,
     ModelSource,
@@ -76,22 +77,34 @@ class Lora(ApiModel):
     r: int = Field(default=16, ge=1, le=512, description="Adapter rank.")
     alpha: int = Field(default=32, ge=1, description="Scaling numerator (alpha / r).")
     dropout: float = Field(default=0.05, ge=0.0, lt=1.0, description="Dropout on adapter input.")
-    target_modules: list[str] = Field(
-        default_factory=lambda: ["all-linear"],
-        description="Module names to adapt, or [all-linear] for every linear layer.",
+    target_modules: list[str] | None = Field(
+        default=None,
+        description=(
+            "Module names to adapt, or [all-linear] for every linear layer; empty uses the "
+            "model family's default."
+        ),
         min_length=1,
     )
 
 
 class HyperParameters(ApiModel):
-    """Optimisation settings; the defaults suit a 7B model on one A10 with QLoRA."""
+    """Optimisation settings; the four shape fields default to the model family's A10 preset."""
 
     learning_rate: float = Field(default=2e-4, gt=0, le=1, description="Peak learning rate.")
     epochs: float = Field(default=3, gt=0, description="Passes over the data (if maxSteps unset).")
     max_steps: int | None = Field(default=None, ge=1, description="Stop after this many steps.")
-    batch_size: int = Field(default=4, ge=1, description="Per-device batch size.")
-    gradient_accumulation_steps: int = Field(default=4, ge=1, description="Steps per update.")
-    max_seq_length: int = Field(default=1024, ge=16, le=131072, description="Tokens per sequence.")
+    batch_size: int | None = Field(
+        default=None, ge=1, description="Per-device batch size; empty: the family's A10 preset."
+    )
+    gradient_accumulation_steps: int | None = Field(
+        default=None, ge=1, description="Steps per update; empty: the family's A10 preset."
+    )
+    max_seq_length: int | None = Field(
+        default=None,
+        ge=16,
+        le=131072,
+        description="Tokens per sequence; empty: the family's A10 preset.",
+    )
     warmup_ratio: float = Field(default=0.03, ge=0, lt=1, description="Warm-up share of steps.")
     lr_scheduler: Literal["cosine", "linear", "constant", "constant_with_warmup"] = Field(
         default="cosine", description="Learning-rate schedule."
@@ -99,7 +112,9 @@ class HyperParameters(ApiModel):
     weight_decay: float = Field(default=0.0, ge=0, description="AdamW weight decay.")
     optimizer: str = Field(default="adamw_torch", description="transformers optimizer name.")
     seed: int = Field(default=42, description="Seed for data order and adapter init.")
-    gradient_checkpointing: bool = Field(default=True, description="Trade compute for memory.")
+    gradient_checkpointing: bool | None = Field(
+        default=None, description="Trade compute for memory; empty: the family's A10 preset."
+    )
     packing: bool = Field(default=True, description="Pack causal sequences (causal mode).")
     lora: Lora = Field(default_factory=Lora, description="LoRA adapter shape.")
     eval_steps: int | None = Field(default=None, ge=1, description="Evaluate every N steps.")
@@ -208,6 +223,13 @@ class FineTuneJobSpec(ApiModel):
     tracking: TrainingTracking = Field(
         default_factory=TrainingTracking, description="Experiment trackers."
     )
+    memory_check: Literal["enforce", "warn", "off"] = Field(
+        default="enforce",
+        description=(
+            "Before loading weights, estimate the memory training needs (calibrated per model "
+            "family) and refuse (enforce), log (warn) or skip (off) a run that would not fit."
+        ),
+    )
 
     @model_validator(mode="after")
     def _rag_needs_instruct(self) -> FineTuneJobSpec:
@@ -221,4 +243,11 @@ class FineTuneJobStatus(ResourceStatus):
 
     trainer_status: TrainerStatus | None = Field(
         default=None, description="Training progress in Kubeflow Trainer's trainerStatus shape."
+    )
+    model: ChatFormatStatus | None = Field(
+        default=None, description="The model family and chat rules the trainer applied."
+    )
+    hyperparameters: dict[str, Any] = Field(
+        default_factory=dict,
+        description="The batch shape the run used (spec values, else the family's A10 preset).",
     )

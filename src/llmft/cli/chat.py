@@ -153,18 +153,28 @@ class Answerer:
         self.temperature = temperature
         self.passages = Passages(target.chunks) if target.rag and target.chunks else None
         self.generator: Any = None
-        self.tokenizer: Any = None
+        self.fmt: Any = None
         if target.ollama_model is None:
             from llmft.workloads import modeling
             from llmft.workloads.evaluator.generation import AnswerGenerator
 
             assert target.base_model is not None
+            # The model's family decides the prompt and the stop tokens, as in evaluation.
             if target.adapter:
                 adapter = modeling.resolve_adapter(target.adapter, "--adapter", "HF_TOKEN")
-                model, self.tokenizer = modeling.load_with_adapter(target.base_model, adapter)
+                saved = modeling.saved_adapter_tokenizer(adapter)
+                self.fmt = modeling.load_chat_format(target.base_model, "--model", saved)
+                model, _ = modeling.load_with_adapter(
+                    target.base_model, adapter, tokenizer=self.fmt.tokenizer
+                )
             else:
-                model, self.tokenizer = modeling.load_base_model(target.base_model, False)
-            self.generator = AnswerGenerator(model, self.tokenizer, max_new_tokens, temperature)
+                self.fmt = modeling.load_chat_format(target.base_model, "--model")
+                model, _ = modeling.load_base_model(
+                    target.base_model, False, tokenizer=self.fmt.tokenizer
+                )
+            self.generator = AnswerGenerator(
+                model, self.fmt.tokenizer, max_new_tokens, temperature, stop_ids=self.fmt.stop_ids
+            )
 
     def context(self, question: str) -> list[str] | None:
         return self.passages.top(question, self.target.top_k) if self.passages else None
@@ -174,7 +184,7 @@ class Answerer:
         if self.generator is not None:
             from llmft.workloads.evaluator.generation import render_prompt
 
-            prompt = render_prompt(self.tokenizer, question, context)
+            prompt = render_prompt(self.fmt, question, context)
             return self.generator.generate([prompt], 1)[0]
         import ollama
 

@@ -2,8 +2,8 @@
 
 Both workloads name a model with a `ModelSource` (a Hub id, a local path, or `pkg:<package>`
 for a model shipped in a Python package, possibly as a GGUF file). This module turns that into
-a tokenizer and a model: plain precision or 4-bit NF4 (QLoRA), with a pad token and a chat
-template always present, offline when the spec asks for it.
+a tokenizer and a model: plain precision or 4-bit NF4 (QLoRA), offline when the spec asks for
+it; `load_chat_format` binds the tokenizer to its model family's rules (llmft.families).
 """
 
 from __future__ import annotations
@@ -31,16 +31,9 @@ if TYPE_CHECKING:
     import torch
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-log = logging.getLogger("llmft.modeling")
+    from llmft.workloads.chatformat import ChatFormat
 
-# A ChatML template for tokenizers that ship none; ChatML because SmolLM2, Qwen and many small
-# instruct models already speak it, so their special tokens line up when they exist.
-FALLBACK_CHAT_TEMPLATE = (
-    "{% for message in messages %}"
-    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
-    "{% endfor %}"
-    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
-)
+log = logging.getLogger("llmft.modeling")
 
 CACHE_ENV = "LLMFT_MODEL_CACHE"
 
@@ -190,31 +183,40 @@ def _hub_error(source: ModelSource, err: Exception) -> WorkloadError:
     )
 
 
-def prepare_tokenizer(tok: PreTrainedTokenizerBase, chat_template: str | None) -> None:
-    """Ensure a chat template and a pad token, which batching and chat formatting both need."""
-    if chat_template:
-        tok.chat_template = chat_template
-    elif not getattr(tok, "chat_template", None):
-        log.info("tokenizer has no chat template; using the ChatML fallback")
-        tok.chat_template = FALLBACK_CHAT_TEMPLATE
-    if tok.pad_token is None:
-        # Reusing EOS (or UNK) keeps the vocabulary, and so the embedding matrix, unchanged.
-        tok.pad_token = tok.eos_token if tok.eos_token is not None else tok.unk_token
-    if tok.pad_token is None:
-        raise WorkloadError("tokenizer has neither a pad, an EOS nor an UNK token to pad with")
-
-
 def load_tokenizer(source: ModelSource) -> PreTrainedTokenizerBase:
-    """The source's tokenizer with a chat template and a pad token."""
+    """The source's tokenizer as it ships (no template or pad added; see `load_chat_format`)."""
     from transformers import AutoTokenizer
 
     path, kwargs = model_files(source)
     try:
-        tok = AutoTokenizer.from_pretrained(path, **kwargs)
+        return AutoTokenizer.from_pretrained(path, **kwargs)
     except (OSError, ValueError) as err:
         raise _hub_error(source, err) from err
-    prepare_tokenizer(tok, source.chat_template)
-    return tok
+
+
+def load_config(source: ModelSource) -> Any:
+    """The source's config.json (architecture, sizes, model_type); no weights read."""
+    from transformers import AutoConfig
+
+    path, kwargs = model_files(source)
+    try:
+        return AutoConfig.from_pretrained(path, **kwargs)
+    except (OSError, ValueError) as err:
+        raise _hub_error(source, err) from err
+
+
+def load_chat_format(
+    source: ModelSource,
+    field_path: str = "spec.baseModel",
+    tokenizer: PreTrainedTokenizerBase | None = None,
+) -> ChatFormat:
+    """The source's tokenizer bound to its model family's rules, verified on a probe."""
+    from llmft.workloads.chatformat import build_chat_format
+
+    if tokenizer is None:
+        tokenizer = load_tokenizer(source)
+    model_type = getattr(load_config(source), "model_type", None)
+    return build_chat_format(source, tokenizer, model_type, field_path)
 
 
 def check_4bit_support(device: str | None = None) -> None:
@@ -253,13 +255,9 @@ def bnb_4bit_config(device: str | None = None) -> Any:
 def meta_model(source: ModelSource) -> PreTrainedModel:
     """The source's architecture on the meta device: module names and shapes, no weights read."""
     import torch
-    from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM
 
-    path, kwargs = model_files(source)
-    try:
-        config = AutoConfig.from_pretrained(path, **kwargs)
-    except (OSError, ValueError) as err:
-        raise _hub_error(source, err) from err
+    config = load_config(source)
     with torch.device("meta"):
         return AutoModelForCausalLM.from_config(config)
 
@@ -270,13 +268,15 @@ def load_base_model(
     *,
     dtype: torch.dtype | None = None,
     device_map: str | dict[str, Any] | None = None,
+    tokenizer: PreTrainedTokenizerBase | None = None,
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """The base model (4-bit NF4 when asked) and its prepared tokenizer."""
+    """The base model (4-bit NF4 when asked) and its tokenizer, prepared by its chat format."""
     from transformers import AutoModelForCausalLM
 
     device = best_device()
     dtype = dtype or compute_dtype(device)
-    tokenizer = load_tokenizer(source)
+    if tokenizer is None:
+        tokenizer = load_chat_format(source).tokenizer
     path, kwargs = model_files(source)
     if quantize_4bit:
         check_4bit_support(device)
@@ -294,6 +294,15 @@ def load_base_model(
     return model, tokenizer
 
 
+def saved_adapter_tokenizer(adapter_path: str | Path | None) -> PreTrainedTokenizerBase | None:
+    """The tokenizer the trainer saved with an adapter (its chat template and pad), if any."""
+    from transformers import AutoTokenizer
+
+    if adapter_path is None or not (Path(adapter_path) / "tokenizer_config.json").exists():
+        return None
+    return AutoTokenizer.from_pretrained(adapter_path)
+
+
 def load_with_adapter(
     source: ModelSource,
     adapter_path: str | Path,
@@ -301,19 +310,19 @@ def load_with_adapter(
     *,
     dtype: torch.dtype | None = None,
     device_map: str | dict[str, Any] | None = None,
+    tokenizer: PreTrainedTokenizerBase | None = None,
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """The base model with a trained PEFT adapter on top, and the tokenizer saved with it."""
     from peft import PeftModel
-    from transformers import AutoTokenizer
 
     adapter = Path(adapter_path)
     if not (adapter / "adapter_config.json").exists():
         raise WorkloadError(f"adapterPath: {adapter} holds no PEFT adapter (adapter_config.json)")
-    model, tokenizer = load_base_model(source, quantize_4bit, dtype=dtype, device_map=device_map)
-    if (adapter / "tokenizer_config.json").exists():
-        # The trainer saves the tokenizer it used (chat template, pad token) with the adapter.
-        tokenizer = AutoTokenizer.from_pretrained(adapter)
-        prepare_tokenizer(tokenizer, source.chat_template)
+    if tokenizer is None:
+        tokenizer = load_chat_format(source, tokenizer=saved_adapter_tokenizer(adapter)).tokenizer
+    model, tokenizer = load_base_model(
+        source, quantize_4bit, dtype=dtype, device_map=device_map, tokenizer=tokenizer
+    )
     peft_model = PeftModel.from_pretrained(model, adapter, is_trainable=False)
     peft_model.eval()
     return peft_model, tokenizer

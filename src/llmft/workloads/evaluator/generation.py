@@ -1,6 +1,8 @@
 """Answering eval questions in batches with a causal LM, in the prompt format training used.
 
-Prompts are the shared `llmft.prompts.build_messages` rendered by the tokenizer's chat template.
+Prompts are the shared `llmft.prompts.build_messages` rendered by the model's chat format (its
+family's system-prompt rule and template, as in training); generation stops on the family's
+end-of-turn and stop tokens as well as the model's EOS.
 Batches are left-padded with an attention mask, so every prompt ends where generation starts and
 a batched greedy answer is the same as answering that prompt alone. Prompts are sorted by length
 before batching (less padding per batch) and answers are returned in the input order.
@@ -16,22 +18,21 @@ from llmft.prompts import build_messages
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+    from llmft.workloads.chatformat import ChatFormat
 
-def render_prompt(
-    tokenizer: PreTrainedTokenizerBase, question: str, context: Sequence[str] | None = None
-) -> str:
+
+def render_prompt(fmt: ChatFormat, question: str, context: Sequence[str] | None = None) -> str:
     """The exact text the model continues: chat template + generation prompt."""
-    text = tokenizer.apply_chat_template(
-        build_messages(question, context), tokenize=False, add_generation_prompt=True
-    )
-    return str(text)
+    return fmt.prompt_text(build_messages(question, context))
 
 
-def _stop_token_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> list[int]:
-    """End-of-turn ids from both the generation config and the tokenizer (chat models differ)."""
+def _stop_token_ids(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, extra: Sequence[int] = ()
+) -> list[int]:
+    """End-of-turn ids from the chat format, the generation config and the tokenizer."""
     ids: list[int] = []
     configured = getattr(model.generation_config, "eos_token_id", None)
-    for value in (configured, tokenizer.eos_token_id):
+    for value in (list(extra), configured, tokenizer.eos_token_id):
         if value is None:
             continue
         for i in value if isinstance(value, list | tuple) else [value]:
@@ -50,13 +51,14 @@ class AnswerGenerator:
         max_new_tokens: int,
         temperature: float = 0.0,
         seed: int = 0,
+        stop_ids: Sequence[int] = (),
     ) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.max_new_tokens = max_new_tokens
         self.temperature = temperature
         self.seed = seed
-        self.stop_ids = _stop_token_ids(model, tokenizer)
+        self.stop_ids = _stop_token_ids(model, tokenizer, stop_ids)
         model.eval()
 
     def _generate_batch(self, prompts: Sequence[str]) -> list[str]:

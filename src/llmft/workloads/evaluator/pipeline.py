@@ -14,7 +14,7 @@ import json
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -89,40 +89,61 @@ class ProgressTracker:
 
 @dataclass
 class ModelCache:
-    """Keeps the last loaded model, so consecutive arms on the same model load it once."""
+    """Keeps the last loaded model, so consecutive arms on the same model load it once.
+
+    The chat format comes first and alone (tokenizer and config, no weights), so prompts that
+    the model's template cannot render fail before any weight is read.
+    """
 
     key: str | None = None
+    fmt: Any = None
     model: Any = None
-    tokenizer: Any = None
+    adapter: Path | None = None
+    formats: dict[str, dict[str, Any]] = field(default_factory=dict)
 
-    def get(self, arm: Arm, index: int) -> tuple[Any, Any]:
+    def chat_format(self, arm: Arm, index: int) -> Any:
         from llmft.workloads import modeling
 
         if arm.base_model is None:
             raise WorkloadError(
                 f"spec.arms[{index}].baseModel: not set and no FineTuneJob was resolved into it"
             )
-        # Hub sources are fetched (and recorded for status) under the arm's own fields.
-        modeling.resolve_source(arm.base_model, f"spec.arms[{index}].baseModel")
-        adapter = None
-        if arm.adapter_path:
-            adapter = modeling.resolve_adapter(
-                arm.adapter_path,
-                f"spec.arms[{index}].adapterPath",
-                f"spec.arms[{index}].adapterTokenSecretRef",
-            )
         key = _json_hash([arm.base_model.to_wire(), arm.adapter_path])
         if key != self.key:
-            self.model = self.tokenizer = None
+            self.fmt = self.model = self.adapter = None
             gc.collect()
-            if adapter is not None:
-                self.model, self.tokenizer = modeling.load_with_adapter(arm.base_model, adapter)
-            else:
-                self.model, self.tokenizer = modeling.load_base_model(
-                    arm.base_model, quantize_4bit=False
+            # Hub sources are fetched (and recorded for status) under the arm's own fields.
+            modeling.resolve_source(arm.base_model, f"spec.arms[{index}].baseModel")
+            if arm.adapter_path:
+                self.adapter = modeling.resolve_adapter(
+                    arm.adapter_path,
+                    f"spec.arms[{index}].adapterPath",
+                    f"spec.arms[{index}].adapterTokenSecretRef",
                 )
+            saved = modeling.saved_adapter_tokenizer(self.adapter)
+            self.fmt = modeling.load_chat_format(
+                arm.base_model, f"spec.arms[{index}].baseModel", tokenizer=saved
+            )
             self.key = key
-        return self.model, self.tokenizer
+        self.formats[arm.name] = self.fmt.describe()
+        return self.fmt
+
+    def get(self, arm: Arm, index: int) -> tuple[Any, Any]:
+        """The arm's model (loaded once per base model and adapter) and its chat format."""
+        from llmft.workloads import modeling
+
+        fmt = self.chat_format(arm, index)
+        assert arm.base_model is not None
+        if self.model is None:
+            if self.adapter is not None:
+                self.model, _ = modeling.load_with_adapter(
+                    arm.base_model, self.adapter, tokenizer=fmt.tokenizer
+                )
+            else:
+                self.model, _ = modeling.load_base_model(
+                    arm.base_model, quantize_4bit=False, tokenizer=fmt.tokenizer
+                )
+        return self.model, fmt
 
 
 def arm_fingerprint(spec: EvaluationSpec, arm: Arm, data_fp: str, chunks_fp: str | None) -> str:
@@ -189,13 +210,26 @@ def answer_arm(
             on_batch=on_batch,
         )
         return answers, contexts, time.perf_counter() - start
-    model, tokenizer = models.get(arm, index)
-    prompts = [
-        render_prompt(tokenizer, item.question, [r.text for r in ctx] or None)
-        for item, ctx in zip(items, contexts, strict=True)
-    ]
+    from llmft.workloads.chatformat import ChatFormatError
+
+    fmt = models.chat_format(arm, index)
+    try:
+        prompts = [
+            render_prompt(fmt, item.question, [r.text for r in ctx] or None)
+            for item, ctx in zip(items, contexts, strict=True)
+        ]
+    except ChatFormatError as err:
+        raise WorkloadError(
+            f"{fmt.field}: {fmt.model_name} ({fmt.family.name} family) cannot render the arm's "
+            f"prompts: {err}; set {fmt.field}.chatTemplate or {fmt.field}.systemPrompt"
+        ) from None
+    model, fmt = models.get(arm, index)
     generator = AnswerGenerator(
-        model, tokenizer, spec.generation.max_new_tokens, spec.generation.temperature
+        model,
+        fmt.tokenizer,
+        spec.generation.max_new_tokens,
+        spec.generation.temperature,
+        stop_ids=fmt.stop_ids,
     )
     start = time.perf_counter()
     answers = generator.generate(prompts, spec.generation.batch_size, on_batch=on_batch)
@@ -357,6 +391,8 @@ def _evaluate(res: Resource[Any], reporter: Reporter, out: Path) -> dict[str, An
                 models,
                 on_batch=lambda done, a=arm.name: progress.update(a, "answering", done),
             )
+            if arm.name in models.formats:
+                reporter.record(models=dict(models.formats))
             timings[arm.name] = {
                 "generationSeconds": round(seconds, 3),
                 "itemsPerSecond": round(len(items) / seconds, 4) if seconds > 0 else 0.0,

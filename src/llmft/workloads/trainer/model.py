@@ -8,12 +8,12 @@ for the GPU fails in seconds with a message that says what to change.
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from llmft.api.finetunejob import FineTuneJobSpec
+from llmft.families import Family
 from llmft.workloads import modeling
 from llmft.workloads.entry import WorkloadError
 
@@ -118,11 +118,57 @@ class MemoryEstimate:
         )
 
 
-def estimate_training_memory(
-    model: Any, spec: FineTuneJobSpec, dtype_bytes: int, device: str
-) -> MemoryEstimate:
-    """A deliberately modest estimate (real peaks are higher), so only hopeless runs are refused."""
+def resolve_hyperparameters(spec: FineTuneJobSpec, family: Family) -> FineTuneJobSpec:
+    """The spec with every unset shape field (batch, accumulation, length, checkpointing, LoRA
+    targets) taken from the family's A10 preset for the spec's method."""
     hp = spec.hyperparameters
+    preset = family.preset(spec.method)
+    filled = hp.model_copy(
+        update={
+            "batch_size": hp.batch_size or preset.batch_size,
+            "gradient_accumulation_steps": (
+                hp.gradient_accumulation_steps or preset.gradient_accumulation_steps
+            ),
+            "max_seq_length": hp.max_seq_length or preset.max_seq_length,
+            "gradient_checkpointing": (
+                preset.gradient_checkpointing
+                if hp.gradient_checkpointing is None
+                else hp.gradient_checkpointing
+            ),
+            "lora": hp.lora.model_copy(
+                update={"target_modules": hp.lora.target_modules or list(family.lora_targets)}
+            ),
+        }
+    )
+    return spec.model_copy(update={"hyperparameters": filled})
+
+
+def shape(spec: FineTuneJobSpec) -> dict[str, Any]:
+    """The resolved batch shape, as status shows it."""
+    hp = spec.hyperparameters
+    return {
+        "batchSize": hp.batch_size,
+        "gradientAccumulationSteps": hp.gradient_accumulation_steps,
+        "maxSeqLength": hp.max_seq_length,
+        "gradientCheckpointing": hp.gradient_checkpointing,
+        "targetModules": hp.lora.target_modules,
+    }
+
+
+def estimate_training_memory(
+    model: Any,
+    spec: FineTuneJobSpec,
+    dtype_bytes: int,
+    device: str,
+    mlp_activations: float = 3.0,
+) -> MemoryEstimate:
+    """A deliberately modest estimate (real peaks are higher), so only hopeless runs are refused.
+
+    `spec` must be resolved (`resolve_hyperparameters`); `mlp_activations` is the family's
+    calibration of the MLP's activation tensors per token (3 for gated MLPs, 2 for Phi's).
+    """
+    hp = spec.hyperparameters
+    assert hp.batch_size and hp.max_seq_length and hp.lora.target_modules
     params = {id(p): p.numel() for p in model.parameters()}
     total = sum(params.values())
     linear_ids = {id(m.weight) for m in _matched(model, ALL_LINEAR) if hasattr(m, "weight")}
@@ -148,7 +194,7 @@ def estimate_training_memory(
     layers = int(getattr(config, "num_hidden_layers", 0) or 0)
     vocab = int(getattr(config, "vocab_size", 0) or 0)
     tokens = hp.batch_size * hp.max_seq_length
-    per_layer = tokens * (10 * hidden + 3 * inter) * dtype_bytes
+    per_layer = int(tokens * (10 * hidden + mlp_activations * inter) * dtype_bytes)
     if hp.gradient_checkpointing:
         # layer inputs kept, one layer recomputed at a time
         acts = layers * tokens * hidden * dtype_bytes + per_layer
@@ -206,6 +252,7 @@ def check_fits(estimate: MemoryEstimate, free: int, where: str, spec: FineTuneJo
         hints.append("gradientCheckpointing: true")
     hints.append("a smaller batchSize or maxSeqLength")
     hints.append("a GPU with more memory (spec.resources.gpuProduct)")
+    hints.append("or memoryCheck: warn to try anyway")
     raise WorkloadError(
         f"spec.baseModel: {spec.base_model.name} with method {spec.method} needs "
         f"{estimate.describe()}, but {where}; try {', '.join(hints)}"
@@ -222,14 +269,23 @@ class TrainableModel:
     device: str
 
 
-def build_trainable_model(spec: FineTuneJobSpec, device: str | None = None) -> TrainableModel:
-    """Check, then load the base model and wrap it in a fresh LoRA adapter."""
+def build_trainable_model(
+    spec: FineTuneJobSpec,
+    tokenizer: PreTrainedTokenizerBase,
+    family: Family,
+    device: str | None = None,
+) -> TrainableModel:
+    """Check, then load the base model and wrap it in a fresh LoRA adapter.
+
+    `spec` is resolved (family presets filled in); `tokenizer` is the chat format's.
+    """
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 
     device = device or modeling.best_device()
     dtype = modeling.compute_dtype(device)
     dtype_bytes = 2 if str(dtype) in ("torch.bfloat16", "torch.float16") else 4
     hp = spec.hyperparameters
+    assert hp.lora.target_modules is not None
     quantize = spec.method == "qlora"
     if quantize:
         try:
@@ -238,20 +294,26 @@ def build_trainable_model(spec: FineTuneJobSpec, device: str | None = None) -> T
             raise WorkloadError(f"spec.{err}") from None
     skeleton = modeling.meta_model(spec.base_model)
     targets = resolve_target_modules(skeleton, hp.lora.target_modules)
-    estimate = estimate_training_memory(skeleton, spec, dtype_bytes, device)
+    estimate = estimate_training_memory(
+        skeleton, spec, dtype_bytes, device, mlp_activations=family.mlp_activations
+    )
     free, where = available_memory(device)
     log.info("memory: training needs %s; %s", estimate.describe(), where)
-    if os.environ.get("LLMFT_SKIP_MEMORY_CHECK") != "1":
+    if spec.memory_check == "enforce":
         check_fits(estimate, free, where, spec)
+    elif spec.memory_check == "warn" and estimate.total > free:
+        log.warning("memory: the estimate exceeds what is free (memoryCheck: warn; going on)")
     del skeleton
 
-    model, tokenizer = modeling.load_base_model(spec.base_model, quantize, dtype=dtype)
+    model, tokenizer = modeling.load_base_model(
+        spec.base_model, quantize, dtype=dtype, tokenizer=tokenizer
+    )
     # The KV cache is useless in training and clashes with gradient checkpointing.
     model.config.use_cache = False
     if quantize:
         model = prepare_model_for_kbit_training(
             model,
-            use_gradient_checkpointing=hp.gradient_checkpointing,
+            use_gradient_checkpointing=bool(hp.gradient_checkpointing),
             gradient_checkpointing_kwargs={"use_reentrant": False},
         )
     lora = LoraConfig(

@@ -28,10 +28,17 @@ from llmft.api.resource import Resource
 from llmft.reporting import Reporter
 from llmft.tracking import MlflowRun
 from llmft.workloads import hubsource, modeling
+from llmft.workloads.chatformat import ChatFormat
 from llmft.workloads.entry import WorkloadError
 from llmft.workloads.trainer.card import model_card, write_model_card
 from llmft.workloads.trainer.data import TrainingData, load_training_data
-from llmft.workloads.trainer.model import TrainableModel, build_trainable_model
+from llmft.workloads.trainer.model import (
+    TrainableModel,
+    build_trainable_model,
+    resolve_hyperparameters,
+    shape,
+)
+from llmft.workloads.trainer.tokens import tokenize_training_data
 from llmft.workloads.trainer.tracking import MlflowCallback, finish_run, start_run
 
 log = logging.getLogger("llmft.trainer")
@@ -247,7 +254,6 @@ def training_config(
         include_num_input_tokens_seen="non_padding",
         dataloader_num_workers=0,
         max_length=hp.max_seq_length,
-        dataset_text_field="text",
         # Causal: documents packed best-fit into full-length rows without crossing attention
         # between them (position ids restart per document); overflow is split, never dropped.
         packing=causal and hp.packing,
@@ -299,24 +305,30 @@ def main(res: Resource[Any], reporter: Reporter) -> None:
     from transformers import set_seed
 
     spec: FineTuneJobSpec = res.spec
-    hp = spec.hyperparameters
     out = output_dir(spec)
     # Progress goes out as structured lines (and to status); bars would only garble the log.
     datasets.disable_progress_bars()
     transformers.utils.logging.disable_progress_bar()
-    set_seed(hp.seed)
+    set_seed(spec.hyperparameters.seed)
     reporter.progress(force=True, message="reading the dataset")
     hubsource.start_recording()
     data = load_training_data(spec)
     # A Hub base model is fetched here, so its commit is recorded under the spec's field.
     modeling.resolve_source(spec.base_model, "spec.baseModel")
     log.info("data: %s", json.dumps(data.describe()))
+    # The model's family decides the chat format and fills the unset batch shape (its A10
+    # preset); every row is rendered and tokenized now, before any weight is loaded.
+    fmt = modeling.load_chat_format(spec.base_model, "spec.baseModel")
+    spec = resolve_hyperparameters(spec, fmt.family)
+    log.info("model: %s; shape: %s", json.dumps(fmt.describe()), json.dumps(shape(spec)))
+    reporter.record(model=fmt.describe(), hyperparameters=shape(spec))
+    train_rows, eval_rows = tokenize_training_data(spec, data, fmt)
     report_to = report_integrations(spec, out)
     has_eval = bool(data.eval)
     check_evaluation_settings(spec, has_eval)
     mlflow_run = start_run(spec, res, out, data)
     try:
-        _train(res, reporter, data, out, report_to, mlflow_run)
+        _train(res, spec, reporter, data, (train_rows, eval_rows), fmt, out, report_to, mlflow_run)
     except BaseException as err:
         if mlflow_run is not None:
             mlflow_run.finish("KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED")
@@ -325,23 +337,29 @@ def main(res: Resource[Any], reporter: Reporter) -> None:
 
 def _train(
     res: Resource[Any],
+    spec: FineTuneJobSpec,
     reporter: Reporter,
     data: TrainingData,
+    rows: tuple[list[dict[str, Any]], list[dict[str, Any]]],
+    fmt: ChatFormat,
     out: Path,
     report_to: list[str],
     mlflow_run: MlflowRun | None,
 ) -> None:
-    """Train, save and push the adapter; the MLflow run (if any) is open."""
+    """Train, save and push the adapter; the MLflow run (if any) is open.
+
+    `spec` is resolved (family preset filled in); `rows` are the tokenized train and eval rows.
+    """
     import datasets
     from transformers import EarlyStoppingCallback, PrinterCallback, set_seed
     from trl import SFTTrainer
 
     from llmft.workloads.trainer.progress import ProgressCallback
 
-    spec: FineTuneJobSpec = res.spec
     name = res.metadata.name
     hp = spec.hyperparameters
     has_eval = bool(data.eval)
+    train_rows, eval_rows = rows
 
     ckpt_dir = out / CHECKPOINTS_DIR
     fingerprint = run_fingerprint(spec, data)
@@ -355,7 +373,7 @@ def _train(
     _trim_log(log_file, resumed_from)
 
     reporter.progress(force=True, message=f"loading {spec.base_model.name} ({spec.method})")
-    tm = build_trainable_model(spec)
+    tm = build_trainable_model(spec, fmt.tokenizer, fmt.family)
     set_seed(hp.seed)
     config = training_config(spec, out, name, tm, has_eval, report_to)
     progress = ProgressCallback(reporter, log_file, resumed_from)
@@ -367,8 +385,8 @@ def _train(
     trainer = SFTTrainer(
         model=tm.model,
         args=config,
-        train_dataset=datasets.Dataset.from_list(data.train),
-        eval_dataset=datasets.Dataset.from_list(data.eval) if has_eval else None,
+        train_dataset=datasets.Dataset.from_list(train_rows),
+        eval_dataset=datasets.Dataset.from_list(eval_rows) if has_eval else None,
         processing_class=tm.tokenizer,
         callbacks=callbacks,
     )
