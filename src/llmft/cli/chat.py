@@ -163,12 +163,12 @@ class Answerer:
             if target.adapter:
                 adapter = modeling.resolve_adapter(target.adapter, "--adapter", "HF_TOKEN")
                 saved = modeling.saved_adapter_tokenizer(adapter)
-                self.fmt = modeling.load_chat_format(target.base_model, "--model", saved)
+                self.fmt = modeling.load_chat_format(target.base_model, "--base-model", saved)
                 model, _ = modeling.load_with_adapter(
                     target.base_model, adapter, tokenizer=self.fmt.tokenizer
                 )
             else:
-                self.fmt = modeling.load_chat_format(target.base_model, "--model")
+                self.fmt = modeling.load_chat_format(target.base_model, "--base-model")
                 model, _ = modeling.load_base_model(
                     target.base_model, False, tokenizer=self.fmt.tokenizer
                 )
