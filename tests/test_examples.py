@@ -22,3 +22,46 @@ def test_cluster_example_evaluates_every_fine_tune_job() -> None:
     jobs = {r.metadata.name for r in resources if r.kind == "FineTuneJob"}
     (evaluation,) = [r for r in resources if r.kind == "Evaluation"]
     assert jobs == {arm.fine_tune_job_ref for arm in evaluation.spec.arms} - {None}
+
+
+def _model_examples() -> list[Path]:
+    return sorted((EXAMPLES / "models").glob("*.yaml"))
+
+
+def test_every_seed_model_has_a_fine_tune_job_and_an_evaluation_of_it() -> None:
+    from model_fixtures import SEED_MODELS
+
+    seen = set()
+    for path in _model_examples():
+        resources = load_manifests(path)
+        (job,) = [r for r in resources if r.kind == "FineTuneJob"]
+        (evaluation,) = [r for r in resources if r.kind == "Evaluation"]
+        assert {a.fine_tune_job_ref for a in evaluation.spec.arms} >= {job.metadata.name}
+        seen.add(job.spec.base_model.name)
+    assert seen == set(SEED_MODELS.values())
+
+
+@pytest.mark.parametrize("path", _model_examples(), ids=lambda p: p.stem)
+def test_model_example_fits_an_a10_with_its_family_preset(path: Path) -> None:
+    """The manifest's run, at the family preset, passes the memory pre-check on 24 GB."""
+    from llmft.families import A10_BUDGET_GIB
+    from llmft.workloads import modeling
+    from llmft.workloads.trainer.model import (
+        GiB,
+        estimate_training_memory,
+        resolve_hyperparameters,
+    )
+    from model_fixtures import SEED_MODELS, model_dir
+
+    (job,) = [r for r in load_manifests(path) if r.kind == "FineTuneJob"]
+    fixture = next(k for k, hub in SEED_MODELS.items() if hub == job.spec.base_model.name)
+    # The model's real tokenizer and full-size config stand in for the Hub download.
+    local = job.spec.base_model.model_copy(update={"name": str(model_dir(fixture))})
+    spec = job.spec.model_copy(update={"base_model": local})
+    fmt = modeling.load_chat_format(local)
+    spec = resolve_hyperparameters(spec, fmt.family)
+    assert job.spec.hyperparameters.batch_size is None  # the preset, not a hand-picked size
+    estimate = estimate_training_memory(
+        modeling.meta_model(local), spec, 2, "cuda", fmt.family.mlp_activations
+    )
+    assert estimate.total <= A10_BUDGET_GIB * GiB, estimate.describe()
