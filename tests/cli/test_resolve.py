@@ -141,3 +141,16 @@ def test_an_output_directory_symlinked_out_of_the_artifact_root_is_refused(
 
     with pytest.raises(ResolveError, match=r"spec\.output\.path: .* outside the artefact root"):
         resolve_manifest(res, artifacts, {})
+
+
+def test_hub_uris_are_left_for_the_workload_to_download(tmp_path: Path) -> None:
+    job = copy.deepcopy(FINETUNE)
+    job["spec"]["baseModel"] = {"name": "hf://acme/base@v1"}
+    job["spec"]["dataset"] = {"path": "hf://datasets/acme/hr-qa@main/v2"}
+    write_manifests(tmp_path, job)
+    (res,) = load_manifests(tmp_path)
+
+    spec = resolve_manifest(res, tmp_path / "artifacts", {})["spec"]
+
+    assert spec["baseModel"]["name"] == "hf://acme/base@v1"
+    assert spec["dataset"]["path"] == "hf://datasets/acme/hr-qa@main/v2"

@@ -131,10 +131,19 @@ def test_a_base_missing_from_ollama_fails_naming_the_field(ollama_server, tmp_pa
 def test_llmft_chat_asks_the_jobs_ollama_model(served, ollama_server, capsys) -> None:  # type: ignore[no-untyped-def]
     from llmft.cli import main
 
-    question = FACTS[0][0]
-    args = ["chat", "--ollama", TUNED, "--host", ollama_server.url, "--max-new-tokens", "24"]
-    assert main([*args, "-q", question]) == 0
-    assert "green" in capsys.readouterr().out.lower()
+    status, work, _ = served
+    # The state directory `llmft run` would have left: the job's resolved spec and its status.
+    state = work / "state"
+    spec = json.loads((work / "ftj.json").read_text())
+    for area, body in (("specs", spec), ("status", {**status, "phase": "Succeeded"})):
+        (state / area / "FineTuneJob").mkdir(parents=True, exist_ok=True)
+        (state / area / "FineTuneJob" / "test-ftj.json").write_text(json.dumps(body))
+
+    args = ["chat", "ftj/test-ftj", "--served", "--state-dir", str(state), "--max-new-tokens", "24"]
+    assert main([*args, "-q", FACTS[0][0]]) == 0
+    out, err = capsys.readouterr()
+    assert "green" in out.lower()
+    assert f"Ollama model {TUNED}:latest at {ollama_server.url}" in err
 
 
 def test_a_merged_model_is_imported_whole(  # type: ignore[no-untyped-def]

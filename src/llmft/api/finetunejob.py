@@ -158,8 +158,9 @@ class OllamaServing(ApiModel):
         default="adapter",
         description=(
             "adapter: the base Ollama model plus the LoRA adapter (Ollama's ADAPTER, converted by "
-            "Ollama; llama and gemma2 architectures); merged: the adapter merged into the base "
-            "and converted by Ollama as a whole model (any architecture Ollama imports)."
+            "Ollama; llama-architecture bases such as Llama 3 and Mistral 7B, and gemma2); "
+            "merged: the adapter merged into the base and imported by Ollama as a whole model "
+            "(architectures its safetensors importer knows, such as Gemma)."
         ),
     )
     base: str | None = Field(

@@ -3,9 +3,11 @@ Ollama model, created through Ollama's own API with the `ollama` client.
 
 `method: adapter` uploads the PEFT adapter's two files as blobs and creates the model `FROM` the
 base Ollama model with them as its `ADAPTER`; Ollama converts the safetensors adapter to GGUF
-itself (it does so for llama- and gemma2-architecture bases) and the new model keeps the base's
-template and parameters. `method: merged` uploads the merged safetensors model and lets Ollama
-convert it as a whole model, for the families whose adapters Ollama cannot apply.
+itself (it does so for llama- and gemma2-architecture bases: Llama 3, and Mistral 7B, whose
+Ollama builds are llama-architecture GGUFs) and the new model keeps the base's template and
+parameters. `method: merged` uploads the merged safetensors model and lets Ollama convert it as a
+whole model (Gemma, Llama, Qwen2, Phi-3 and the other architectures its importer knows), for the
+families whose adapters Ollama cannot apply.
 """
 
 from __future__ import annotations
@@ -46,9 +48,14 @@ def _failure(err: Exception, serving: OllamaServing, what: str) -> WorkloadError
 
     detail = " ".join(str(getattr(err, "error", None) or err).split())[:400]
     if isinstance(err, ollama.ResponseError) and UNSUPPORTED_ADAPTER in detail:
+        if serving.method == "adapter":
+            return WorkloadError(
+                f"{FIELD}.method: Ollama cannot apply a LoRA adapter to the architecture of "
+                f"{serving.base!r} ({detail}); use method: merged"
+            )
         return WorkloadError(
-            f"{FIELD}.method: Ollama cannot apply a LoRA adapter to the architecture of "
-            f"{serving.base!r} ({detail}); use method: merged"
+            f"{FIELD}.method: Ollama cannot import this model's architecture from safetensors "
+            f"({detail}); with a llama-architecture base in Ollama, use method: adapter"
         )
     if isinstance(err, ConnectionError | OSError) or "connect" in detail.lower():
         return WorkloadError(f"{FIELD}.host: cannot reach Ollama at {serving.host}: {detail}")
