@@ -23,6 +23,7 @@ from llmft.api.status import (
     SPEC_OUT_OF_DATE,
     drop_condition,
     find_condition,
+    model_family_condition,
     read_status,
     set_condition,
 )
@@ -386,6 +387,7 @@ def job_status(
         job_generation,
         now,
     )
+    conds = model_family_condition(conds, current, job_generation, now)
     if generation != job_generation:
         reason, message = spec_change_message(phase, job_generation, generation)
         conds = set_condition(conds, SPEC_OUT_OF_DATE, True, reason, message, generation, now)

@@ -24,7 +24,17 @@ RUNNING = "Running"
 COMPLETE = "Complete"
 FAILED = "Failed"
 SPEC_OUT_OF_DATE = "SpecOutOfDate"
-CONDITION_ORDER = (READY, INPUTS_READY, RUNNING, COMPLETE, FAILED, SPEC_OUT_OF_DATE)
+# True when every model the workload loaded belongs to a verified family (llmft.families).
+MODEL_FAMILY_KNOWN = "ModelFamilyKnown"
+CONDITION_ORDER = (
+    READY,
+    INPUTS_READY,
+    RUNNING,
+    COMPLETE,
+    FAILED,
+    SPEC_OUT_OF_DATE,
+    MODEL_FAMILY_KNOWN,
+)
 MESSAGE_LIMIT = 1000
 
 
@@ -77,6 +87,45 @@ def set_condition(
     others = [c for c in conditions if c.type != type_]
     rank = {t: i for i, t in enumerate(CONDITION_ORDER)}
     return sorted([*others, cond], key=lambda c: rank.get(c.type, len(rank)))
+
+
+def model_family_condition(
+    conditions: Sequence[Condition],
+    raw: Mapping[str, Any] | None,
+    generation: int | None,
+    now: str,
+) -> list[Condition]:
+    """`conditions` with ModelFamilyKnown set from the chat formats a workload reported.
+
+    A FineTuneJob reports `status.model`, an Evaluation `status.models` (per arm); a model
+    outside llmft's families trains with a documented fallback and its warnings, and this
+    condition turns False with them, so `kubectl get` users see it without reading logs.
+    """
+    raw = raw or {}
+    formats: dict[str, Any] = {}
+    if isinstance(raw.get("model"), Mapping):
+        formats[""] = raw["model"]
+    for arm, fmt in (raw.get("models") or {}).items():
+        if isinstance(fmt, Mapping):
+            formats[f"arm {arm}: "] = fmt
+    if not formats:
+        return list(conditions)
+    warnings = [f"{where}{w}" for where, fmt in formats.items() for w in fmt.get("warnings") or []]
+    families = sorted({str(fmt.get("family")) for fmt in formats.values()})
+    if warnings:
+        return set_condition(
+            conditions,
+            MODEL_FAMILY_KNOWN,
+            False,
+            "UnverifiedModelFamily",
+            "; ".join(warnings),
+            generation,
+            now,
+        )
+    message = f"model family: {', '.join(families)}"
+    return set_condition(
+        conditions, MODEL_FAMILY_KNOWN, True, "VerifiedModelFamily", message, generation, now
+    )
 
 
 def drop_condition(conditions: Sequence[Condition], type_: str) -> list[Condition]:

@@ -28,6 +28,7 @@ from llmft.api.status import (
     COMPLETE,
     FAILED,
     INPUTS_READY,
+    model_family_condition,
     now_rfc3339,
     read_status,
     set_condition,
@@ -293,8 +294,10 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 def finish_run(state: StateDir, key: str, phase: Phase, reason: str, message: str) -> None:
     """Write the end of an attempt: phase, completion time and the Complete/Failed conditions."""
     ok = phase == Phase.SUCCEEDED
-    current = read_status(state.read_status(key)).conditions
+    raw = state.read_status(key)
+    current = read_status(raw).conditions
     kept = [c for c in current if c.type == INPUTS_READY]
+    kept = model_family_condition(kept, raw, None, now_rfc3339())
     state.update_status(
         key,
         {
