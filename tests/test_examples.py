@@ -65,3 +65,12 @@ def test_model_example_fits_an_a10_with_its_family_preset(path: Path) -> None:
         modeling.meta_model(local), spec, 2, "cuda", fmt.family.mlp_activations
     )
     assert estimate.total <= A10_BUDGET_GIB * GiB, estimate.describe()
+
+
+def test_experiment_example_is_the_seed_matrix_over_the_cluster_dataset() -> None:
+    (experiment,) = load_manifests(EXAMPLES / "experiment")
+    datasets = {r.metadata.name for r in load_manifests(EXAMPLES / "cluster")}
+
+    assert experiment.kind == "Experiment"
+    assert experiment.spec.dataset.dataset_generation_ref in datasets
+    assert experiment.spec.matrix.cell_count() == 8

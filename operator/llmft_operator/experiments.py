@@ -153,8 +153,8 @@ class ExperimentController:
             out = Step(phase=Phase.FAILED.value, reason="InvalidSpec", message=str(err))
             self.write("Experiment", body, status_patch(current, out, generation, now_rfc3339()))
             return str(err)
-        if current.get("phase") in FINISHED and current.get("observedGeneration") == generation:
-            return None  # a finished Experiment never starts trials again
+        if current.get("phase") in FINISHED:
+            return None  # a finished Experiment never starts trials again (docs/experiment.md)
 
         children = [
             c

@@ -111,3 +111,54 @@ def test_cluster_report_names_a_missing_evaluation(
     assert code == 2
     err = capsys.readouterr().err
     assert "Evaluation 'nope'" in err and namespace in err and "404" in err
+
+
+def test_cluster_report_draws_an_experiment_from_its_status(
+    crds_installed, namespace: str, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    summary = read_summary(build_quickstart_state(tmp_path / "state"))
+    _apply_quickstart(crds_installed, namespace)
+    _patch_status(
+        crds_installed, namespace, {"phase": "Succeeded", "metrics": status_metrics(summary)}
+    )
+    experiment = {
+        "apiVersion": "llmft.io/v1alpha1",
+        "kind": "Experiment",
+        "metadata": {"name": "sweep", "namespace": namespace},
+        "spec": {
+            "dataset": {"datasetGenerationRef": "docs"},
+            "matrix": {
+                "models": [{"name": "smol", "baseModel": {"name": "m"}}],
+                "methods": ["qlora", "lora"],
+            },
+        },
+    }
+    crds_installed.kubectl("apply", "-f", "-", input=json.dumps(experiment))
+    trials = [
+        {
+            "name": f"sweep-t0{i}",
+            "index": i,
+            "cell": {"model": "smol", "method": method, "mode": "instruct", "rag": False},
+            "parameters": {"learningRate": lr},
+            "phase": "Succeeded",
+            "evalLoss": loss,
+            "objective": loss,
+        }
+        for i, (method, lr, loss) in enumerate([("qlora", 1e-4, 1.2), ("lora", 3e-4, 0.9)])
+    ]
+    crds_installed.kubectl(
+        "patch",
+        "experiment/sweep",
+        "-n",
+        namespace,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        json.dumps({"status": {"phase": "Succeeded", "trials": trials}}),
+    )
+
+    assert _report(crds_installed, namespace, tmp_path / "out") == 0
+
+    assert (tmp_path / "out" / "sweep-heatmap.png").stat().st_size > 5_000
+    assert (tmp_path / "out" / "sweep-parameters.png").exists()
+    assert "Experiment sweep" in (tmp_path / "out" / "report.html").read_text()

@@ -104,3 +104,10 @@ capabilities:
   drop:
     - ALL
 {{- end }}
+
+{{/* The in-cluster URL of this release's MLflow server (empty when it is not deployed). */}}
+{{- define "llmft.mlflowUrl" -}}
+{{- if .Values.mlflow.enabled }}
+{{- printf "http://%s-mlflow.%s.svc:%d" (include "llmft.fullname" .) .Release.Namespace (int .Values.mlflow.port) }}
+{{- end }}
+{{- end }}

@@ -8,6 +8,14 @@ from pathlib import Path
 from rich.console import Console
 
 from llmft.report.charts import delta_bars, loss_curves, metric_bars
+from llmft.report.experiment import (
+    ExperimentInput,
+    experiment_charts,
+    local_experiments,
+    ranking_lines,
+    render_trials,
+    trials_table,
+)
 from llmft.report.html import HtmlSection, write_html
 from llmft.report.sources import ReportInput, ReportSourceError, cluster_inputs, local_inputs
 from llmft.report.summary import EvaluationSummary, SummaryError, load_summary
@@ -15,12 +23,14 @@ from llmft.report.table import comparison_rows, render_table, table_cells, table
 
 __all__ = [
     "EvaluationSummary",
+    "ExperimentInput",
     "ReportInput",
     "ReportSourceError",
     "SummaryError",
     "WrittenReport",
     "cluster_inputs",
     "load_summary",
+    "local_experiments",
     "local_inputs",
     "write_report",
 ]
@@ -43,10 +53,34 @@ def summary_notes(summary: EvaluationSummary) -> list[str]:
     return [f"RAG context retrieved from {where.get(str(backend), str(backend))}"]
 
 
-def write_report(inputs: list[ReportInput], out_dir: Path, console: Console) -> WrittenReport:
-    """Print each evaluation's table and write its charts, then one HTML page with everything."""
+def write_report(
+    inputs: list[ReportInput],
+    out_dir: Path,
+    console: Console,
+    experiments: list[ExperimentInput] | None = None,
+) -> WrittenReport:
+    """Print each experiment's trials and each evaluation's table, write their charts, then one
+    HTML page with everything."""
     written = WrittenReport()
     sections: list[HtmlSection] = []
+    for exp in experiments or []:
+        console.print(render_trials(exp))
+        lines = ranking_lines(exp)
+        for line in lines:
+            console.print(line, highlight=False)
+        images = experiment_charts(exp, out_dir)
+        written.pngs += [p for _, p in images]
+        headers, rows, best = trials_table(exp)
+        sections.append(
+            HtmlSection(
+                title=f"Experiment {exp.name} — trials by {exp.objective} ({exp.direction})",
+                headers=headers,
+                rows=rows,
+                winner_rows=best,
+                images=images,
+                notes=[str(exp.status.get("message") or ""), *lines],
+            )
+        )
     for item in inputs:
         summary = item.summary
         console.print(render_table(summary))

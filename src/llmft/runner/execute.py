@@ -17,7 +17,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -95,8 +95,17 @@ def check_workloads(plan: Plan) -> None:
             )
 
 
+# Asked while a workload runs, with its latest status: a reason and a message to stop it, or
+# None to let it run (an Experiment's median rule).
+StopCheck = Callable[[dict[str, Any]], tuple[str, str] | None]
+
+
 def execute_plan(
-    plan: Plan, state: StateDir, display: RunDisplay, verbose: bool = False
+    plan: Plan,
+    state: StateDir,
+    display: RunDisplay,
+    verbose: bool = False,
+    stop_check: StopCheck | None = None,
 ) -> RunResult:
     """Run every step that needs it; a failure blocks only what depends on it."""
     result = RunResult()
@@ -115,7 +124,7 @@ def execute_plan(
             continue
         placement = place(step.resource.spec.resources.gpu_count, gpus)
         try:
-            phase = run_step(step, state, display, placement, verbose)
+            phase = run_step(step, state, display, placement, verbose, stop_check=stop_check)
         except KeyboardInterrupt:
             result.phases[step.key] = Phase.FAILED.value
             result.interrupted = True
@@ -181,8 +190,10 @@ def run_step(
     placement: Placement,
     verbose: bool = False,
     poll_seconds: float = 0.5,
+    stop_check: StopCheck | None = None,
 ) -> str:
-    """Run one workload to the end; returns its phase. Ctrl-C stops it and re-raises."""
+    """Run one workload to the end; returns its phase. Ctrl-C stops it and re-raises;
+    `stop_check` may stop it early (it then fails with the reason stop_check gives)."""
     key = step.key
     if not inside(state.artifacts_root, step.output_dir):
         # Checked again here, just before anything is removed: the plan may be minutes old.
@@ -232,10 +243,15 @@ def run_step(
             target=_pump, args=(proc.stdout, log, display, step, verbose), daemon=True
         )
         pump.start()
+        stopped: tuple[str, str] | None = None
         try:
             while proc.poll() is None:
                 time.sleep(poll_seconds)
-                display.progress(step, state.read_status(key) or {})
+                current = state.read_status(key) or {}
+                display.progress(step, current)
+                if stop_check is not None and (stopped := stop_check(current)) is not None:
+                    _stop(proc)
+                    break
         except KeyboardInterrupt:
             _stop(proc)
             pump.join(timeout=5)
@@ -246,6 +262,11 @@ def run_step(
 
     status = state.read_status(key) or {}
     seconds = time.monotonic() - started
+    if stopped is not None:
+        reason, message = stopped
+        finish_run(state, key, Phase.FAILED, reason, message)
+        display.finished(step, reason, message, seconds)
+        return Phase.FAILED.value
     if proc.returncode == 0:
         finish_run(state, key, Phase.SUCCEEDED, "Succeeded", "the workload finished")
         display.finished(step, Phase.SUCCEEDED.value, "", seconds)

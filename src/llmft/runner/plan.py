@@ -135,8 +135,7 @@ def make_plan(
     for res in resources:
         if KINDS[res.kind].workload is None:
             raise DependencyError(
-                f"{key_of(res)}: llmft run does not run {res.kind} resources yet; "
-                "apply it to a cluster with the operator"
+                f"{key_of(res)}: an {res.kind} is run by llmft.runner.experiment, not planned"
             )
     by_key = {key_of(r): r for r in resources}
     succeeded_before = {
