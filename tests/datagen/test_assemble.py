@@ -205,6 +205,7 @@ def test_generation_fingerprint_follows_what_changes_replies_only() -> None:
 @pytest.mark.parametrize("missing", ["", "  "])
 def test_a_push_without_token_is_an_error_naming_the_field(missing: str) -> None:
     from llmft.workloads.entry import WorkloadError
+    from llmft.workloads.hubpush import push_token
 
-    with pytest.raises(WorkloadError, match=r"spec\.output\.huggingFace: no token in \$LLMFT_HF"):
-        hub.hub_token({"LLMFT_HF_PUSH_TOKEN": missing})
+    with pytest.raises(WorkloadError, match=r"spec\.output\.huggingFace\.tokenSecretRef: no push"):
+        push_token({"LLMFT_HF_PUSH_TOKEN": missing})
