@@ -92,7 +92,7 @@ def dataset(name: str) -> dict[str, Any]:
                 "cpu": "10m",
                 "memory": "16Mi",
                 "sharedMemory": "1Mi",
-                "podAnnotations": {"llmft.io/kwok-run-ms": "1000"},
+                "podAnnotations": {"llmft.io/kwok-run": "1s"},
             },
         },
     }

@@ -629,7 +629,7 @@ def test_operator_runs_the_chain_with_only_the_chart_rbac(installed: Install) ->
         # The examples a user applies after `helm install`, as they are, except for the pod
         # annotations that tell kwok how long each pod "runs" and what it "prints".
         result = {"metrics": {"pairs": 40, "trainPairs": 32, "evalPairs": 8}, "outputs": {}}
-        run = {"llmft.io/kwok-run-ms": "500"}
+        run = {"llmft.io/kwok-run": "500ms"}
         cluster.kubectl(
             "create",
             "configmap",

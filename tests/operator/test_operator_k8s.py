@@ -327,7 +327,7 @@ def condition(status: dict[str, Any], type_: str) -> dict[str, Any]:
 
 def run_ms(ms: int, **annotations: str) -> dict[str, Any]:
     """spec.resources with pod annotations telling kwok how the pod should run."""
-    return {"podAnnotations": {"llmft.io/kwok-run-ms": str(ms), **annotations}}
+    return {"podAnnotations": {"llmft.io/kwok-run": f"{ms}ms", **annotations}}
 
 
 # --- the API ---------------------------------------------------------------------------------
@@ -620,6 +620,8 @@ def test_a_workload_cannot_forge_another_resources_status(
     assert refused == [403, 403, 403]
     assert api.status("DatasetGeneration", "forged-docs")["phase"] == "Running"
     assert api.job("forged-tune-ftj") is None
+    for plural, name in [("finetunejobs", "forger"), ("datasetgenerations", "forged-docs")]:
+        api.custom.delete_namespaced_custom_object(GROUP, VERSION, NS, plural, name)
 
 
 def test_failed_pods_give_failed_with_the_reason(api: Api) -> None:

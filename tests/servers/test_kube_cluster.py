@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 
 import pytest
 
@@ -144,3 +145,35 @@ def test_owned_object_is_garbage_collected_with_its_owner(kube_cluster: KubeClus
     wait_for(
         lambda: kube_cluster.kubectl("get", "configmap", "owned", check=False).returncode != 0, 60
     )
+
+
+def test_a_pod_runs_as_long_as_its_kwok_run_annotation_says(kube_cluster: KubeCluster) -> None:
+    job = {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": "timed", "namespace": "default"},
+        "spec": {
+            "backoffLimit": 0,
+            "template": {
+                "metadata": {"annotations": {"llmft.io/kwok-run": "5s"}},
+                "spec": {
+                    "restartPolicy": "Never",
+                    "containers": [{"name": "work", "image": "example.invalid/work:1"}],
+                },
+            },
+        },
+    }
+    kube_cluster.kubectl("apply", "-f", "-", input=json.dumps(job))
+
+    kube_cluster.kubectl(
+        "wait", "--for=condition=Complete", "job/timed", "--timeout=90s", timeout=120
+    )
+    (pod,) = json.loads(
+        kube_cluster.kubectl("get", "pods", "-l", "job-name=timed", "-o", "json").stdout
+    )["items"]
+
+    started = datetime.fromisoformat(pod["status"]["startTime"])
+    (container,) = pod["status"]["containerStatuses"]
+    finished = datetime.fromisoformat(container["state"]["terminated"]["finishedAt"])
+    # Whole seconds on both sides: 5 s of running shows as at least 4 (kwok's default is 1.5 s).
+    assert (finished - started).total_seconds() >= 4
