@@ -134,16 +134,28 @@ def test_an_invalid_manifest_is_refused_before_anything_runs(
     assert _runs(standin) == []
 
 
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def test_ctrl_c_keeps_the_checkpoint_and_the_next_run_resumes_from_it(
     tmp_path: Path, standin: Path
 ) -> None:
-    slow = _annotate(FINETUNE, steps="40", step_seconds="0.25")
+    # Far more steps than the interrupt needs: the signal never races the workload's end.
+    slow = _annotate(FINETUNE, steps="400", step_seconds="0.25")
     write_manifests(tmp_path / "m", DATASET, slow, EVALUATION)
     state = StateDir(tmp_path / "state")
     argv = [sys.executable, str(TESTS / "cli" / "standin_run.py"), "run", "-f", str(tmp_path / "m")]
     argv += ["--state-dir", str(state.root)]
-    runner = subprocess.Popen(argv, env=os.environ, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 60
+    # Started as a shell starts a background job: with SIGINT ignored, which Python inherits.
+    runner = subprocess.Popen(
+        argv,
+        env=os.environ,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        preexec_fn=_ignore_sigint,
+    )
+    deadline = time.monotonic() + 120
     while ((state.read_status("FineTuneJob/tune") or {}).get("progress") or {}).get("step", 0) < 3:
         assert time.monotonic() < deadline and runner.poll() is None, runner.communicate()
         time.sleep(0.1)
@@ -157,8 +169,10 @@ def test_ctrl_c_keeps_the_checkpoint_and_the_next_run_resumes_from_it(
     assert interrupted["phase"] == "Failed"
     assert {c["type"]: c["reason"] for c in interrupted["conditions"]}["Failed"] == "Interrupted"
     stopped_at = interrupted["progress"]["step"]
-    assert 3 <= stopped_at < 40
+    assert 3 <= stopped_at < 400
 
+    # The same spec (annotations are not part of it), without the pauses: it resumes.
+    write_manifests(tmp_path / "m", DATASET, _annotate(FINETUNE, steps="400"), EVALUATION)
     capture = subprocess.run(argv, env=os.environ, capture_output=True, timeout=120)
 
     assert capture.returncode == 0, capture

@@ -30,6 +30,10 @@ def run_command(args: argparse.Namespace) -> int:
     console = Console()
     errors = Console(stderr=True)
     signal.signal(signal.SIGTERM, _terminate_as_interrupt)
+    # A shell starts background jobs with SIGINT ignored, and Python then keeps it ignored: Ctrl-C
+    # (or `kill -INT`) would be lost and the run would go on. Stopping cleanly is this command's
+    # promise, so SIGINT always raises KeyboardInterrupt here.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     state = StateDir(args.state_dir)
     try:
         result = run_manifests(

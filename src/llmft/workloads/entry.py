@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import signal
 import sys
 import traceback
 from collections.abc import Callable
@@ -65,6 +66,9 @@ def run_workload(
     parser.add_argument("--verbose", action="store_true", help="debug logging")
     args = parser.parse_args(argv)
     configure_logging(args.verbose)
+    # SIGINT means "save and stop" (the runner sends it on Ctrl-C), even when this process was
+    # started with SIGINT ignored (a background job inherits that, and Python keeps it).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         res = load_spec_file(args.spec, kind)
     except (WorkloadError, ManifestError) as err:
