@@ -321,6 +321,19 @@ def api(cluster: KubeCluster, operator: OperatorProcess) -> Api:
     return Api(cluster, operator)
 
 
+@pytest.fixture(scope="module")
+def docs(api: Api) -> str:
+    """A DatasetGeneration "docs" that has succeeded, for tests that need an upstream."""
+    try:
+        api.get("DatasetGeneration", "docs")
+    except ApiException as err:
+        if err.status != 404:
+            raise
+        api.create(dataset("docs", resources=run_ms(200)))
+    api.wait_phase("DatasetGeneration", "docs", "Succeeded")
+    return "docs"
+
+
 def condition(status: dict[str, Any], type_: str) -> dict[str, Any]:
     return next((c for c in status.get("conditions") or [] if c["type"] == type_), {})
 
@@ -468,24 +481,31 @@ def test_example_manifests_are_accepted_by_the_api_server(cluster: KubeCluster) 
 def test_chain_runs_in_dependency_order_on_gpu_nodes(api: Api, cluster: KubeCluster) -> None:
     result = {
         "metrics": {"pairs": 40, "trainPairs": 32, "evalPairs": 8},
-        "outputs": {"train": "/artifacts/datasets/docs/train.jsonl"},
+        "outputs": {"train": "/artifacts/datasets/chain-docs/train.jsonl"},
     }
-    api.create(finetune("tune", dataset_ref="docs", resources=run_ms(300)))
+    api.create(finetune("chain-tune", dataset_ref="chain-docs", resources=run_ms(300)))
     api.create(
-        evaluation("compare", dataset_ref="docs", finetune_ref="tune", resources=run_ms(300))
+        evaluation(
+            "chain-compare",
+            dataset_ref="chain-docs",
+            finetune_ref="chain-tune",
+            resources=run_ms(300),
+        )
     )
 
-    missing = api.wait_phase("FineTuneJob", "tune", "Waiting")
+    missing = api.wait_phase("FineTuneJob", "chain-tune", "Waiting")
     assert condition(missing, "InputsReady")["reason"] == "ReferenceNotFound"
     assert "spec.dataset.datasetGenerationRef" in missing["message"]
 
     api.create(
-        dataset("docs", resources=run_ms(3000, **{"llmft.io/kwok-message": json.dumps(result)}))
+        dataset(
+            "chain-docs", resources=run_ms(3000, **{"llmft.io/kwok-message": json.dumps(result)})
+        )
     )
-    api.wait_phase("DatasetGeneration", "docs", "Running")
+    api.wait_phase("DatasetGeneration", "chain-docs", "Running")
     not_ready = wait_for(
         lambda: (
-            (s := api.status("FineTuneJob", "tune"))
+            (s := api.status("FineTuneJob", "chain-tune"))
             and condition(s, "InputsReady")["reason"] != "ReferenceNotFound"
             and s
         ),
@@ -494,33 +514,41 @@ def test_chain_runs_in_dependency_order_on_gpu_nodes(api: Api, cluster: KubeClus
     )
     assert condition(not_ready, "InputsReady")["reason"] == "UpstreamNotReady"
     assert "to succeed (phase Running)" in not_ready["message"]
-    assert api.job("tune-ftj") is None
+    assert api.job("chain-tune-ftj") is None
 
-    docs = api.wait_phase("DatasetGeneration", "docs", "Succeeded")
-    tune = api.wait_phase("FineTuneJob", "tune", "Succeeded")
-    compare = api.wait_phase("Evaluation", "compare", "Succeeded")
+    docs = api.wait_phase("DatasetGeneration", "chain-docs", "Succeeded")
+    tune = api.wait_phase("FineTuneJob", "chain-tune", "Succeeded")
+    compare = api.wait_phase("Evaluation", "chain-compare", "Succeeded")
 
     assert docs["metrics"] == result["metrics"] and docs["outputs"] == result["outputs"]
-    assert docs["artifacts"]["uri"] == "pvc://llmft-artifacts/datasets/docs"
-    jobs = {name: api.job(name) for name in ("docs-dsgen", "tune-ftj", "compare-eval")}
+    assert docs["artifacts"]["uri"] == "pvc://llmft-artifacts/datasets/chain-docs"
+    jobs = {
+        name: api.job(name) for name in ("chain-docs-dsgen", "chain-tune-ftj", "chain-compare-eval")
+    }
     created = [j.metadata.creation_timestamp for j in jobs.values()]
     assert created == sorted(created)
-    assert jobs["tune-ftj"].metadata.creation_timestamp >= _time(docs["completionTime"])
-    assert jobs["compare-eval"].metadata.creation_timestamp >= _time(tune["completionTime"])
-    (pod,) = api.pods_of("tune-ftj")
+    assert jobs["chain-tune-ftj"].metadata.creation_timestamp >= _time(docs["completionTime"])
+    assert jobs["chain-compare-eval"].metadata.creation_timestamp >= _time(tune["completionTime"])
+    (pod,) = api.pods_of("chain-tune-ftj")
     assert pod.spec.node_name in GPU_NODES
     assert pod.spec.containers[0].resources.limits["nvidia.com/gpu"] == "1"
-    (cpu_pod,) = api.pods_of("docs-dsgen")
+    (cpu_pod,) = api.pods_of("chain-docs-dsgen")
     assert cpu_pod.spec.node_name == "cpu-0"
     for status in (docs, tune, compare):
         assert condition(status, "Ready")["status"] == "True"
         assert condition(status, "Complete")["status"] == "True"
         assert status["observedGeneration"] == 1 and status["startTime"]
-    assert compare["jobName"] == "compare-eval"
+    assert compare["jobName"] == "chain-compare-eval"
     table = cluster.kubectl("get", "dsgen,ftj,eval", "-n", NS).stdout
     assert table.count("Succeeded") >= 3 and "PAIRS" in table and "WINNER" in table
-    reasons = [e.reason for e in api.events_for("tune")]
-    assert "ReferenceNotFound" in reasons and "JobCreated" in reasons and "Succeeded" in reasons
+    wait_for(
+        lambda: (
+            {"ReferenceNotFound", "JobCreated", "Succeeded"}
+            <= {e.reason for e in api.events_for("chain-tune")}
+        ),
+        20,
+        what="the chain's events",
+    )
 
 
 def _time(text: str) -> Any:
@@ -529,8 +557,8 @@ def _time(text: str) -> Any:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
-def test_spec_is_resolved_into_the_mounted_configmap(api: Api) -> None:
-    api.create(finetune("resolved", dataset_ref="docs", resources=run_ms(200)))
+def test_spec_is_resolved_into_the_mounted_configmap(api: Api, docs: str) -> None:
+    api.create(finetune("resolved", dataset_ref=docs, resources=run_ms(200)))
     api.wait_phase("FineTuneJob", "resolved", "Succeeded")
 
     cm = api.core.read_namespaced_config_map("resolved-ftj-spec", NS)
@@ -624,12 +652,12 @@ def test_a_workload_cannot_forge_another_resources_status(
         api.custom.delete_namespaced_custom_object(GROUP, VERSION, NS, plural, name)
 
 
-def test_failed_pods_give_failed_with_the_reason(api: Api) -> None:
+def test_failed_pods_give_failed_with_the_reason(api: Api, docs: str) -> None:
     error = json.dumps({"error": "dataset.path: /artifacts/none has no train.jsonl", "metrics": {}})
     api.create(
         finetune(
             "oom",
-            dataset_ref="docs",
+            dataset_ref=docs,
             resources={
                 "backoffLimit": 0,
                 "memory": "20Gi",
@@ -640,7 +668,7 @@ def test_failed_pods_give_failed_with_the_reason(api: Api) -> None:
     api.create(
         finetune(
             "bad-data",
-            dataset_ref="docs",
+            dataset_ref=docs,
             resources={
                 "backoffLimit": 0,
                 **run_ms(300, **{"llmft.io/kwok-fail": "Error", "llmft.io/kwok-message": error}),
@@ -656,12 +684,17 @@ def test_failed_pods_give_failed_with_the_reason(api: Api) -> None:
     assert condition(bad, "Failed")["reason"] == "Error"
     assert "exited with code 1: dataset.path: /artifacts/none has no train.jsonl" in bad["message"]
     assert condition(bad, "Ready")["status"] == "False" and bad["completionTime"]
-    assert "OOMKilled" in [e.reason for e in api.events_for("oom") if e.type == "Warning"]
+    # kopf posts events from a queue of its own: the event may follow the status.
+    wait_for(
+        lambda: "OOMKilled" in [e.reason for e in api.events_for("oom") if e.type == "Warning"],
+        20,
+        what="OOMKilled warning event",
+    )
 
 
-def test_missing_secret_waits_with_a_clear_condition_until_it_exists(api: Api) -> None:
+def test_missing_secret_waits_with_a_clear_condition_until_it_exists(api: Api, docs: str) -> None:
     hub = {"huggingFace": {"repo": "acme/hr-lora", "tokenSecretRef": {"name": "hub", "key": "tok"}}}
-    api.create(finetune("pushed", dataset_ref="docs", output=hub, resources=run_ms(200)))
+    api.create(finetune("pushed", dataset_ref=docs, output=hub, resources=run_ms(200)))
 
     waiting = api.wait_phase("FineTuneJob", "pushed", "Waiting")
     inputs = condition(waiting, "InputsReady")
@@ -701,8 +734,8 @@ def test_missing_secret_waits_with_a_clear_condition_until_it_exists(api: Api) -
     assert "hf_s3cr3t" not in seen
 
 
-def test_spec_change_after_completion_is_recorded_not_silently_ignored(api: Api) -> None:
-    api.create(finetune("changed", dataset_ref="docs", resources=run_ms(200)))
+def test_spec_change_after_completion_is_recorded_not_silently_ignored(api: Api, docs: str) -> None:
+    api.create(finetune("changed", dataset_ref=docs, resources=run_ms(200)))
     api.wait_phase("FineTuneJob", "changed", "Succeeded")
 
     api.custom.patch_namespaced_custom_object(
@@ -725,8 +758,8 @@ def test_spec_change_after_completion_is_recorded_not_silently_ignored(api: Api)
     )
 
 
-def test_deleting_a_resource_deletes_its_job(api: Api) -> None:
-    api.create(finetune("doomed", dataset_ref="docs", resources=run_ms(120000)))
+def test_deleting_a_resource_deletes_its_job(api: Api, docs: str) -> None:
+    api.create(finetune("doomed", dataset_ref=docs, resources=run_ms(120000)))
     api.wait_phase("FineTuneJob", "doomed", "Running")
 
     api.custom.delete_namespaced_custom_object(GROUP, VERSION, NS, "finetunejobs", "doomed")
@@ -736,14 +769,14 @@ def test_deleting_a_resource_deletes_its_job(api: Api) -> None:
 
 
 def test_restarted_operator_creates_no_duplicate_job_and_keeps_status(
-    api: Api, operator: OperatorProcess
+    api: Api, operator: OperatorProcess, docs: str
 ) -> None:
-    api.create(finetune("survivor", dataset_ref="docs", resources=run_ms(3000)))
+    api.create(finetune("survivor", dataset_ref=docs, resources=run_ms(3000)))
     api.wait_phase("FineTuneJob", "survivor", "Running")
     job_uid = api.job("survivor-ftj").metadata.uid
 
     operator.stop()
-    api.create(finetune("latecomer", dataset_ref="docs", resources=run_ms(200)))
+    api.create(finetune("latecomer", dataset_ref=docs, resources=run_ms(200)))
     wait_for(lambda: api.job("survivor-ftj").status.succeeded, 30, what="Job done meanwhile")
     operator.start()
 
@@ -755,6 +788,9 @@ def test_restarted_operator_creates_no_duplicate_job_and_keeps_status(
 
 
 def test_health_and_prometheus_metrics_are_served(api: Api, operator: OperatorProcess) -> None:
+    api.create(finetune("metered", dataset={"path": "datasets/m"}, resources=run_ms(200)))
+    api.wait_phase("FineTuneJob", "metered", "Succeeded")
+
     metrics = http_get(f"http://127.0.0.1:{operator.metrics_port}/metrics")
 
     assert operator.healthy()
@@ -799,8 +835,8 @@ def test_quickstart_examples_run_in_order_when_applied(api: Api, cluster: KubeCl
         assert job.metadata.creation_timestamp >= _time(upstream["completionTime"])
 
 
-def test_job_deleted_by_hand_mid_run_leaves_the_resource_failed(api: Api) -> None:
-    api.create(finetune("orphaned", dataset_ref="docs", resources=run_ms(120000)))
+def test_job_deleted_by_hand_mid_run_leaves_the_resource_failed(api: Api, docs: str) -> None:
+    api.create(finetune("orphaned", dataset_ref=docs, resources=run_ms(120000)))
     api.wait_phase("FineTuneJob", "orphaned", "Running")
 
     api.batch.delete_namespaced_job("orphaned-ftj", NS, propagation_policy="Background")
