@@ -3,8 +3,9 @@ QLoRA/LoRA x RAG on/off with a random search of 4 trials, the median rule stoppi
 whose learning rate is far too high, the Evaluation of the rest, the local MLflow store, and
 `llmft report`.
 
-The two families are two real architectures (Llama and Mistral) at a tiny size with random
-weights; both use SmolLM2's tokenizer and chat template (nothing can be downloaded here).
+The two families are Llama 3 8B Instruct and Mistral 7B Instruct v0.3: their own architectures
+shrunk to a few layers with random weights, with their real tokenizers and chat templates
+(tests/fixtures/models; nothing can be downloaded here).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 import pytest
 import yaml
 
+from family_models import build_tiny_family_model
 from llmft.api.resource import parse_resource
 from llmft.experiments.space import propose
 from llmft.models import MINILM
@@ -27,35 +29,6 @@ from trainer.conftest import write_dataset
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(1800)]
 
 SANE, TOO_HIGH = 0.003, 1.0
-
-
-def tiny_mistral(out: Path) -> Path:
-    """A random-weight 2-layer Mistral (sliding-window attention) with SmolLM2's tokenizer."""
-    import torch
-    from transformers import MistralConfig, MistralForCausalLM
-
-    from llmft.api.common import ModelSource
-    from llmft.models import SMOLLM2, SMOLLM2_GGUF
-    from llmft.workloads.modeling import load_tokenizer
-
-    tokenizer = load_tokenizer(ModelSource(name=SMOLLM2, gguf_file=SMOLLM2_GGUF))
-    config = MistralConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        sliding_window=64,
-        max_position_embeddings=1024,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    torch.manual_seed(1)
-    MistralForCausalLM(config).save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    return out
 
 
 def experiment(llama: Path, mistral: Path, dataset: Path, seed: int) -> dict[str, Any]:
@@ -67,7 +40,7 @@ def experiment(llama: Path, mistral: Path, dataset: Path, seed: int) -> dict[str
             "dataset": {"path": str(dataset)},
             "matrix": {
                 "models": [
-                    {"name": "llama", "baseModel": {"name": str(llama)}},
+                    {"name": "llama3", "baseModel": {"name": str(llama)}},
                     {"name": "mistral", "baseModel": {"name": str(mistral)}},
                 ],
                 "methods": ["qlora", "lora"],
@@ -123,10 +96,8 @@ def seed_with_one_late_diverging_trial(body: dict[str, Any]) -> int:
 
 
 def test_an_experiment_runs_end_to_end_on_the_cpu(tmp_path: Path) -> None:
-    from llmft.workloads.modeling import build_tiny_model
-
-    llama = build_tiny_model(tmp_path / "llama")
-    mistral = tiny_mistral(tmp_path / "mistral")
+    llama = build_tiny_family_model("meta-llama-3-8b-instruct", tmp_path / "llama3")
+    mistral = build_tiny_family_model("mistral-7b-instruct-v0.3", tmp_path / "mistral")
     dataset = write_dataset(tmp_path / "dataset", repeat=3)
     body = experiment(llama, mistral, dataset, 0)
     body["spec"]["search"]["seed"] = seed_with_one_late_diverging_trial(body)
@@ -160,7 +131,7 @@ def test_an_experiment_runs_end_to_end_on_the_cpu(tmp_path: Path) -> None:
     assert status["bestTrial"]["name"] == best["name"]
     ranked = [r["arm"] for r in status["ranking"]]
     assert sorted(ranked) == sorted(
-        ["base-llama", "base-mistral"]
+        ["base-llama3", "base-mistral"]
         + [f"t{t['index']:02d}{suffix}" for t in succeeded for suffix in ("", "-rag")]
     )
     # Every trial and the evaluation are runs of one MLflow experiment in the local store.

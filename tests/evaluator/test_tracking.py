@@ -8,10 +8,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from evaluator.conftest import evaluation_manifest
 from llmft.workloads.entry import run_workload
 from llmft.workloads.evaluator.pipeline import main
 from servers.launch import MlflowServer
+
+pytestmark = pytest.mark.mlflow
 
 
 def tiny_adapter(model: Path, where: Path) -> Path:

@@ -229,9 +229,19 @@ def test_an_experiment_runs_its_trials_in_parallel_stops_a_diverging_one_and_ran
             {
                 "progress": {"step": 2, "total": 10, "evalHistory": _history(*losses)},
                 "metrics": {"evalLoss": final},
+                # What the trainer reports under Kubeflow Trainer's names.
+                "trainerStatus": {
+                    "progressPercentage": 20,
+                    "estimatedRemainingSeconds": 40,
+                    "metrics": [{"name": "eval_loss", "value": str(losses[-1])}],
+                    "lastUpdatedTime": "2026-12-01T00:00:00Z",
+                },
             },
         )
     assert len(_trials(api, "exp-sweep")) == 2
+    reported = api.status("FineTuneJob", "exp-sweep-t00")["trainerStatus"]
+    assert reported["progressPercentage"] == 20
+    assert reported["metrics"] == [{"name": "eval_loss", "value": "0.8"}]
     running = api.wait_phase("Experiment", "exp-sweep", "Running")
     assert running["counts"]["running"] == 2 and running["counts"]["planned"] == 4
 

@@ -13,6 +13,7 @@ from trainer.conftest import RunTrainer, finetune_manifest
 pytestmark = pytest.mark.slow
 
 
+@pytest.mark.mlflow
 def test_a_trial_logs_params_step_metrics_final_metrics_and_tags_to_mlflow(
     mlflow_server: MlflowServer,
     tiny_model: Path,
