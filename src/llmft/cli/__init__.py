@@ -38,6 +38,12 @@ again to resume. Each resource's status (as the operator would write it) is in
 STATE_DIR/status/<Kind>/<name>.json, its log in STATE_DIR/logs/, its artefacts in
 STATE_DIR/artifacts/.
 
+An Experiment runs its trials one at a time (parallelTrials applies on a cluster), stops
+those the median rule says fall behind, then evaluates the best; its trials and evaluation
+are tracked in STATE_DIR/mlflow.db unless its spec names an MLflow server
+(mlflow ui --backend-store-uri sqlite:///STATE_DIR/mlflow.db). --only exp/NAME runs one
+Experiment and its dataset.
+
 exit status: 0 all succeeded, 1 a workload failed, 2 bad manifests or usage,
 130 interrupted.
 """
