@@ -503,3 +503,26 @@ def test_chart_crds_are_identical_to_the_repository_crds() -> None:
     assert sorted(chart) == sorted(repo)
     differing = [name for name in repo if repo[name] != chart[name]]
     assert not differing, f"{differing} differ: run `make -C charts/llmft-operator crds`"
+
+
+def test_mlflow_renders_a_server_on_a_pvc_reachable_only_from_workloads(tmp_path: Path) -> None:
+    docs = render(tmp_path, {"mlflow": {"enabled": True}, "networkPolicy": {"enabled": True}})
+    names = {(d["kind"], d["metadata"]["name"]) for d in docs}
+
+    assert {
+        ("Deployment", "llmft-mlflow"),
+        ("Service", "llmft-mlflow"),
+        ("PersistentVolumeClaim", "llmft-mlflow-data"),
+        ("NetworkPolicy", "llmft-mlflow"),
+    } <= names
+    deployment = find(docs, "Deployment", "llmft-mlflow")
+    pod = deployment["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    args = container["args"]
+    assert "--backend-store-uri=sqlite:////mlflow/mlflow.db" in args
+    hosts = next(a for a in args if a.startswith("--allowed-hosts="))
+    assert "llmft-mlflow.llmft-system.svc:5000" in hosts
+    assert container["securityContext"]["allowPrivilegeEscalation"] is False
+    assert pod["automountServiceAccountToken"] is False
+    claim = next(v for v in pod["volumes"] if v["name"] == "data")
+    assert claim["persistentVolumeClaim"]["claimName"] == "llmft-mlflow-data"
