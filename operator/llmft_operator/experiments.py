@@ -9,10 +9,13 @@ reconcile, which deletes its Job), and writes the status.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from collections.abc import Callable
 from typing import Any
+
+from kubernetes.client.rest import ApiException
 
 from llmft.api.common import Condition, Phase
 from llmft.api.experiment import ExperimentSpec
@@ -180,15 +183,36 @@ class ExperimentController:
                 {ANNOTATION_STOP: decision.message, ANNOTATION_STOP_REASON: decision.reason},
             )
             self.reconcile_child("FineTuneJob", namespace, trial_name)
-        for trial in out.create:
-            self._create(body, fine_tune_manifest(spec, namespace, name, trial))
+        children = [fine_tune_manifest(spec, namespace, name, t) for t in out.create]
         if out.evaluate is not None:
-            self._create(body, evaluation_manifest(spec, namespace, name, out.evaluate))
+            children.append(evaluation_manifest(spec, namespace, name, out.evaluate))
+        for child in children:
+            refused = self._create(body, child)
+            if refused is not None:
+                # The API server will refuse it again: say so instead of retrying forever.
+                out.phase, out.reason, out.message = Phase.FAILED.value, "ChildRefused", refused
+                break
         self.write("Experiment", body, status_patch(current, out, generation, now_rfc3339()))
+        return out.message if out.reason == "ChildRefused" else None
+
+    def _create(self, owner: dict[str, Any], child: dict[str, Any]) -> str | None:
+        """Create a child; a message when the API server refuses it (4xx other than 409)."""
+        self.adopt([child], owner)
+        what = f"{child['kind']} {child['metadata']['name']}"
+        try:
+            created = self.kube.create_resource(child)
+        except ApiException as err:
+            if err.status is not None and 400 <= err.status < 500 and err.status != 429:
+                return f"the API server refused {what}: {_api_message(err)}"
+            raise
+        if created is None:
+            # Created by an earlier reconcile that stopped before its status was written.
+            log.info("%s exists already", what)
         return None
 
-    def _create(self, owner: dict[str, Any], child: dict[str, Any]) -> None:
-        self.adopt([child], owner)
-        if self.kube.create_resource(child) is None:
-            # Created by an earlier reconcile that stopped before its status was written.
-            log.info("%s %s exists already", child["kind"], child["metadata"]["name"])
+
+def _api_message(err: ApiException) -> str:
+    try:
+        return str(json.loads(err.body or "{}").get("message") or err.reason)
+    except ValueError:
+        return str(err.reason)
