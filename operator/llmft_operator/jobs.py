@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from llmft.api.common import DEFAULT_GPU_PRODUCT, GPU_RESOURCE, GROUP
+from llmft.api.common import GPU_RESOURCE, GROUP
 from llmft.api.kinds import KINDS
 from llmft.api.layout import CONFIGMAP_DOCUMENTS_MOUNT, PVC_DOCUMENTS_MOUNT, SPEC_FILE
 from llmft_operator.naming import KUEUE_QUEUE_LABEL, job_name, labels, spec_configmap_name
@@ -28,9 +28,12 @@ SCRATCH_MOUNT = "/tmp"
 
 
 def gpu_product(plan: WorkloadPlan, settings: OperatorSettings) -> str:
-    """The GPU product to schedule on: the manifest's, unless it left the built-in default."""
+    """The GPU product to schedule on: the manifest's, or the cluster's when it set none.
+
+    The resolver has already given an unset gpuProduct the cluster's (settings.gpu_product).
+    """
     product: str = plan.resource.spec.resources.gpu_product
-    return settings.gpu_product if product == DEFAULT_GPU_PRODUCT else product
+    return product
 
 
 def kueue_queue(plan: WorkloadPlan, settings: OperatorSettings) -> str | None:

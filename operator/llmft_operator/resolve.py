@@ -24,9 +24,6 @@ from llmft.api.common import (
     Phase,
     SecretKeyRef,
 )
-from llmft.api.datasetgeneration import Generator
-from llmft.api.evaluation import Judge, Retrieval
-from llmft.api.finetunejob import OllamaServing
 from llmft.api.kinds import KINDS
 from llmft.api.layout import (
     ENV_HF_PUSH_TOKEN,
@@ -38,7 +35,13 @@ from llmft.api.layout import (
     arm_api_key_env,
 )
 from llmft.api.references import Reference, references
-from llmft.api.resolve import ResolveError, Upstream, manifest_of, resolve_resource
+from llmft.api.resolve import (
+    ResolveError,
+    Upstream,
+    apply_cluster_defaults,
+    manifest_of,
+    resolve_resource,
+)
 from llmft.api.resource import ManifestError, Resource, parse_resource
 from llmft_operator.naming import spec_configmap_name
 from llmft_operator.settings import OperatorSettings
@@ -414,27 +417,9 @@ class _Mounts:
 
 
 def _apply_service_defaults(res: Resource[Any], settings: OperatorSettings) -> None:
-    # A field left at its built-in default takes the cluster's value (from Helm), so manifests
-    # stay portable; a value written in the manifest wins.
-    spec = res.spec
-    ollama_default = Generator.model_fields["ollama_host"].default
-    weaviate_default = Retrieval.model_fields["weaviate_url"].default
-    judge_default = Judge.model_fields["endpoint"].default
-    if settings.ollama_host:
-        if res.kind == "DatasetGeneration" and spec.generator.ollama_host == ollama_default:
-            spec.generator.ollama_host = settings.ollama_host
-        judge = getattr(spec, "judge", None)
-        if judge is not None and judge.provider == "ollama" and judge.endpoint == judge_default:
-            judge.endpoint = settings.ollama_host
-        serving = spec.output.ollama if res.kind == "FineTuneJob" else None
-        if serving is not None and serving.host == OllamaServing.model_fields["host"].default:
-            serving.host = settings.ollama_host
-    if (
-        settings.weaviate_url
-        and res.kind == "Evaluation"
-        and spec.retrieval.weaviate_url == weaviate_default
-    ):
-        spec.retrieval.weaviate_url = settings.weaviate_url
+    # A field the manifest leaves unset takes the cluster's value (from Helm), so manifests stay
+    # portable; a value written in the manifest wins, even one equal to the built-in default.
+    apply_cluster_defaults(res.spec, lambda name: getattr(settings, name, None))
 
 
 def _upstream_spec(fetched: Fetched, kind: str, name: str) -> dict[str, Any]:

@@ -93,3 +93,32 @@ def test_a_reference_the_runner_does_not_know_names_the_field(tmp_path: Path) ->
 
     with pytest.raises(ResolveError, match=r"spec\.dataset\.datasetGenerationRef: .*'docs'"):
         resolve_manifest(job, tmp_path / "artifacts", {})
+
+
+def _dataset(**spec: Any) -> Any:
+    from llmft.api import parse_resource
+
+    body = {"apiVersion": "llmft.io/v1alpha1", "kind": "DatasetGeneration"}
+    return parse_resource(
+        {
+            **body,
+            "metadata": {"name": "d"},
+            "spec": {"source": {"urls": ["https://x/a.md"]}, **spec},
+        }
+    )
+
+
+def test_an_unset_service_field_takes_the_clusters_value_and_a_written_one_is_kept() -> None:
+    settings = OperatorSettings(ollama_host="http://ollama.llmft:11434", gpu_product="NVIDIA-L4")
+    written = _dataset(
+        generator={"ollamaHost": "http://ollama:11434"},  # equal to the built-in default
+        resources={"gpuProduct": "NVIDIA-A10", "gpuCount": 1},
+    )
+
+    unset = plan_workload(_dataset(), Fetched(), settings, generation=1).resource.spec
+    kept = plan_workload(written, Fetched(), settings, generation=1).resource.spec
+
+    assert unset.generator.ollama_host == "http://ollama.llmft:11434"
+    assert unset.resources.gpu_product == "NVIDIA-L4"
+    assert kept.generator.ollama_host == "http://ollama:11434"
+    assert kept.resources.gpu_product == "NVIDIA-A10"

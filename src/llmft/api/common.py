@@ -134,6 +134,18 @@ class ClusterSource(FieldRole):
     mount: str
 
 
+@dataclass(frozen=True)
+class ClusterDefault(FieldRole):
+    """Marks a field that, when a manifest leaves it unset, takes the cluster's value: the
+    operator setting `setting` (from Helm), where one is set and the `when` (field, value) pairs
+    of the same object hold. A value written in the manifest always wins, even one equal to the
+    built-in default; so the CRD carries no default for such a field (the API server would
+    otherwise write it in), and `llmft run` uses the built-in default."""
+
+    setting: str
+    when: tuple[tuple[str, Any], ...] = ()
+
+
 class ApiModel(BaseModel):
     """Base for API types: camelCase on the wire, unknown fields refused (typos fail loudly)."""
 
@@ -267,9 +279,12 @@ class Resources(ApiModel):
     """Compute for the workload's pod. GPU product picks the node pool (default A10)."""
 
     gpu_count: int = Field(default=1, ge=0, le=16, description="GPUs per pod (nvidia.com/gpu).")
-    gpu_product: LabelValue = Field(
+    gpu_product: Annotated[LabelValue, ClusterDefault("gpu_product")] = Field(
         default=DEFAULT_GPU_PRODUCT,
-        description="GPU product label value the pod is scheduled onto (nvidia.com/gpu.product).",
+        description=(
+            "GPU product label value the pod is scheduled onto (nvidia.com/gpu.product); unset: "
+            f"the cluster's GPU product (Helm), else {DEFAULT_GPU_PRODUCT}."
+        ),
     )
     cpu: Quantity = Field(
         default="4", description="CPU request and limit, as a Kubernetes quantity."

@@ -24,8 +24,8 @@ from pydantic import BaseModel
 from pydantic.json_schema import GenerateJsonSchema
 from pydantic_core import core_schema
 
-from llmft.api.common import GROUP, PATTERN_MEANINGS, VERSION, BaseStatus
-from llmft.api.kinds import KINDS, KindEntry
+from llmft.api.common import GROUP, PATTERN_MEANINGS, VERSION, BaseStatus, ClusterDefault
+from llmft.api.kinds import KINDS, KindEntry, models_in
 
 ROOT = Path(__file__).resolve().parents[3]
 CRD_DIR = ROOT / "crds"
@@ -52,8 +52,50 @@ class _CrdJsonSchema(GenerateJsonSchema):
             # Written out whole: the API server checks a default against the object's CEL rules
             # before it fills in nested defaults, so `{}` fails a rule like
             # `self.overlapTokens < self.maxTokens` ("no such key").
-            return dft.model_dump(by_alias=True, exclude_none=True, mode="json")
+            return _wire_without_cluster_defaults(dft)
         return super().encode_default(dft)
+
+
+def _cluster_default_fields(model: type[BaseModel]) -> list[str]:
+    return [
+        info.alias or name
+        for name, info in model.model_fields.items()
+        if any(isinstance(m, ClusterDefault) for m in info.metadata)
+    ]
+
+
+def _wire_without_cluster_defaults(obj: BaseModel) -> dict[str, Any]:
+    """An object's wire form without the fields the cluster fills (see ClusterDefault).
+
+    The API server writes a CRD default into every object it stores; a field that must stay
+    unset unless the user writes it can have none, in its own schema or in a parent's default.
+    """
+    out = obj.model_dump(by_alias=True, exclude_none=True, mode="json")
+    for key in _cluster_default_fields(type(obj)):
+        out.pop(key, None)
+    for name, info in type(obj).model_fields.items():
+        value = getattr(obj, name)
+        key = info.alias or name
+        if isinstance(value, BaseModel) and key in out:
+            out[key] = _wire_without_cluster_defaults(value)
+    return out
+
+
+def _drop_cluster_defaults(model: type[BaseModel], raw: dict[str, Any]) -> None:
+    """Remove the `default` of every ClusterDefault field from pydantic's JSON schema."""
+    seen: set[type[BaseModel]] = set()
+    stack = [model]
+    defs = raw.get("$defs", {})
+    while stack:
+        current = stack.pop()
+        if current in seen:
+            continue
+        seen.add(current)
+        node = raw if current is model else defs.get(current.__name__, {})
+        for key in _cluster_default_fields(current):
+            node.get("properties", {}).get(key, {}).pop("default", None)
+        for info in current.model_fields.values():
+            stack.extend(models_in(info.annotation))
 
 
 def _inline(node: Any, defs: dict[str, Any]) -> Any:
@@ -174,6 +216,7 @@ def _ordered(node: dict[str, Any]) -> dict[str, Any]:
 def model_schema(model: type[BaseModel]) -> dict[str, Any]:
     """The structural schema of a pydantic model, as the CRD embeds it."""
     raw = model.model_json_schema(by_alias=True, mode="validation", schema_generator=_CrdJsonSchema)
+    _drop_cluster_defaults(model, raw)
     inlined = _inline(raw, raw.get("$defs", {}))
     return to_structural(inlined)
 

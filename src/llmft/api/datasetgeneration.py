@@ -10,6 +10,7 @@ from llmft.api.common import (
     FREE_TEXT_LIMIT,
     ApiModel,
     ArtifactOutput,
+    ClusterDefault,
     ClusterSource,
     ContainedPath,
     InputPath,
@@ -119,8 +120,12 @@ class Generator(ApiModel):
     local_model: ModelSource | None = Field(
         default=None, description="Model for the transformers backend (and auto's fallback)."
     )
-    ollama_host: str = Field(
-        default="http://ollama:11434", description="Base URL of the Ollama server."
+    ollama_host: Annotated[str, ClusterDefault("ollama_host")] = Field(
+        default="http://ollama:11434",
+        description=(
+            "Base URL of the Ollama server; unset: the cluster's Ollama (Helm), else "
+            "http://ollama:11434."
+        ),
     )
     model: str = Field(default="llama3:8b", description="Model name on the Ollama server.")
     system_prompt: str | None = Field(

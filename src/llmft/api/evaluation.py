@@ -10,6 +10,7 @@ from llmft.api.common import (
     ApiModel,
     ArtifactOutput,
     ChatFormatStatus,
+    ClusterDefault,
     ContainedPathOrHub,
     InputPath,
     ModelName,
@@ -150,7 +151,10 @@ class Retrieval(ApiModel):
         default="weaviate",
         description="weaviate: the Weaviate server; embedded: in-process; auto: Weaviate if up.",
     )
-    weaviate_url: str = Field(default="http://weaviate:8080", description="Weaviate HTTP endpoint.")
+    weaviate_url: Annotated[str, ClusterDefault("weaviate_url")] = Field(
+        default="http://weaviate:8080",
+        description="Weaviate HTTP endpoint; unset: the cluster's Weaviate (Helm), else this.",
+    )
     weaviate_grpc_port: int = Field(
         default=50051, ge=1, le=65535, description="Weaviate gRPC port."
     )
@@ -181,7 +185,10 @@ class Judge(ApiModel):
     """The LLM judge (through RAGAS): an Ollama or OpenAI-compatible endpoint."""
 
     provider: Literal["ollama", "openai"] = Field(default="ollama", description="API flavour.")
-    endpoint: str = Field(default="http://ollama:11434", description="Base URL of the judge.")
+    endpoint: Annotated[str, ClusterDefault("ollama_host", when=(("provider", "ollama"),))] = Field(
+        default="http://ollama:11434",
+        description="Judge base URL; unset (ollama): the cluster's Ollama (Helm), else this.",
+    )
     model: str = Field(default="llama3:8b", description="Judge model name.")
     api_key_secret_ref: SecretKeyRef | None = Field(
         default=None, description="Secret key with the judge's API key (openai provider)."

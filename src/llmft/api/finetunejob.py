@@ -10,6 +10,7 @@ from llmft.api.common import (
     ApiModel,
     ArtifactOutput,
     ChatFormatStatus,
+    ClusterDefault,
     ContainedPathOrHub,
     InputPath,
     ModelSource,
@@ -143,9 +144,9 @@ class OllamaServing(ApiModel):
         )
     )
 
-    host: str = Field(
+    host: Annotated[str, ClusterDefault("ollama_host")] = Field(
         default="http://ollama:11434",
-        description="Ollama server URL; the built-in default takes the cluster's Ollama.",
+        description="Ollama server URL; unset: the cluster's Ollama (Helm), else http://ollama:11434.",
         pattern=r"^https?://",
     )
     model: str | None = Field(

@@ -119,17 +119,17 @@ class KindEntry:
         return tuple(dict.fromkeys(ref.kind for ref in self.references))
 
 
-def _models_in(annotation: Any) -> Iterator[type[BaseModel]]:
+def models_in(annotation: Any) -> Iterator[type[BaseModel]]:
     """The pydantic models a field's type annotation can hold (through Optional, list, dict)."""
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         yield annotation
         return
     origin = typing.get_origin(annotation)
     if origin is typing.Annotated:
-        yield from _models_in(typing.get_args(annotation)[0])
+        yield from models_in(typing.get_args(annotation)[0])
     elif origin in (typing.Union, types.UnionType, list, tuple, dict):
         for arg in typing.get_args(annotation):
-            yield from _models_in(arg)
+            yield from models_in(arg)
 
 
 def _ref_fields(
@@ -142,7 +142,7 @@ def _ref_fields(
         for meta in info.metadata:
             if isinstance(meta, Ref):
                 yield name, meta
-        for inner in _models_in(info.annotation):
+        for inner in models_in(info.annotation):
             yield from _ref_fields(inner, seen | {model})
 
 

@@ -17,15 +17,15 @@ change here.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any, Protocol
 
-from pydantic import TypeAdapter
+from pydantic import BaseModel, TypeAdapter
 
-from llmft.api.common import HF_SCHEME, ClusterSource, InputPath, ModelName, Ref
-from llmft.api.references import Reference, walk_marked
+from llmft.api.common import HF_SCHEME, ClusterDefault, ClusterSource, InputPath, ModelName, Ref
+from llmft.api.references import Reference, marked, walk_marked
 from llmft.api.resource import Resource
 
 
@@ -93,6 +93,22 @@ def resolve_resource(res: Resource[Any], binding: Binding) -> Resource[Any]:
         elif isinstance(role, ClusterSource):
             binding.cluster_source(role, m.value, m.field)
     return res
+
+
+def apply_cluster_defaults(spec: BaseModel, setting: Callable[[str], str | None]) -> None:
+    """Give each `ClusterDefault` field the manifest left unset the cluster's value, if any.
+
+    "Unset" means not written in the manifest (pydantic's fields_set), so a value written there
+    wins even when it equals the built-in default.
+    """
+    for m, role in marked(spec, ClusterDefault):
+        if m.name in m.obj.model_fields_set:
+            continue
+        if any(getattr(m.obj, name) != value for name, value in role.when):
+            continue
+        value = setting(role.setting)
+        if value:
+            setattr(m.obj, m.name, value)
 
 
 def manifest_of(res: Resource[Any], metadata: Mapping[str, Any]) -> dict[str, Any]:
