@@ -10,6 +10,7 @@ directory, references replaced by paths on the artefact volume) and the volumes 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
@@ -20,21 +21,12 @@ from llmft.api.common import (
     SECRET_OPT_IN_LABEL,
     ArtifactLocation,
     ClusterSource,
-    ModelSource,
     Phase,
+    SecretEnv,
     SecretKeyRef,
 )
 from llmft.api.kinds import KINDS
-from llmft.api.layout import (
-    ENV_HF_PUSH_TOKEN,
-    ENV_HF_TOKEN,
-    ENV_JUDGE_API_KEY,
-    ENV_MLFLOW_PASSWORD,
-    ENV_MLFLOW_TOKEN,
-    ENV_WEAVIATE_API_KEY,
-    arm_api_key_env,
-)
-from llmft.api.references import Reference, references
+from llmft.api.references import Reference, marked, references
 from llmft.api.resolve import (
     ResolveError,
     Upstream,
@@ -148,54 +140,13 @@ def output_location(res: Resource[Any], settings: OperatorSettings) -> ArtifactL
 
 
 def _secret_uses(res: Resource[Any]) -> list[SecretUse]:
-    spec = res.spec
+    """The secrets `res`'s workload gets, from the spec's SecretEnv fields, in field order."""
     uses: list[SecretUse] = []
-
-    def model_token(model: ModelSource | None, where: str) -> None:
-        if model is not None and model.token_secret_ref is not None:
-            ref = model.token_secret_ref
-            uses.append(SecretUse(ENV_HF_TOKEN, ref, f"{where}.tokenSecretRef", PUBLIC_HUB_URL))
-
-    if res.kind == "DatasetGeneration":
-        model_token(spec.generator.local_model, "spec.generator.localModel")
-    if res.kind == "FineTuneJob":
-        model_token(spec.base_model, "spec.baseModel")
-    if res.kind in ("FineTuneJob", "Evaluation") and spec.dataset.token_secret_ref is not None:
-        field_ = "spec.dataset.tokenSecretRef"
-        uses.append(SecretUse(ENV_HF_TOKEN, spec.dataset.token_secret_ref, field_))
-    if res.kind == "Evaluation":
-        for i, arm in enumerate(spec.arms):
-            model_token(arm.base_model, f"spec.arms[{i}].baseModel")
-            if arm.adapter_token_secret_ref is not None:
-                field_ = f"spec.arms[{i}].adapterTokenSecretRef"
-                uses.append(SecretUse(ENV_HF_TOKEN, arm.adapter_token_secret_ref, field_))
-            if arm.endpoint is not None and arm.endpoint.api_key_secret_ref is not None:
-                field_ = f"spec.arms[{i}].endpoint.apiKeySecretRef"
-                ref = arm.endpoint.api_key_secret_ref
-                uses.append(SecretUse(arm_api_key_env(i), ref, field_, arm.endpoint.url))
-        if spec.judge is not None and spec.judge.api_key_secret_ref is not None:
-            ref = spec.judge.api_key_secret_ref
-            uses.append(
-                SecretUse(ENV_JUDGE_API_KEY, ref, "spec.judge.apiKeySecretRef", spec.judge.endpoint)
-            )
-        if spec.retrieval.api_key_secret_ref is not None:
-            ref = spec.retrieval.api_key_secret_ref
-            field_ = "spec.retrieval.apiKeySecretRef"
-            uses.append(SecretUse(ENV_WEAVIATE_API_KEY, ref, field_, spec.retrieval.weaviate_url))
-    mlflow = getattr(getattr(spec, "tracking", None), "mlflow", None)
-    if mlflow is not None:
-        for env, ref, name in (
-            (ENV_MLFLOW_TOKEN, mlflow.token_secret_ref, "tokenSecretRef"),
-            (ENV_MLFLOW_PASSWORD, mlflow.password_secret_ref, "passwordSecretRef"),
-        ):
-            if ref is not None:
-                field_ = f"spec.tracking.mlflow.{name}"
-                uses.append(SecretUse(env, ref, field_, mlflow.tracking_uri))
-    hub = spec.output.hugging_face
-    if hub is not None:
-        field_ = "spec.output.huggingFace.tokenSecretRef"
-        endpoint = hub.endpoint or PUBLIC_HUB_URL
-        uses.append(SecretUse(ENV_HF_PUSH_TOKEN, hub.token_secret_ref, field_, endpoint))
+    for m, role in marked(res.spec, SecretEnv):
+        indexes = re.findall(r"\[(\d+)\]", m.field)
+        env = role.env.format(index=indexes[-1] if indexes else "")
+        endpoint = (getattr(m.obj, role.endpoint) if role.endpoint else None) or PUBLIC_HUB_URL
+        uses.append(SecretUse(env, m.value, m.field, endpoint))
     # One variable holds one value: the first reference to a variable wins, the others must agree.
     first: dict[str, SecretUse] = {}
     for use in uses:
@@ -209,11 +160,8 @@ def needs_of(res: Resource[Any], settings: OperatorSettings) -> Needs:
     upstream: list[Reference] = []
     config_maps: list[tuple[str, str]] = []
     claims = [(output_pvc(res, settings), "spec.output.pvc")]
-    if res.kind == "DatasetGeneration":
-        if spec.source.config_map is not None:
-            config_maps.append((spec.source.config_map, "spec.source.configMap"))
-        if spec.source.pvc is not None:
-            claims.append((spec.source.pvc.claim_name, "spec.source.pvc.claimName"))
+    for m, source in marked(spec, ClusterSource):
+        (config_maps if source.object_kind == "ConfigMap" else claims).append((m.value, m.field))
     for ref in references(spec):
         if (ref.kind, ref.name) not in {(u.kind, u.name) for u in upstream}:
             upstream.append(ref)

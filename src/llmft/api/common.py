@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from llmft.api.layout import ENV_HF_PUSH_TOKEN, ENV_HF_TOKEN, ENV_MLFLOW_PASSWORD, ENV_MLFLOW_TOKEN
 from llmft.families import FamilyName, SystemPromptHandling
 
 GROUP = "llmft.io"
@@ -135,6 +136,17 @@ class ClusterSource(FieldRole):
 
 
 @dataclass(frozen=True)
+class SecretEnv(FieldRole):
+    """Marks a SecretKeyRef handed to the workload as the environment variable `env` (`{index}`
+    is the index of the list item holding it); `endpoint` names the sibling field with the URL
+    the secret is sent to (the public Hub when unset). The operator checks the Secret and the
+    endpoint, and maps it into the pod; the value never appears in a spec, status or log."""
+
+    env: str
+    endpoint: str | None = None
+
+
+@dataclass(frozen=True)
 class ClusterDefault(FieldRole):
     """Marks a field that, when a manifest leaves it unset, takes the cluster's value: the
     operator setting `setting` (from Helm), where one is set and the `when` (field, value) pairs
@@ -177,7 +189,7 @@ class HuggingFaceRepo(ApiModel):
         pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$",
     )
     private: bool = Field(default=True, description="Create the repository as private.")
-    token_secret_ref: SecretKeyRef = Field(
+    token_secret_ref: Annotated[SecretKeyRef, SecretEnv(ENV_HF_PUSH_TOKEN, "endpoint")] = Field(
         description="Secret key holding a Hugging Face token with write access."
     )
     branch: str = Field(default="main", description="Branch (revision) to push to.")
@@ -197,13 +209,13 @@ class MlflowTracking(ApiModel):
         default=None,
         description="MLflow experiment; empty: <namespace>/<name> of the Experiment or resource.",
     )
-    token_secret_ref: SecretKeyRef | None = Field(
-        default=None, description="Secret key with a bearer token (MLFLOW_TRACKING_TOKEN)."
-    )
+    token_secret_ref: Annotated[
+        SecretKeyRef | None, SecretEnv(ENV_MLFLOW_TOKEN, "tracking_uri")
+    ] = Field(default=None, description="Secret key with a bearer token (MLFLOW_TRACKING_TOKEN).")
     username: str | None = Field(default=None, description="Basic-auth user name.")
-    password_secret_ref: SecretKeyRef | None = Field(
-        default=None, description="Secret key with the basic-auth password."
-    )
+    password_secret_ref: Annotated[
+        SecretKeyRef | None, SecretEnv(ENV_MLFLOW_PASSWORD, "tracking_uri")
+    ] = Field(default=None, description="Secret key with the basic-auth password.")
 
 
 class Tracking(ApiModel):
@@ -235,7 +247,7 @@ class ModelSource(ApiModel):
     offline: bool = Field(
         default=False, description="Never contact the Hub; the model must already be local."
     )
-    token_secret_ref: SecretKeyRef | None = Field(
+    token_secret_ref: Annotated[SecretKeyRef | None, SecretEnv(ENV_HF_TOKEN)] = Field(
         default=None, description="Secret key holding a Hub token, for gated or private models."
     )
     chat_template: str | None = Field(

@@ -18,13 +18,20 @@ from llmft.api.common import (
     Ref,
     Resources,
     ResourceStatus,
+    SecretEnv,
     SecretKeyRef,
     Tracking,
     cel,
     cel_rules,
 )
 from llmft.api.finetunejob import DatasetInput
-from llmft.api.layout import ADAPTER_DIR
+from llmft.api.layout import (
+    ADAPTER_DIR,
+    ENV_ARM_API_KEY,
+    ENV_HF_TOKEN,
+    ENV_JUDGE_API_KEY,
+    ENV_WEAVIATE_API_KEY,
+)
 
 Metric = Literal["bleu", "chrf", "rouge", "ngram", "accuracy", "relevance", "faithfulness"]
 TEXT_METRICS: tuple[Metric, ...] = ("bleu", "chrf", "rouge", "ngram")
@@ -60,7 +67,7 @@ class ArmEndpoint(ApiModel):
         pattern=r"^https?://",
     )
     model: str = Field(description="Model name the endpoint serves.", min_length=1)
-    api_key_secret_ref: SecretKeyRef | None = Field(
+    api_key_secret_ref: Annotated[SecretKeyRef | None, SecretEnv(ENV_ARM_API_KEY, "url")] = Field(
         default=None, description="Secret key with the endpoint's API key (sent as a Bearer token)."
     )
     timeout_seconds: float = Field(default=300, gt=0, description="Per-answer timeout.")
@@ -117,7 +124,7 @@ class Arm(ApiModel):
             "hf://owner/name@revision[/folder]."
         ),
     )
-    adapter_token_secret_ref: SecretKeyRef | None = Field(
+    adapter_token_secret_ref: Annotated[SecretKeyRef | None, SecretEnv(ENV_HF_TOKEN)] = Field(
         default=None,
         description="Secret key holding a Hub token, for an adapter in a private Hub repository.",
     )
@@ -165,9 +172,9 @@ class Retrieval(ApiModel):
         default="sentence-transformers/all-MiniLM-L6-v2",
         description="Sentence-embedding model (Hub id or local path) for chunks and questions.",
     )
-    api_key_secret_ref: SecretKeyRef | None = Field(
-        default=None, description="Secret key with a Weaviate API key."
-    )
+    api_key_secret_ref: Annotated[
+        SecretKeyRef | None, SecretEnv(ENV_WEAVIATE_API_KEY, "weaviate_url")
+    ] = Field(default=None, description="Secret key with a Weaviate API key.")
 
 
 class Generation(ApiModel):
@@ -190,8 +197,8 @@ class Judge(ApiModel):
         description="Judge base URL; unset (ollama): the cluster's Ollama (Helm), else this.",
     )
     model: str = Field(default="llama3:8b", description="Judge model name.")
-    api_key_secret_ref: SecretKeyRef | None = Field(
-        default=None, description="Secret key with the judge's API key (openai provider)."
+    api_key_secret_ref: Annotated[SecretKeyRef | None, SecretEnv(ENV_JUDGE_API_KEY, "endpoint")] = (
+        Field(default=None, description="Secret key with the judge's API key (openai provider).")
     )
     max_retries: int = Field(default=2, ge=0, le=10, description="Retries on unusable output.")
     timeout_seconds: float = Field(default=120, gt=0, description="Per-call timeout.")

@@ -17,12 +17,14 @@ from llmft.api.common import (
     Ref,
     Resources,
     ResourceStatus,
+    SecretEnv,
     SecretKeyRef,
     Tracking,
     TrainerStatus,
     cel,
     cel_rules,
 )
+from llmft.api.layout import ENV_HF_TOKEN
 
 Method = Literal["qlora", "lora"]
 Mode = Literal["causal", "instruct"]
@@ -49,7 +51,7 @@ class DatasetInput(ApiModel):
             "Or a Hub dataset repository: hf://datasets/owner/name@revision[/folder]."
         ),
     )
-    token_secret_ref: SecretKeyRef | None = Field(
+    token_secret_ref: Annotated[SecretKeyRef | None, SecretEnv(ENV_HF_TOKEN)] = Field(
         default=None,
         description="Secret key holding a Hub token, for a private or gated Hub dataset (path).",
     )

@@ -40,6 +40,10 @@ ENV_MLFLOW_TOKEN = "MLFLOW_TRACKING_TOKEN"  # spec.tracking.mlflow.tokenSecretRe
 ENV_MLFLOW_PASSWORD = "MLFLOW_TRACKING_PASSWORD"  # spec.tracking.mlflow.passwordSecretRef
 
 
+# spec.arms[i].endpoint.apiKeySecretRef: one variable per arm (their keys differ).
+ENV_ARM_API_KEY = "LLMFT_ARM_{index}_API_KEY"
+
+
 def arm_api_key_env(index: int) -> str:
-    """The variable holding spec.arms[index].endpoint.apiKeySecretRef (one per arm: keys differ)."""
-    return f"LLMFT_ARM_{index}_API_KEY"
+    """The variable holding spec.arms[index].endpoint.apiKeySecretRef."""
+    return ENV_ARM_API_KEY.format(index=index)

@@ -7,7 +7,6 @@ and the settings, never on the order in which concurrent replies arrived.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections import Counter
@@ -28,6 +27,7 @@ from llmft.api.layout import (
 )
 from llmft.api.resource import Resource
 from llmft.api.status import now_rfc3339
+from llmft.jsonfiles import write_json, write_jsonl
 from llmft.reporting import Reporter
 from llmft.workloads.datagen import hub
 from llmft.workloads.datagen.backends import Backend, RequestRejected, select_backend
@@ -197,20 +197,6 @@ def generation_fingerprint(generator: Generator, prompts: PromptSet) -> str:
     )
 
 
-def _write_jsonl(path: Path, rows: Sequence[dict[str, Any]]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
-    tmp.replace(path)
-
-
-def _write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    tmp.replace(path)
-
-
 def write_dataset(
     out_dir: Path, chunks: Sequence[Chunk], plan: SplitPlan, assembled: Assembled
 ) -> dict[str, str]:
@@ -223,10 +209,10 @@ def write_dataset(
         "corpusEval": out_dir / CORPUS_EVAL,
         "chunks": out_dir / CHUNKS,
     }
-    _write_jsonl(files["train"], assembled.rows[TRAIN])
-    _write_jsonl(files["eval"], assembled.rows[EVAL])
+    write_jsonl(files["train"], assembled.rows[TRAIN])
+    write_jsonl(files["eval"], assembled.rows[EVAL])
     for key, side in (("corpusTrain", TRAIN), ("corpusEval", EVAL)):
-        _write_jsonl(
+        write_jsonl(
             files[key],
             [
                 {"text": c.text, "source": c.source, "chunk_id": c.id}
@@ -234,7 +220,7 @@ def write_dataset(
                 if plan.side[c.id] == side
             ],
         )
-    _write_jsonl(
+    write_jsonl(
         files["chunks"],
         [
             {
@@ -330,7 +316,7 @@ class DatasetGenerator:
             ingested, chunked.skipped_near_empty, chunks, plan, records, assembled, stats,
             prompts, worklog.fingerprint, counter.name, resumed, files,
         )  # fmt: skip
-        _write_json(self.out_dir / DATASET_MANIFEST, manifest)
+        write_json(self.out_dir / DATASET_MANIFEST, manifest)
         (self.out_dir / hub.CARD).write_text(hub.dataset_card(self.name, manifest))
         total = manifest["counts"]["pairs"]
         if total == 0:
@@ -354,7 +340,7 @@ class DatasetGenerator:
             )
             outputs["huggingFace"] = pushed
             manifest["hub"] = pushed
-            _write_json(self.out_dir / DATASET_MANIFEST, manifest)
+            write_json(self.out_dir / DATASET_MANIFEST, manifest)
         counts = manifest["counts"]
         self.reporter.progress(
             force=True,

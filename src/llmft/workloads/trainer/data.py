@@ -7,13 +7,13 @@ the loss falls on the answer alone and training sees the same words as evaluatio
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from llmft import jsonfiles
 from llmft.api.finetunejob import FineTuneJobSpec
 from llmft.api.layout import CHUNKS, CORPUS_EVAL, CORPUS_TRAIN, INSTRUCT_EVAL, INSTRUCT_TRAIN
 from llmft.models import MINILM
@@ -48,20 +48,11 @@ class TrainingData:
 
 
 def read_jsonl(path: Path, field: str) -> list[dict[str, Any]]:
-    """Rows of a JSON-lines file; a broken line is an error naming the file and line."""
-    rows: list[dict[str, Any]] = []
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise WorkloadError(f"{field}: {path}:{lineno}: not valid JSON ({err})") from None
-            if not isinstance(obj, dict):
-                raise WorkloadError(f"{field}: {path}:{lineno}: expected a JSON object per line")
-            rows.append(obj)
-    return rows
+    """Rows of a JSON-lines file; a broken line is an error naming the field, file and line."""
+    try:
+        return jsonfiles.read_jsonl(path)
+    except jsonfiles.JsonLinesError as err:
+        raise WorkloadError(f"{field}: {err}") from None
 
 
 def _dataset_dir(spec: FineTuneJobSpec) -> Path:
