@@ -14,7 +14,6 @@ exactly this fingerprint is reused as is, any other content is replaced.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import re
@@ -29,6 +28,7 @@ from urllib.parse import urlparse
 import numpy as np
 
 from llmft.api.layout import ENV_WEAVIATE_API_KEY
+from llmft.jsonfiles import JsonLinesError, iter_jsonl
 from llmft.models import resolve_model
 
 if TYPE_CHECKING:
@@ -68,13 +68,11 @@ def load_chunks(path: str | Path) -> list[Chunk]:
         raise RetrievalError(f"{path}: no such file (the dataset has no chunks for RAG)")
     chunks: list[Chunk] = []
     seen: set[str] = set()
-    for lineno, line in enumerate(path.read_text().splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise RetrievalError(f"{path}:{lineno}: not valid JSON: {err}") from None
+    try:
+        rows = list(iter_jsonl(path))
+    except JsonLinesError as err:
+        raise RetrievalError(str(err)) from None
+    for lineno, obj in rows:
         cid, text = obj.get("id"), obj.get("text")
         if not cid or not isinstance(text, str):
             raise RetrievalError(f"{path}:{lineno}: a chunk needs a non-empty 'id' and a 'text'")

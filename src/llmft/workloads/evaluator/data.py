@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from llmft.api.layout import CHUNKS, INSTRUCT_EVAL
+from llmft.jsonfiles import JsonLinesError, iter_jsonl
 from llmft.workloads.entry import WorkloadError
 
 
@@ -43,13 +44,11 @@ def load_eval_items(directory: Path, max_items: int | None = None) -> list[EvalI
         raise WorkloadError(f"spec.dataset.path: {path} does not exist (no eval split)")
     items: list[EvalItem] = []
     seen: set[str] = set()
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise WorkloadError(f"{path}:{lineno}: not valid JSON: {err}") from None
+    try:
+        rows = list(iter_jsonl(path))
+    except JsonLinesError as err:
+        raise WorkloadError(str(err)) from None
+    for lineno, row in rows:
         question, answer = row.get("question"), row.get("answer")
         if not isinstance(question, str) or not question.strip():
             raise WorkloadError(f"{path}:{lineno}: 'question' must be a non-empty string")
