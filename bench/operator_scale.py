@@ -8,6 +8,13 @@ peak resident memory (VmHWM) is read from /proc after each round, so it is the p
 Pods get tiny requests and kwok ends them after a moment, so the operator also follows Jobs to
 completion while the next objects arrive.
 
+The baseline, measured in the same run on the same control plane: a plain client creating the
+same ConfigMaps and Jobs (built by the operator's own builders) directly, from the same number
+of threads, in a namespace of its own; latency is again Job seen minus first create sent. The
+ratio is the operator's p99 over the baseline's. API calls per resource are the API server's
+own request counts (apiserver_request_total, watches excluded) over each round, divided by N;
+they include the Job controller's and kwok's calls, which both rounds share.
+
     python bench/operator_scale.py [--sizes 50,200,1000] [--apply-threads 8] [--json out.json]
 """
 
@@ -32,7 +39,13 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from kubernetes import client, watch  # noqa: E402
 
+sys.path.insert(0, str(ROOT / "operator"))
+
 from llmft.api.crdgen import rendered_files  # noqa: E402
+from llmft.api.resource import parse_resource  # noqa: E402
+from llmft_operator.jobs import build_spec_configmap, build_workload_job  # noqa: E402
+from llmft_operator.resolve import Fetched, plan_workload  # noqa: E402
+from llmft_operator.settings import OperatorSettings  # noqa: E402
 from servers.launch import KubeCluster, free_port, start_kube_cluster  # noqa: E402
 
 
@@ -134,14 +147,17 @@ class JobWatch:
         while not self._stop.is_set():
             w = watch.Watch()
             self._ready.set()
-            for event in w.stream(
-                self.batch.list_namespaced_job, self.namespace, timeout_seconds=30
-            ):
-                name = event["object"].metadata.name
-                self.seen.setdefault(name, time.monotonic())
-                if self._stop.is_set():
-                    w.stop()
-                    break
+            try:
+                for event in w.stream(
+                    self.batch.list_namespaced_job, self.namespace, timeout_seconds=30
+                ):
+                    name = event["object"].metadata.name
+                    self.seen.setdefault(name, time.monotonic())
+                    if self._stop.is_set():
+                        w.stop()
+                        break
+            except Exception:  # a watch the API server cut: list and watch again
+                continue
 
     def stop(self) -> None:
         self._stop.set()
@@ -157,6 +173,53 @@ def reconcile_totals(metrics_url: str) -> tuple[float, float]:
         elif line.startswith("llmft_operator_reconcile_seconds_count"):
             count += float(line.rsplit(" ", 1)[1])
     return seconds, count
+
+
+def api_requests(cluster: KubeCluster) -> float:
+    """Requests the API server has served so far (apiserver_request_total, watches excluded)."""
+    text = cluster.kubectl("get", "--raw", "/metrics", timeout=60).stdout
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("apiserver_request_total{") and 'verb="WATCH"' not in line
+    )
+
+
+def baseline_round(cluster: KubeCluster, ns: str, n: int, threads: int) -> dict[str, Any]:
+    """The same ConfigMaps and Jobs, created by a plain client: what no operator can beat."""
+    api_client = cluster.api_client()
+    core, batch = client.CoreV1Api(api_client), client.BatchV1Api(api_client)
+    settings = OperatorSettings()
+    objects = []
+    for i in range(n):
+        body = dataset(f"ds-{i:04d}")
+        body["metadata"]["namespace"] = ns
+        plan = plan_workload(parse_resource(body), Fetched(), settings, 1)
+        objects.append((build_spec_configmap(plan), build_workload_job(plan, settings)))
+    jobs = JobWatch(api_client, ns)
+    sent: dict[str, float] = {}
+
+    def create(pair: tuple[dict[str, Any], dict[str, Any]]) -> None:
+        config_map, job = pair
+        sent[job["metadata"]["name"]] = time.monotonic()
+        core.create_namespaced_config_map(ns, config_map)
+        batch.create_namespaced_job(ns, job)
+
+    requests_before = api_requests(cluster)
+    started = time.monotonic()
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(create, objects))
+    deadline = time.monotonic() + max(300, n)
+    while len(jobs.seen.keys() & sent.keys()) < n and time.monotonic() < deadline:
+        time.sleep(0.2)
+    jobs.stop()
+    latencies = [jobs.seen[k] - t for k, t in sent.items() if k in jobs.seen]
+    return {
+        "baseline_p50_seconds": round(statistics.median(latencies), 3),
+        "baseline_p99_seconds": round(percentile(latencies, 99), 3),
+        "baseline_all_jobs_seconds": round(max(jobs.seen.values()) - started, 2),
+        "baseline_api_calls_per_resource": round((api_requests(cluster) - requests_before) / n, 1),
+    }
 
 
 def run_round(
@@ -176,6 +239,7 @@ def run_round(
 
     cpu_before = cpu_seconds(pid)
     seconds_before, count_before = reconcile_totals(metrics_url)
+    requests_before = api_requests(cluster)
     started = time.monotonic()
     with ThreadPoolExecutor(threads) as pool:
         list(pool.map(create, range(n)))
@@ -184,6 +248,7 @@ def run_round(
     while len(jobs.seen.keys() & sent.keys()) < n and time.monotonic() < deadline:
         time.sleep(0.2)
     jobs.stop()
+    requests = api_requests(cluster) - requests_before
     cpu_spent = cpu_seconds(pid) - cpu_before
     seconds_after, count_after = reconcile_totals(metrics_url)
     reconciles = max(count_after - count_before, 1)
@@ -200,6 +265,7 @@ def run_round(
         # CPU the operator spent until the last Job appeared: what it costs per object.
         "operator_cpu_seconds": round(cpu_spent, 1),
         "reconciles": int(reconciles),
+        "api_calls_per_resource": round(requests / n, 1),
         "mean_reconcile_ms": round(1000 * (seconds_after - seconds_before) / reconciles, 1),
         "load_average_1m": os.getloadavg()[0],
     }
@@ -220,7 +286,7 @@ def main() -> int:
             cluster.kubectl("apply", "--server-side", "-f", "-", input=text)
         cluster.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
         namespaces = [f"bench-{n}" for n in sizes]
-        for ns in namespaces:
+        for ns in namespaces + [f"base-{n}" for n in sizes]:
             setup_namespace(cluster, ns)
         health, metrics_port = free_port(), free_port()
         metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
@@ -256,18 +322,23 @@ def main() -> int:
                 time.sleep(0.3)
         results = []
         for n, ns in zip(sizes, namespaces, strict=True):
+            # The baseline first, in a namespace the operator does not watch.
+            base = baseline_round(cluster, f"base-{n}", n, args.apply_threads)
             result = run_round(cluster, ns, n, args.apply_threads, operator.pid, metrics_url)
+            result.update(base)
+            result["p99_ratio"] = round(result["p99_seconds"] / base["baseline_p99_seconds"], 2)
             results.append(result)
             print(json.dumps(result), flush=True)
         print(
-            f"{'N':>6} {'p50 s':>8} {'p99 s':>8} {'all jobs s':>11} {'peak RSS MiB':>13} "
-            f"{'operator CPU s':>15}"
+            f"{'N':>6} {'p50 s':>8} {'p99 s':>8} {'base p99 s':>11} {'p99 ratio':>10} "
+            f"{'calls/res':>10} {'base calls':>11} {'peak RSS MiB':>13} {'operator CPU s':>15}"
         )
         for r in results:
             print(
                 f"{r['n']:>6} {r['p50_seconds']:>8} {r['p99_seconds']:>8} "
-                f"{r['all_jobs_seconds']:>11} {r['operator_peak_rss_mib']:>13} "
-                f"{r['operator_cpu_seconds']:>15}"
+                f"{r['baseline_p99_seconds']:>11} {r['p99_ratio']:>10} "
+                f"{r['api_calls_per_resource']:>10} {r['baseline_api_calls_per_resource']:>11} "
+                f"{r['operator_peak_rss_mib']:>13} {r['operator_cpu_seconds']:>15}"
             )
         if args.json:
             args.json.write_text(json.dumps(results, indent=2))

@@ -129,7 +129,7 @@ class Reconciler:
                     outcome_label = "gone"
                     self.phases.forget(kind, namespace, name)
                     return DONE
-                outcome = self._reconcile(kind, body, job)
+                outcome = self._reconcile(kind, body, job, trigger)
             outcome_label = (
                 "permanent" if outcome.permanent else "waiting" if outcome.retry_after else "ok"
             )
@@ -140,7 +140,9 @@ class Reconciler:
 
     # --- the steps
 
-    def _reconcile(self, kind: str, body: dict[str, Any], job: dict[str, Any] | None) -> Outcome:
+    def _reconcile(
+        self, kind: str, body: dict[str, Any], job: dict[str, Any] | None, trigger: str = ""
+    ) -> Outcome:
         meta = body["metadata"]
         namespace, name = meta["namespace"], meta["name"]
         status: dict[str, Any] = body.get("status") or {}
@@ -165,8 +167,9 @@ class Reconciler:
                 return DONE
             pods = self.kube.job_pods(namespace, jname)
             refused = None
-            if not pods and not (job.get("status") or {}).get("conditions"):
-                # No pod yet: the API server may be refusing it (only an Event says so).
+            if trigger == "timer" and not pods and not (job.get("status") or {}).get("conditions"):
+                # Still no pod on the slow tick: the API server may be refusing it, which only
+                # an Event says (the Job itself does not change, so no Job event brings it).
                 refused = self.kube.failed_create(namespace, job["metadata"].get("uid", ""))
             annotations = job["metadata"].get("annotations") or {}
             job_generation = int(annotations.get(GENERATION_ANNOTATION) or generation)
