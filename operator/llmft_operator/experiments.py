@@ -30,8 +30,14 @@ from llmft.experiments.children import (
     fine_tune_manifest,
     trial_from_manifest,
 )
-from llmft.experiments.progress import EvaluationView, Step, TrialView, step
-from llmft.experiments.stopping import history_of
+from llmft.experiments.progress import (
+    EvaluationView,
+    Step,
+    TrialView,
+    evaluation_view_of,
+    step,
+    trial_view_of,
+)
 from llmft_operator.kube import Kube, owner_uids
 
 log = logging.getLogger("llmft.operator.experiments")
@@ -48,41 +54,14 @@ def trial_view(body: dict[str, Any]) -> TrialView | None:
     if trial is None:
         return None
     meta = body.get("metadata") or {}
-    status = body.get("status") or {}
-    progress = status.get("progress") or {}
-    metrics = status.get("metrics") or {}
-    failed: dict[str, Any] = next(
-        (
-            c
-            for c in status.get("conditions") or []
-            if c.get("type") == FAILED and c.get("status") == "True"
-        ),
-        {},
-    )
-    eval_loss = metrics.get("evalLoss", progress.get("evalLoss"))
-    return TrialView(
-        trial=trial,
-        name=meta["name"],
-        phase=status.get("phase"),
-        reason=failed.get("reason"),
-        message=status.get("message"),
-        step=progress.get("step"),
-        eval_loss=float(eval_loss) if isinstance(eval_loss, int | float) else None,
-        history=history_of(progress.get("evalHistory") or []),
-        stop_requested=(meta.get("annotations") or {}).get(ANNOTATION_STOP),
-    )
+    stop = (meta.get("annotations") or {}).get(ANNOTATION_STOP)
+    return trial_view_of(trial, meta["name"], body.get("status") or {}, stop)
 
 
 def evaluation_view(body: dict[str, Any] | None) -> EvaluationView | None:
     if body is None:
         return None
-    status = body.get("status") or {}
-    return EvaluationView(
-        body["metadata"]["name"],
-        status.get("phase"),
-        status.get("message"),
-        dict(status.get("metrics") or {}),
-    )
+    return evaluation_view_of(body["metadata"]["name"], body.get("status") or {})
 
 
 def status_patch(current: dict[str, Any], out: Step, generation: int, now: str) -> dict[str, Any]:

@@ -26,7 +26,7 @@ from llmft.experiments.children import (
     tuned_arm,
 )
 from llmft.experiments.space import Outcome, Trial, planned_trials, propose
-from llmft.experiments.stopping import StopDecision, median_rule
+from llmft.experiments.stopping import StopDecision, history_of, median_rule
 
 FINISHED = (Phase.SUCCEEDED.value, Phase.FAILED.value)
 STOP_REASONS = frozenset({"EarlyStopped", "Diverged"})
@@ -64,6 +64,41 @@ class TrialView:
     @property
     def succeeded(self) -> bool:
         return self.phase == Phase.SUCCEEDED.value
+
+
+def failed_condition(status: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The Failed condition of a status when it is True (its reason says why), else {}."""
+    for cond in status.get("conditions") or []:
+        if cond.get("type") == "Failed" and cond.get("status") == "True":
+            return dict(cond)
+    return {}
+
+
+def trial_view_of(
+    trial: Trial, name: str, status: Mapping[str, Any], stop_requested: str | None = None
+) -> TrialView:
+    """What a trial's status says (the operator's object or the runner's status file alike)."""
+    progress = status.get("progress") or {}
+    metrics = status.get("metrics") or {}
+    failed = failed_condition(status)
+    eval_loss = metrics.get("evalLoss", progress.get("evalLoss"))
+    return TrialView(
+        trial=trial,
+        name=name,
+        phase=status.get("phase"),
+        reason=failed.get("reason"),
+        message=status.get("message") or failed.get("message"),
+        step=progress.get("step"),
+        eval_loss=float(eval_loss) if isinstance(eval_loss, int | float) else None,
+        history=history_of(progress.get("evalHistory") or []),
+        stop_requested=stop_requested,
+    )
+
+
+def evaluation_view_of(name: str, status: Mapping[str, Any]) -> EvaluationView:
+    return EvaluationView(
+        name, status.get("phase"), status.get("message"), dict(status.get("metrics") or {})
+    )
 
 
 @dataclass(frozen=True)

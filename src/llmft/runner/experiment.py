@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import replace
 from typing import Any
 
 from llmft.api.common import Condition, MlflowTracking, Phase
@@ -27,9 +28,16 @@ from llmft.experiments.children import (
     fine_tune_manifest,
     trial_from_manifest,
 )
-from llmft.experiments.progress import EvaluationView, Step, TrialView, step
+from llmft.experiments.progress import (
+    EvaluationView,
+    Step,
+    TrialView,
+    evaluation_view_of,
+    failed_condition,
+    step,
+    trial_view_of,
+)
 from llmft.experiments.space import Trial
-from llmft.experiments.stopping import history_of
 from llmft.runner.display import RunDisplay
 from llmft.runner.execute import StopCheck, check_workloads, execute_plan
 from llmft.runner.graph import resource_key
@@ -60,37 +68,13 @@ def local_spec(spec: ExperimentSpec, state: StateDir) -> ExperimentSpec:
     return local
 
 
-def _failed(status: dict[str, Any]) -> dict[str, Any]:
-    for cond in status.get("conditions") or []:
-        if cond.get("type") == FAILED and cond.get("status") == "True":
-            return dict(cond)
-    return {}
-
-
-def _failed_reason(status: dict[str, Any]) -> str | None:
-    reason = _failed(status).get("reason")
-    return str(reason) if reason else None
-
-
 def trial_view(trial: Trial, name: str, status: dict[str, Any]) -> TrialView:
-    """A trial as the step sees it, from its status in the state directory."""
-    progress = status.get("progress") or {}
-    metrics = status.get("metrics") or {}
-    eval_loss = metrics.get("evalLoss", progress.get("evalLoss"))
-    phase = status.get("phase")
-    reason = _failed_reason(status)
-    if phase == Phase.RUNNING.value or reason == "Interrupted":
-        phase = Phase.PENDING.value  # resumed by this run
-    return TrialView(
-        trial=trial,
-        name=name,
-        phase=phase,
-        reason=reason,
-        message=status.get("message") or _failed(status).get("message"),
-        step=progress.get("step"),
-        eval_loss=float(eval_loss) if isinstance(eval_loss, int | float) else None,
-        history=history_of(progress.get("evalHistory") or []),
-    )
+    """A trial as the step sees it; one interrupted (or left Running by a killed runner) is
+    pending again, to be resumed by this run."""
+    view = trial_view_of(trial, name, status)
+    if view.phase == Phase.RUNNING.value or view.reason == "Interrupted":
+        return replace(view, phase=Phase.PENDING.value)
+    return view
 
 
 class ExperimentRun:
@@ -135,15 +119,9 @@ class ExperimentRun:
     def evaluation(self) -> EvaluationView | None:
         for manifest, status in self._children("Evaluation"):
             if manifest["metadata"]["name"] == evaluation_name(self.name):
-                phase = status.get("phase")
-                if _failed_reason(status) == "Interrupted":
+                if failed_condition(status).get("reason") == "Interrupted":
                     return None  # run it again
-                return EvaluationView(
-                    manifest["metadata"]["name"],
-                    phase,
-                    status.get("message"),
-                    dict(status.get("metrics") or {}),
-                )
+                return evaluation_view_of(manifest["metadata"]["name"], status)
         return None
 
     # --- running
