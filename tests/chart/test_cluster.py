@@ -372,13 +372,13 @@ OPERATOR_MAY_NOT = [
     ("create", "pods", "exec"),
     ("get", "pods", "log"),
     ("update", "finetunejobs.llmft.io", None),
+    # (create finetunejobs and delete jobs are granted: the Experiment controller creates its
+    # trials and stops a pruned trial's Job.)
     ("delete", "finetunejobs.llmft.io", None),  # users delete their experiments, not the operator
-    ("create", "finetunejobs.llmft.io", None),
     ("create", "rolebindings.rbac.authorization.k8s.io", None),
     ("create", "serviceaccounts", None),
     ("create", "serviceaccounts", "token"),
     ("create", "deployments.apps", None),
-    ("delete", "jobs.batch", None),  # the garbage collector removes owned Jobs
     ("update", "jobs.batch", None),
     ("list", "configmaps", None),
     ("delete", "configmaps", None),
