@@ -61,7 +61,7 @@ run() {
 
 for name in "${selected[@]}"; do
   ref="$REGISTRY/$name:$VERSION"
-  args=(build --file "$ROOT/images/$name/Dockerfile" --tag "$ref"
+  args=(build --file "$ROOT/images/Dockerfile" --target "$name" --tag "$ref"
         --build-arg "VERSION=$VERSION" --build-arg "REVISION=$REVISION"
         --build-arg "CREATED=$CREATED")
   for extra in ${EXTRA_TAGS:-}; do args+=(--tag "$REGISTRY/$name:$extra"); done

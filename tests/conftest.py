@@ -42,6 +42,17 @@ def kube_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeClust
 
 
 @pytest.fixture(scope="session")
+def node_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeCluster]:
+    """A real control plane with one real node (kubelet, containerd, runc) that runs the images
+    built from images/Dockerfile: the `cluster` tier's. Builds and imports the images first."""
+    cluster = start_kube_cluster(tmp_path_factory.mktemp("node-cluster"), real_node=True)
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(scope="session")
 def ollama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OllamaServer]:
     """A real Ollama server serving SmolLM2-135M-Instruct as `smollm2`."""
     server = start_ollama(tmp_path_factory.mktemp("ollama"))

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the real servers the test tiers talk to (Kubernetes control plane, etcd, kwok,
-# Ollama, Weaviate) from their Go modules into a cache outside the repo; skips what is built.
+# Ollama, Weaviate; `build.sh kubelet` adds the real node's kubelet and kube-proxy) from their
+# Go modules into a cache outside the repo; skips what is built.
 set -euo pipefail
 
 CACHE="${LLMFT_CACHE:-$HOME/.cache/llmft}"
@@ -24,14 +25,16 @@ log() { printf '[build %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 is_built() { [ -x "$BIN/$1" ] && [ "$(cat "$BIN/$1.version" 2>/dev/null)" = "$2" ]; }
 stamp() { printf '%s\n' "$2" >"$BIN/$1.version"; }
 
-build_kubernetes() {
-  local v="$K8S_VERSION" staging="v0.${K8S_VERSION#v1.}"
-  if is_built kube-apiserver "$v+stamped" && is_built kube-controller-manager "$v+stamped" &&
-    is_built kube-scheduler "$v+stamped"; then
-    return
-  fi
-  log "kubernetes $v (apiserver, controller-manager, scheduler)"
-  local dir="$WORK/kubernetes-$v"
+# Binaries of k8s.io/kubernetes at $K8S_VERSION, built through one wrapper module per set (the
+# same module versions, so the second set reuses the Go build cache of the first).
+build_k8s_cmds() { # set-name cmd...
+  local set=$1 v="$K8S_VERSION" staging="v0.${K8S_VERSION#v1.}"
+  shift
+  local built=1 c
+  for c in "$@"; do is_built "$c" "$v+stamped" || built=0; done
+  [ "$built" = 1 ] && return
+  log "kubernetes $v ($*)"
+  local dir="$WORK/$set-$v"
   mkdir -p "$dir"
   local gomod
   gomod=$(go mod download -json "k8s.io/kubernetes@$v" | sed -n 's/.*"GoMod": "\(.*\)",*/\1/p')
@@ -47,17 +50,11 @@ build_kubernetes() {
     sed -n 's#^[[:space:]]*\(k8s.io/[a-z0-9-]*\) => ./staging/.*#\t\1 => \1 '"$staging"'#p' "$gomod"
     echo ")"
   } >"$dir/go.mod"
-  cat >"$dir/tools.go" <<'GO'
-//go:build tools
-
-package tools
-
-import (
-	_ "k8s.io/kubernetes/cmd/kube-apiserver"
-	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
-	_ "k8s.io/kubernetes/cmd/kube-scheduler"
-)
-GO
+  {
+    printf '//go:build tools\n\npackage tools\n\nimport (\n'
+    for c in "$@"; do printf '\t_ "k8s.io/kubernetes/cmd/%s"\n' "$c"; done
+    printf ')\n'
+  } >"$dir/tools.go"
   # Stamp the release into the binaries, or /version says v0.0.0-master and clients that check
   # kubeVersion (helm's Chart.yaml constraint among them) refuse the server.
   local minor="${v#v1.}"
@@ -65,10 +62,27 @@ GO
   local pkg=k8s.io/component-base/version
   local ver="-X $pkg.gitVersion=$v -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
   ver="$ver -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
-  (cd "$dir" && go mod tidy && go build -ldflags "$LDFLAGS $ver" -o "$BIN/" \
-    k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
-    k8s.io/kubernetes/cmd/kube-scheduler)
-  for b in kube-apiserver kube-controller-manager kube-scheduler; do stamp "$b" "$v+stamped"; done
+  local pkgs=()
+  for c in "$@"; do pkgs+=("k8s.io/kubernetes/cmd/$c"); done
+  (cd "$dir" && go mod tidy && go build -ldflags "$LDFLAGS $ver" -o "$BIN/" "${pkgs[@]}")
+  for c in "$@"; do stamp "$c" "$v+stamped"; done
+}
+
+build_kubernetes() {
+  build_k8s_cmds kubernetes kube-apiserver kube-controller-manager kube-scheduler
+}
+# The real node of the `cluster` tier: the kubelet and kube-proxy of the same release as the
+# control plane; containerd, runc, the CNI plugins and the image tools come from Debian.
+NODE_PACKAGES=(containerd runc containernetworking-plugins iptables conntrack catatonit buildah
+  debootstrap)
+build_kubelet() {
+  local missing=() pkg
+  for pkg in "${NODE_PACKAGES[@]}"; do dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg"); done
+  if [ ${#missing[@]} -gt 0 ]; then
+    log "apt-get install ${missing[*]}"
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}") >&2
+  fi
+  build_k8s_cmds kubelet kubelet kube-proxy
 }
 
 build_etcd() {
@@ -145,7 +159,7 @@ build_weaviate() {
 }
 
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(kubernetes etcd kwok ollama weaviate)
+[ ${#targets[@]} -gt 0 ] || targets=(kubernetes kubelet etcd kwok ollama weaviate)
 for t in "${targets[@]}"; do
   start=$(date +%s)
   "build_$t"

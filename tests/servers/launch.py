@@ -22,7 +22,10 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from servers.node import Node
 
 CACHE = Path(os.environ.get("LLMFT_CACHE", Path.home() / ".cache" / "llmft"))
 BIN = CACHE / "bin"
@@ -145,8 +148,8 @@ def _openssl(*args: str, cwd: Path) -> None:
     subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
 
 
-def make_pki(d: Path) -> None:
-    """A CA, a serving certificate for the API server, and the service-account signing key."""
+def make_pki(d: Path, extra_ips: tuple[str, ...] = ()) -> None:
+    """A CA, the API server's serving and kubelet-client certificates, the service-account key."""
     _openssl(
         "req",
         "-x509",
@@ -176,8 +179,9 @@ def make_pki(d: Path) -> None:
         "/CN=kube-apiserver",
         cwd=d,
     )
+    ips = "".join(f"IP:{ip}," for ip in extra_ips)
     (d / "san.ext").write_text(
-        "subjectAltName=IP:127.0.0.1,IP:10.0.0.1,DNS:localhost,DNS:kubernetes,"
+        f"subjectAltName=IP:127.0.0.1,IP:10.0.0.1,{ips}DNS:localhost,DNS:kubernetes,"
         "DNS:kubernetes.default,DNS:kubernetes.default.svc\n"
     )
     _openssl(
@@ -196,6 +200,37 @@ def make_pki(d: Path) -> None:
         "3650",
         "-extfile",
         "san.ext",
+        cwd=d,
+    )
+    # What the API server shows a kubelet (logs, exec): a client of the same CA, in the group
+    # RBAC lets reach the kubelet API.
+    _openssl(
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "kubelet-client.key",
+        "-out",
+        "kubelet-client.csr",
+        "-subj",
+        "/O=system:masters/CN=kube-apiserver-kubelet-client",
+        cwd=d,
+    )
+    _openssl(
+        "x509",
+        "-req",
+        "-in",
+        "kubelet-client.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "kubelet-client.crt",
+        "-days",
+        "3650",
         cwd=d,
     )
     _openssl("genrsa", "-out", "sa.key", "2048", cwd=d)
@@ -252,13 +287,15 @@ def _node_manifest(name: str, gpu: bool) -> dict[str, Any]:
 
 @dataclass
 class KubeCluster:
-    """A running control plane: etcd, kube-apiserver, controller-manager, scheduler and kwok."""
+    """A running control plane: etcd, kube-apiserver, controller-manager, scheduler, and kwok's
+    simulated nodes or one real node (`node`)."""
 
     workdir: Path
     server: str
     kubeconfig: Path
     token: str
     procs: list[Proc] = field(default_factory=list)
+    node: Node | None = None
 
     def kubectl(
         self, *args: str, input: str | None = None, check: bool = True, timeout: float = 60
@@ -301,26 +338,70 @@ class KubeCluster:
         raise ServerUnavailable(f"namespace {name}: default ServiceAccount never appeared")
 
     def stop(self) -> None:
+        if self.node is not None:
+            self.node.stop()
         for proc in reversed(self.procs):
             proc.stop()
 
     def logs(self) -> str:
-        return "\n".join(f"--- {p.name}\n{p.tail(15)}" for p in self.procs)
+        node = f"\n{self.node.logs()}" if self.node is not None else ""
+        return "\n".join(f"--- {p.name}\n{p.tail(15)}" for p in self.procs) + node
 
 
-def start_kube_cluster(workdir: Path, startup_timeout: float = 120) -> KubeCluster:
-    """Bring up a whole control plane with fake A10 GPU nodes; the caller must stop() it."""
+def _token() -> str:
+    return base64.b32encode(os.urandom(20)).decode().lower()
+
+
+def start_kube_cluster(
+    workdir: Path, startup_timeout: float = 120, real_node: bool = False
+) -> KubeCluster:
+    """Bring up a whole control plane, the caller must stop() it. Its nodes are kwok's simulated
+    A10 GPU nodes, or with `real_node` one real node (tests/servers/node.py) that runs the pods'
+    containers, in network namespaces of its own."""
+    from servers import node as real
+
     workdir.mkdir(parents=True, exist_ok=True)
-    make_pki(workdir)
-    token = base64.b32encode(os.urandom(20)).decode().lower()
-    (workdir / "tokens.csv").write_text(f'{token},admin,admin,"system:masters"\n')
+    network = real.create_network(workdir) if real_node else None
+    # The API server listens where the node can reach it: on loopback, or on the host's end of
+    # the node's veth pair.
+    host = network.host_ip if network else "127.0.0.1"
+    make_pki(workdir, (network.host_ip, real.SERVICE_IP) if network else ())
+    token, node_token, proxy_token = _token(), _token(), _token()
+    tokens = [f'{token},admin,admin,"system:masters"']
+    if network:
+        node_user = f"system:node:{real.NODE_NAME}"
+        tokens += [
+            f'{node_token},{node_user},{node_user},"system:nodes"',
+            f"{proxy_token},system:kube-proxy,system:kube-proxy",
+        ]
+    (workdir / "tokens.csv").write_text("\n".join(tokens) + "\n")
     etcd_port, etcd_peer, api_port = free_port(), free_port(), free_port()
-    server = f"https://127.0.0.1:{api_port}"
+    server = f"https://{host}:{api_port}"
     kubeconfig = workdir / "kubeconfig"
     write_kubeconfig(kubeconfig, server, workdir / "ca.crt", token)
     cluster = KubeCluster(workdir, server, kubeconfig, token)
     ctx = ssl.create_default_context(cafile=str(workdir / "ca.crt"))
     auth = {"Authorization": f"Bearer {token}"}
+    if network:
+        api_flags = [
+            f"--bind-address={host}",
+            f"--advertise-address={host}",
+            f"--service-cluster-ip-range={real.SERVICE_CIDR}",
+            # Kubelets may act only on their own node and its pods.
+            "--authorization-mode=Node,RBAC",
+            "--enable-admission-plugins=NodeRestriction",
+            f"--kubelet-client-certificate={workdir / 'kubelet-client.crt'}",
+            f"--kubelet-client-key={workdir / 'kubelet-client.key'}",
+        ]
+    else:
+        api_flags = [
+            "--bind-address=127.0.0.1",
+            "--advertise-address=127.0.0.1",
+            "--service-cluster-ip-range=10.0.0.0/24",
+            "--authorization-mode=RBAC",
+            # A loopback advertise address is refused by the endpoint reconciler.
+            "--endpoint-reconciler-type=none",
+        ]
     try:
         etcd = start_proc(
             "etcd",
@@ -354,22 +435,17 @@ def start_kube_cluster(workdir: Path, startup_timeout: float = 120) -> KubeClust
             [
                 binary("kube-apiserver"),
                 f"--etcd-servers=http://127.0.0.1:{etcd_port}",
-                "--bind-address=127.0.0.1",
-                "--advertise-address=127.0.0.1",
+                *api_flags,
                 f"--secure-port={api_port}",
                 f"--cert-dir={workdir / 'certs'}",
                 f"--tls-cert-file={workdir / 'apiserver.crt'}",
                 f"--tls-private-key-file={workdir / 'apiserver.key'}",
                 f"--client-ca-file={workdir / 'ca.crt'}",
                 f"--token-auth-file={workdir / 'tokens.csv'}",
-                "--authorization-mode=RBAC",
                 "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
                 f"--service-account-key-file={workdir / 'sa.pub'}",
                 f"--service-account-signing-key-file={workdir / 'sa.key'}",
-                "--service-cluster-ip-range=10.0.0.0/24",
                 "--allow-privileged=true",
-                # A loopback advertise address is refused by the endpoint reconciler.
-                "--endpoint-reconciler-type=none",
                 "--enable-priority-and-fairness=false",
                 "--profiling=false",
             ],
@@ -411,38 +487,49 @@ def start_kube_cluster(workdir: Path, startup_timeout: float = 120) -> KubeClust
                 workdir,
             )
         )
-        kwok_port = free_port()
-        cluster.procs.append(
-            start_proc(
-                "kwok",
-                [
-                    binary("kwok"),
-                    f"--kubeconfig={kubeconfig}",
-                    f"--config={HERE / 'kwok-stages.yaml'}",
-                    "--manage-all-nodes=false",
-                    "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
-                    "--manage-nodes-with-label-selector=",
-                    "--cidr=10.0.0.1/24",
-                    "--node-ip=10.0.0.1",
-                    "--node-lease-duration-seconds=40",
-                    f"--server-address=127.0.0.1:{kwok_port}",
-                ],
-                workdir,
+        if network:
+            node_kubeconfig = workdir / "kubelet.kubeconfig"
+            proxy_kubeconfig = workdir / "kube-proxy.kubeconfig"
+            write_kubeconfig(node_kubeconfig, server, workdir / "ca.crt", node_token, "kubelet")
+            write_kubeconfig(proxy_kubeconfig, server, workdir / "ca.crt", proxy_token, "proxy")
+            cluster.node = real.start_node(
+                workdir / "node", network, node_kubeconfig, proxy_kubeconfig, workdir / "ca.crt"
             )
-        )
+            network = None  # the node owns it now
+            real.wait_ready(cluster)
+        else:
+            kwok_port = free_port()
+            cluster.procs.append(
+                start_proc(
+                    "kwok",
+                    [
+                        binary("kwok"),
+                        f"--kubeconfig={kubeconfig}",
+                        f"--config={HERE / 'kwok-stages.yaml'}",
+                        "--manage-all-nodes=false",
+                        "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
+                        "--manage-nodes-with-label-selector=",
+                        "--cidr=10.0.0.1/24",
+                        "--node-ip=10.0.0.1",
+                        "--node-lease-duration-seconds=40",
+                        f"--server-address=127.0.0.1:{kwok_port}",
+                    ],
+                    workdir,
+                )
+            )
 
-        nodes = [_node_manifest(n, True) for n in GPU_NODES] + [
-            _node_manifest(n, False) for n in CPU_NODES
-        ]
-        cluster.kubectl(
-            "apply",
-            "-f",
-            "-",
-            input=json.dumps({"apiVersion": "v1", "kind": "List", "items": nodes}),
-        )
-        cluster.kubectl(
-            "wait", "--for=condition=Ready", "node", "--all", "--timeout=60s", timeout=90
-        )
+            nodes = [_node_manifest(n, True) for n in GPU_NODES] + [
+                _node_manifest(n, False) for n in CPU_NODES
+            ]
+            cluster.kubectl(
+                "apply",
+                "-f",
+                "-",
+                input=json.dumps({"apiVersion": "v1", "kind": "List", "items": nodes}),
+            )
+            cluster.kubectl(
+                "wait", "--for=condition=Ready", "node", "--all", "--timeout=60s", timeout=90
+            )
         cluster.create_namespace("default")
         dead = [p for p in cluster.procs if not p.alive()]
         if dead:
@@ -452,6 +539,8 @@ def start_kube_cluster(workdir: Path, startup_timeout: float = 120) -> KubeClust
         return cluster
     except BaseException:
         cluster.stop()
+        if network:
+            network.stop()
         raise
 
 
@@ -482,10 +571,14 @@ def smollm2_gguf() -> Path:
     return files[0]
 
 
-def start_ollama(workdir: Path, model: str = "smollm2", num_parallel: int = 4) -> OllamaServer:
+def start_ollama(
+    workdir: Path, model: str = "smollm2", num_parallel: int = 4, address: str = "127.0.0.1"
+) -> OllamaServer:
+    """Ollama on `address` (loopback, or the host's end of the real node's veth pair, so the
+    node's pods reach it) and a free port."""
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
-    host = f"127.0.0.1:{port}"
+    host = f"{address}:{port}"
     models = CACHE / "ollama-models"  # created models persist across runs: `create` runs once
     env = {
         "OLLAMA_HOST": host,
