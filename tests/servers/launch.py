@@ -390,6 +390,8 @@ def start_kube_cluster(
             # Kubelets may act only on their own node and its pods.
             "--authorization-mode=Node,RBAC",
             "--enable-admission-plugins=NodeRestriction",
+            # The node's name resolves nowhere: reach the kubelet (logs, exec) at its address.
+            "--kubelet-preferred-address-types=InternalIP",
             f"--kubelet-client-certificate={workdir / 'kubelet-client.crt'}",
             f"--kubelet-client-key={workdir / 'kubelet-client.key'}",
         ]

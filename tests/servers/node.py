@@ -310,6 +310,10 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
   disable_apparmor = true
   netns_mounts_under_state_dir = true
   enable_unprivileged_ports = false
+  # Lowering a process's oom_score_adj is refused on these machines; the kubelet asks for -998
+  # for pod sandboxes, and runc fails the sandbox if it cannot set it. This keeps the runtime's
+  # own (0) as the floor.
+  restrict_oom_score_adj = true
   [plugins."io.containerd.grpc.v1.cri".containerd]
     snapshotter = "overlayfs"
     default_runtime_name = "runc"
@@ -363,6 +367,8 @@ def _kubelet_config(workdir: Path, sock: Path, cgroup_root: str, ca: Path) -> di
         "cgroupRoot": cgroup_root,
         "failCgroupV1": False,
         "failSwapOn": False,
+        # Lowering oom_score_adj is refused here (see restrict_oom_score_adj).
+        "oomScoreAdj": 0,
         "podCIDR": POD_CIDR,
         "maxPods": 30,
         "resolvConf": str(workdir / "resolv.conf"),
@@ -481,6 +487,7 @@ def start_node(
                     "--conntrack-max-per-core=0",
                     "--conntrack-tcp-timeout-established=0",
                     "--conntrack-tcp-timeout-close-wait=0",
+                    "--oom-score-adj=0",
                     "--metrics-bind-address=127.0.0.1:10249",
                     "--healthz-bind-address=127.0.0.1:10256",
                 ],
