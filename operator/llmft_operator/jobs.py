@@ -20,7 +20,7 @@ from llmft_operator.settings import OperatorSettings
 # metadata.generation to notice spec changes made after the Job started.
 GENERATION_ANNOTATION = f"{GROUP}/generation"
 DEFAULT_CONTAINER_ANNOTATION = "kubectl.kubernetes.io/default-container"
-# The uid/gid the workload images are built with (images/*/Dockerfile).
+# The uid/gid the workload images are built with (images/Dockerfile).
 WORKLOAD_UID = 1000
 # `run_workload` exits 2 when the spec file itself is unusable: a retry cannot help.
 EXIT_BAD_SPEC = 2

@@ -59,9 +59,9 @@ JOB = Column("Job", ".status.jobName", "string", "The workload's Job.", priority
 class Workload:
     """The program that does a kind's work, as a pod (on a cluster) or a process (`llmft run`).
 
-    `name` is at once the image (`ghcr.io/llmft/<name>`, images/<name>/), the container, the
-    `app.kubernetes.io/component` label, the pip extra that installs it (`llmft[<name>]`) and
-    the operator's `LLMFT_IMAGE_<NAME>` setting.
+    `name` is at once the image (`ghcr.io/llmft/<name>`, target `<name>` of images/Dockerfile),
+    the container, the `app.kubernetes.io/component` label, the pip extra that installs it
+    (`llmft[<name>]`) and the operator's `LLMFT_IMAGE_<NAME>` setting.
     """
 
     module: str
