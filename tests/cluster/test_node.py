@@ -131,9 +131,7 @@ def test_node_is_an_a10_node_with_simulated_gpu_capacity(node_cluster: KubeClust
     node = json.loads(node_cluster.kubectl("get", "node", NODE_NAME, "-o", "json").stdout)
 
     assert node["metadata"]["labels"]["nvidia.com/gpu.product"] == GPU_PRODUCT
-    assert {"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"} in node["spec"][
-        "taints"
-    ]
+    assert not node["spec"].get("taints"), "the only node: CPU pods must schedule there too"
     assert node["status"]["allocatable"]["nvidia.com/gpu"] == GPU_CAPACITY
     info = node["status"]["nodeInfo"]
     assert info["containerRuntimeVersion"].startswith("containerd://1.6")

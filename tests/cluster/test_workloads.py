@@ -100,11 +100,7 @@ def installed(
         tag = cluster.node.images["operator"].rsplit(":", 1)[1]
         values = {
             "images": {"registry": "localhost/llmft", "tag": tag, "pullPolicy": "Never"},
-            # The real node is the cluster's only node, and it is a GPU node.
-            "operator": {
-                "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists"}],
-                "reconcileInterval": 3,
-            },
+            "operator": {"reconcileInterval": 3},
             "workloads": {"namespaces": [TEAM_NS]},
             "artifacts": {"pvc": {"create": True, "storageClassName": STORAGE_CLASS}},
             "ollama": {"host": ollama.url},

@@ -143,8 +143,10 @@ for name in "${selected[@]}"; do
       log "importing $name into containerd"
       start=$(date +%s)
       archive="$STORE/$name-$key.tar"
-      # zstd: several times faster to write than gzip on two cores, and containerd unpacks it.
-      buildah push --quiet --compression-format zstd "$ref" "oci-archive:$archive:$ref" >/dev/null
+      # Uncompressed: compressing the torch layer takes minutes of a busy two-core machine,
+      # and an uncompressed layer's digest is the same at every push, so containerd keeps the
+      # layers it has.
+      buildah push --quiet --disable-compression "$ref" "oci-archive:$archive:$ref" >/dev/null
       "${ctr[@]}" images import --base-name "localhost/llmft/$name" "$archive" >/dev/null
       rm -f "$archive"
       log "$name imported in $(($(date +%s) - start))s"

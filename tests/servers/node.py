@@ -54,7 +54,6 @@ NODE_LABELS = {
     "nvidia.com/gpu.memory": "24564",
     "llmft.io/test-node": "real",
 }
-GPU_TAINT = {"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}
 CNI_BIN = Path("/usr/lib/cni")
 DEBIAN_PACKAGES = (
     "containerd",
@@ -272,14 +271,22 @@ class Node:
 
     def stop(self) -> None:
         # The kubelet first, so nothing restarts; then every container process (they live in
-        # the node's cgroups) and the containerd shims (their pid files are in the state dir).
+        # the node's cgroups) and the containerd shims (their pid files are in the state dir),
+        # and the containers leave containerd's kept root while it still runs.
         for name in ("kubelet", "kube-proxy"):
             with contextlib.suppress(StopIteration):
                 self.proc(name).stop()
-        for _ in range(3):
-            _kill_all(self.cgroups.pids())
-            _kill_all(_shim_pids(self.state_dir))
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            left = self.cgroups.pids() | _shim_pids(self.state_dir)
+            left = {pid for pid in left if Path(f"/proc/{pid}").exists()}
+            if not left:
+                break
+            _kill_all(left)
             time.sleep(0.2)
+        with contextlib.suppress(StopIteration, ServerUnavailable, subprocess.SubprocessError):
+            if self.proc("containerd").alive():
+                _remove_stale_containers(self)
         for proc in reversed(self.procs):
             proc.stop()
         self.network.stop()
@@ -373,7 +380,8 @@ def _kubelet_config(workdir: Path, sock: Path, cgroup_root: str, ca: Path) -> di
         "maxPods": 30,
         "resolvConf": str(workdir / "resolv.conf"),
         "clusterDomain": "cluster.local",
-        "registerWithTaints": [GPU_TAINT],
+        # No nvidia.com/gpu taint, unlike kwok's GPU nodes: this is the cluster's only node, so
+        # the pods that need no GPU (the operator, dataset generation) run here too.
         # The disk is shared with other work: never evict or collect images over disk use.
         "evictionHard": {
             "memory.available": "100Mi",
