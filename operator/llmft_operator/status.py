@@ -16,11 +16,13 @@ from typing import Any
 from llmft.api.common import Condition, Phase
 from llmft.api.status import (
     COMPLETE,
+    DEGRADED,
     FAILED,
     INPUTS_READY,
     READY,
     RUNNING,
     SPEC_OUT_OF_DATE,
+    degraded_condition,
     drop_condition,
     find_condition,
     model_family_condition,
@@ -411,6 +413,11 @@ def job_status(
         result = obs.result or {}
         if isinstance(result.get("metrics"), dict) and result["metrics"]:
             patch["metrics"] = result["metrics"]
+        # Succeeded with a caveat the workload reported (e.g. too many missing judge scores).
+        degraded = degraded_condition(patch.get("metrics") or current.get("metrics") or {})
+        if degraded is not None:
+            conds = set_condition(conds, DEGRADED, True, *degraded, job_generation, now)
+            patch["conditions"] = _wire(conds)
         if isinstance(result.get("outputs"), dict) and result["outputs"]:
             patch["outputs"] = result["outputs"]
     return patch

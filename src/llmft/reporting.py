@@ -156,13 +156,23 @@ class Reporter:
             return
         text = json.dumps(payload, separators=(",", ":"), sort_keys=True)
         if len(text) > TERMINATION_LIMIT:
-            text = json.dumps({"metrics": payload["metrics"]}, separators=(",", ":"))[
-                :TERMINATION_LIMIT
-            ]
+            text = _fit_metrics(payload["metrics"], TERMINATION_LIMIT)
         try:
             Path(self.termination_log).write_text(text)
         except OSError as err:
             log.warning("could not write termination message: %s", err)
+
+
+def _fit_metrics(metrics: dict[str, Any], limit: int) -> str:
+    """`{"metrics": ...}` as JSON of at most `limit` characters, still valid JSON: the detail
+    keys (`<arm>.<metric>.<stat>`, two dots) go first, then keys from the end."""
+    kept = dict(metrics)
+    detail = [k for k in kept if k.count(".") >= 2]
+    while True:
+        text = json.dumps({"metrics": kept}, separators=(",", ":"))
+        if len(text) <= limit or not kept:
+            return text
+        kept.pop(detail.pop() if detail else next(reversed(kept)))
 
 
 def reporter_from_env(kind: str, name: str, namespace: str, output_dir: Path | None) -> Reporter:

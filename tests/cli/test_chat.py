@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from llmft.cli import main
+from llmft.models import MINILM
 from trainer.conftest import FACTS, write_dataset
 
 
@@ -38,7 +39,11 @@ def tiny_job(tmp_path_factory: pytest.TempPathFactory) -> Path:
             "baseModel": {"name": str(base)},
             "dataset": {"path": str(dataset)},
             "method": "lora",
-            "rag": {"enabled": True, "topK": 1},
+            "rag": {
+                "enabled": True,
+                "topK": 1,
+                "retrieval": {"backend": "embedded", "embeddingModel": MINILM},
+            },
             "output": {"path": str(adapter.parent)},
         },
     }

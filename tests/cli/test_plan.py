@@ -194,3 +194,19 @@ def test_a_resource_whose_state_is_gone_from_the_manifests_can_still_be_referenc
         state.artifacts_root / "datasets" / "docs"
     )
     assert step.decision.reason == "new"
+
+
+def test_a_run_whose_workload_reported_a_caveat_ends_degraded(tmp_path: Path) -> None:
+    write_manifests(tmp_path / "m", DATASET)
+    state = StateDir(tmp_path / "state")
+    step = _plan(tmp_path / "m", state).steps[0]
+    step.output_dir.mkdir(parents=True, exist_ok=True)
+    begin_run(state, step, "cpu")
+    state.update_status(step.key, {"metrics": {"degraded": "JudgeFailures: 3 of 8 missing"}})
+    finish_run(state, step.key, Phase.SUCCEEDED, "Succeeded", "the workload finished")
+
+    status = state.read_status(step.key) or {}
+    degraded = next(c for c in status["conditions"] if c["type"] == "Degraded")
+    assert (degraded["status"], degraded["reason"]) == ("True", "JudgeFailures")
+    assert degraded["message"] == "3 of 8 missing"
+    assert status["phase"] == "Succeeded"

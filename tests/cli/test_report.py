@@ -109,19 +109,21 @@ def test_summary_means_are_the_means_of_the_items_the_evaluator_wrote(state: Sta
         assert arm["metrics"]["bleu"]["n"] == len(known)
 
 
-def test_terminal_table_shows_the_winner_and_each_arms_primary_score(
+def test_terminal_table_shows_the_verdict_and_each_arms_primary_score(
     state: StateDir, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     _, out, _ = _report(state, tmp_path / "report", capsys)
     summary = read_summary(state)
-    winner = summary["winner"]
     lines = {
         arm["name"]: next(
             ln for ln in out.splitlines() if re.search(rf"│ \d+ │ {arm['name']}( ★)? +│", ln)
         )
         for arm in summary["arms"]
     }
-    assert "★" in lines[winner]
+    # The fixture's best arm leads the runner-up by less than its noise over 12 questions.
+    assert summary["winner"] is None
+    assert not any("★" in line for line in lines.values())
+    assert "no significant winner: lora-rag vs base-rag on rougeL" in " ".join(out.split())
     for name, line in lines.items():
         stat = next(a for a in summary["arms"] if a["name"] == name)["metrics"]["rougeL"]
         assert f"{stat['mean']:.3f}" in line

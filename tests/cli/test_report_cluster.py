@@ -76,7 +76,12 @@ def test_cluster_report_ranks_arms_by_the_evaluations_status_metrics(
     header, *rows = parser.rows
     col = {h: i for i, h in enumerate(header)}
     assert [r[col["arm"]].removesuffix(" ★") for r in rows] == summary["ranking"]
-    assert rows[0][col["arm"]] == f"{metrics['winner']} ★"
+    # No arm of the fixture is significantly better: no star, and the p-values come through.
+    assert "winner" not in metrics
+    assert not any("★" in r[col["arm"]] for r in rows)
+    p_values = {r[col["arm"]]: r[col["p"]] for r in rows}
+    assert p_values["base"] == "-"
+    assert p_values["lora-rag"] == f"{metrics['lora-rag.rougeL.pValue']:.3g}"
     for row in rows:
         arm = row[col["arm"]].removesuffix(" ★")
         assert row[col["rougeL (mean ± CI)"]] == f"{metrics[f'{arm}.rougeL']:.3f}"

@@ -91,7 +91,7 @@ def test_each_filter_drops_and_counts_its_pairs() -> None:
     assert result.dropped == {
         "unparsable": 1, "empty": 1, "over_limit": 1, "not_question": 1, "not_standalone": 1,
         "off_topic": 1, "unsupported_number": 1, "unsupported": 1, "cross_split": 0,
-        "duplicate": 1, "near_duplicate": 1,
+        "duplicate": 1, "near_duplicate": 1, "closed_book_paraphrase": 0,
     }  # fmt: skip
     assert [r["question"] for r in result.rows[TRAIN]] == [
         "How many days of annual leave do full-time staff get?"

@@ -49,6 +49,7 @@ def dataset_dir(root: Path) -> Path:
     rows = {
         "train.jsonl": [pair],
         "eval.jsonl": [{**pair, "chunk_id": "b0"}],
+        "eval_closed_book.jsonl": [{**pair, "question": "How much leave is there?"}],
         "corpus_train.jsonl": [{"text": "Staff get 27 days of leave.", "chunk_id": "a0"}],
         "corpus_eval.jsonl": [{"text": "Salaries are paid monthly.", "chunk_id": "b0"}],
         "chunks.jsonl": [{"id": "a0", "split": "train"}, {"id": "b0", "split": "eval"}],
@@ -57,7 +58,13 @@ def dataset_dir(root: Path) -> Path:
     for name, items in rows.items():
         (root / name).write_text("".join(json.dumps(r) + "\n" for r in items))
     manifest = {
-        "counts": {"documents": 1, "chunks": 2, "trainPairs": 1, "evalPairs": 1},
+        "counts": {
+            "documents": 1,
+            "chunks": 2,
+            "trainPairs": 1,
+            "evalPairs": 1,
+            "closedBookPairs": 1,
+        },
         "generator": {"model": "smollm2", "backend": "ollama"},
     }
     (root / "manifest.json").write_text(json.dumps(manifest))

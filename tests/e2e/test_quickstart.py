@@ -168,6 +168,10 @@ def test_every_resource_succeeds_in_order_and_says_which_generator_it_used(
     assert order == sorted(order)
     assert "generator: in-process transformers" in out
     assert "retrieval: in-process vector store" in out
+    # Which questions were scored, and whether any difference is significant, in plain words.
+    assert "scored the documents split: questions about documents held out" in out
+    flat = " ".join(out.split())
+    assert " wins: " in flat or "no significant winner: " in flat
 
 
 def test_report_table_numbers_are_the_evaluations_summary(
@@ -187,6 +191,8 @@ def test_report_table_numbers_are_the_evaluations_summary(
         assert row[col["rougeL (mean ± CI)"]] == f"{stat['mean']:.3f} ± {half:.3f}"
         assert row[col["bleu"]] == f"{arm['metrics']['bleu']['mean']:.3f}"
         assert f"{stat['mean']:.3f} ± {half:.3f}" in report
+    assert "on the documents split" in report
+    assert summary["verdict"]["reason"].split(":")[0] in " ".join(report.split())
 
 
 def test_summary_means_are_the_means_of_the_scored_items(

@@ -14,7 +14,13 @@ from llmft.api.layout import ENV_JUDGE_API_KEY
 from llmft.models import MINILM
 from llmft.retrieval import Embedder
 from llmft.workloads.entry import WorkloadError
-from llmft.workloads.evaluator.judge import JudgeInput, RagasJudge, check_judge
+from llmft.workloads.evaluator.judge import (
+    JudgeInput,
+    JudgeUnreachable,
+    RagasJudge,
+    check_judge,
+    judge_budget,
+)
 
 ALL = ["accuracy", "relevance", "faithfulness"]
 CONTEXT = ("Full-time employees receive 27 days of annual leave plus 8 public holidays.",)
@@ -158,3 +164,39 @@ def test_real_ollama_judge_completes_with_scores_in_range_or_missing(  # type: i
     for key, value in result.scores.items():
         assert value is None or 0.0 <= value <= 1.0
         assert (value is None) == (key in result.errors)
+
+
+def test_a_judge_that_stops_answering_fails_at_once_naming_its_address(embedder) -> None:  # type: ignore[no-untyped-def]
+    server = StandInJudge().start()
+    cfg = _cfg(server.url)
+    judge = RagasJudge(cfg, ["accuracy", "relevance"], embedder)
+    check_judge(cfg)
+    server.stop()  # the endpoint dies after the start-up check, before any answer is judged
+    with pytest.raises(JudgeUnreachable) as err:
+        judge.score([_item(f"You get {n} days.") for n in range(20)])
+    assert "spec.judge.endpoint" in str(err.value) and server.url in str(err.value)
+
+
+def _record(**scores: float | None) -> dict[str, object]:
+    errors = {k: "ValidationError: bad json" for k, v in scores.items() if v is None}
+    return {"scores": {"rougeL": 0.5, **scores}, "judgeErrors": errors}
+
+
+def test_the_judge_budget_marks_too_many_missing_scores_as_degraded() -> None:
+    records = [_record(accuracy=0.5, relevance=None)] * 3 + [_record(accuracy=0.7, relevance=0.9)]
+    budget = judge_budget(records, max_missing_share=0.25)
+    assert (budget["judgeScores"], budget["judgeMissing"]) == (8, 3)
+    assert budget["judgeMissingShare"] == pytest.approx(0.375)
+    assert budget["degraded"].startswith("JudgeFailures: 3 of 8 judge scores are missing")
+    assert "spec.judge.maxMissingShare" in budget["degraded"]
+    assert "degraded" not in judge_budget(records, max_missing_share=0.4)
+
+
+def test_an_empty_answer_without_statements_is_not_a_judge_failure() -> None:
+    empty = {
+        "scores": {"faithfulness": None},
+        "judgeErrors": {"faithfulness": "empty answer: no statements"},
+    }
+    budget = judge_budget([empty, _record(faithfulness=0.5)], max_missing_share=0.0)
+    assert (budget["judgeScores"], budget["judgeMissing"]) == (1, 0)
+    assert "degraded" not in budget

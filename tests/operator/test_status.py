@@ -294,3 +294,25 @@ def test_a_pod_refused_at_admission_shows_the_job_controllers_reason() -> None:
 
     assert (obs.phase, obs.reason) == (Phase.PENDING, "FailedCreate")
     assert obs.message == f"the Job controller cannot create the pod: {refused}"
+
+
+def test_a_workload_that_succeeded_with_a_caveat_is_degraded() -> None:
+    caveat = "JudgeFailures: 9 of 20 judge scores are missing (45%, above 10%)"
+    obs = Observation(
+        Phase.SUCCEEDED, "Succeeded", "done", T0, T1, result={"metrics": {"degraded": caveat}}
+    )
+
+    status = job_status(
+        {}, obs, generation=1, job_generation=1, job_name="j", artifacts=None, now=T1
+    )
+
+    degraded = condition(status, "Degraded")
+    assert degraded is not None and degraded["status"] == "True"
+    assert degraded["reason"] == "JudgeFailures"
+    assert degraded["message"].startswith("9 of 20 judge scores are missing")
+    assert status["phase"] == "Succeeded"
+    clean = Observation(Phase.SUCCEEDED, "Succeeded", "done", T0, T1, result={"metrics": {}})
+    status = job_status(
+        {}, clean, generation=1, job_generation=1, job_name="j", artifacts=None, now=T1
+    )
+    assert condition(status, "Degraded") is None

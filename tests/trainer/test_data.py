@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from llmft.api.finetunejob import FineTuneJobSpec
+from llmft.models import MINILM
 from llmft.prompts import build_messages
 from llmft.workloads.entry import WorkloadError
 from llmft.workloads.trainer.data import load_training_data
@@ -33,7 +34,8 @@ def test_instruct_rows_are_the_evaluation_prompt_with_the_answer_as_completion(
 def test_rag_prompts_carry_the_pairs_context_chunks_as_evaluation_passages(
     dataset_dir: Path,
 ) -> None:
-    data = load_training_data(_spec(dataset_dir, rag={"enabled": True, "topK": 2}))
+    rag = {"enabled": True, "topK": 2, "contextSource": "dataset"}
+    data = load_training_data(_spec(dataset_dir, rag=rag))
 
     question, answer = FACTS[1]
     chunk = f"{answer} This is rule 1 of the handbook."
@@ -82,10 +84,77 @@ def test_a_missing_dataset_directory_is_refused(tmp_path: Path) -> None:
 def test_retriever_context_comes_from_the_training_chunks_by_similarity(
     dataset_dir: Path,
 ) -> None:
-    spec = _spec(dataset_dir, rag={"enabled": True, "topK": 1, "contextSource": "retriever"})
+    retrieval = {"backend": "embedded", "embeddingModel": MINILM}
+    spec = _spec(dataset_dir, rag={"enabled": True, "topK": 1, "retrieval": retrieval})
     data = load_training_data(spec)
 
     for row, (question, answer) in zip(data.train, FACTS, strict=False):
         user = row["prompt"][1]["content"]
         assert user.startswith("Context:\n[1] ") and user.endswith(f"Question: {question}")
         assert answer in user  # the nearest chunk is the one the answer came from
+
+
+@pytest.fixture(scope="module")
+def smollm2_format():  # type: ignore[no-untyped-def]
+    from llmft.api.common import ModelSource
+    from llmft.models import SMOLLM2, SMOLLM2_GGUF
+    from llmft.workloads.modeling import load_chat_format
+
+    return load_chat_format(ModelSource(name=SMOLLM2, gguf_file=SMOLLM2_GGUF))
+
+
+def _prompt_tokens(fmt, question: str) -> int:  # type: ignore[no-untyped-def]
+    mask = fmt.example(build_messages(question), "x").completion_mask
+    return mask.index(1)
+
+
+def _tokenize(dataset_dir: Path, fmt, **hyper: object):  # type: ignore[no-untyped-def]
+    from llmft.workloads.trainer.tokens import tokenize_training_data
+
+    spec = _spec(dataset_dir, hyperparameters=hyper)
+    data = load_training_data(spec)
+    train, _ = tokenize_training_data(spec, data, fmt)
+    return data, train
+
+
+def test_rows_longer_than_max_seq_length_are_counted_and_answerless_ones_dropped(
+    dataset_dir: Path, smollm2_format
+) -> None:  # type: ignore[no-untyped-def]
+    # A limit just past the longest prompt: every answer is cut, none is lost entirely.
+    prompt = max(_prompt_tokens(smollm2_format, q) for q, _ in FACTS)
+    data, train = _tokenize(
+        dataset_dir, smollm2_format, maxSeqLength=prompt + 1, maxTruncatedShare=1
+    )
+    report = data.lengths
+    assert report is not None and (report.rows, report.truncated, report.dropped) == (8, 8, 0)
+    assert data.describe()["truncatedRows"] == 8 and report.share == 1.0 and len(train) == 8
+
+    # At the longest prompt's length, that prompt leaves no room for its answer: dropped.
+    data, train = _tokenize(dataset_dir, smollm2_format, maxSeqLength=prompt, maxTruncatedShare=1)
+    longest = sum(_prompt_tokens(smollm2_format, q) >= prompt for q, _ in FACTS) * 2
+    assert data.lengths is not None and data.lengths.dropped == longest > 0
+    assert len(train) == 8 - longest
+
+
+def test_too_many_rows_over_max_seq_length_fail_naming_it(
+    dataset_dir: Path, smollm2_format
+) -> None:  # type: ignore[no-untyped-def]
+    prompt = max(_prompt_tokens(smollm2_format, q) for q, _ in FACTS)
+    with pytest.raises(WorkloadError) as err:
+        _tokenize(dataset_dir, smollm2_format, maxSeqLength=prompt + 1)
+    message = str(err.value)
+    assert message.startswith("spec.hyperparameters.maxSeqLength: 8 of 8 training rows")
+    assert "maxTruncatedShare 10%" in message
+
+
+def test_rows_that_fit_are_all_kept(dataset_dir: Path, smollm2_format) -> None:  # type: ignore[no-untyped-def]
+    data, train = _tokenize(dataset_dir, smollm2_format, maxSeqLength=512)
+    assert data.lengths is not None
+    assert (data.lengths.truncated, data.lengths.dropped, len(train)) == (0, 0, 8)
+
+
+def test_an_unloadable_embedding_model_is_named_by_its_rag_field(dataset_dir: Path) -> None:
+    retrieval = {"backend": "embedded", "embeddingModel": "pkg:no_such_package/model"}
+    spec = _spec(dataset_dir, rag={"enabled": True, "retrieval": retrieval})
+    with pytest.raises(WorkloadError, match=r"spec\.rag\.retrieval\.embeddingModel"):
+        load_training_data(spec)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from llmft.models import MINILM
 from trainer.conftest import RunTrainer, finetune_manifest, logged_losses
 
 pytestmark = pytest.mark.slow
@@ -68,8 +69,13 @@ def test_qlora_with_rag_context_trains_on_a_4bit_base(
         dataset_dir,
         out,
         method="qlora",
-        rag={"enabled": True, "topK": 2},
-        hyperparameters={"gradientCheckpointing": True},
+        # Retrieved as the evaluation retrieves (same shape of settings), over the train chunks.
+        rag={
+            "enabled": True,
+            "topK": 2,
+            "retrieval": {"backend": "embedded", "embeddingModel": MINILM},
+        },
+        hyperparameters={"gradientCheckpointing": True, "maxSeqLength": 256},
     )
     rc, status = run_trainer(manifest)
 
@@ -79,6 +85,10 @@ def test_qlora_with_rag_context_trains_on_a_4bit_base(
     config = json.loads((out / "adapter" / "adapter_config.json").read_text())
     assert config["r"] == 8 and config["peft_type"] == "LORA"
     assert "qlora" in (out / "adapter" / "README.md").read_text()
+    # What an evaluation reads to load the base 4-bit, as trained.
+    training = json.loads((out / "adapter" / "llmft_training.json").read_text())
+    assert training["method"] == "qlora" and training["rag"]["enabled"] is True
+    assert status["metrics"]["truncatedRows"] == 0 and status["metrics"]["droppedRows"] == 0
 
 
 def _wait_for(path: Path, proc: subprocess.Popen[bytes], timeout: float) -> None:

@@ -173,10 +173,57 @@ class Quality(ApiModel):
     min_answer_chars: int = Field(default=2, ge=1, description="Shorter answers are dropped.")
 
 
-class Split(ApiModel):
-    """Train/eval split, by chunk so that no chunk's pairs leak across it."""
+SplitPurpose = Literal["documents", "closed-book"]
 
-    eval_fraction: float = Field(default=0.2, gt=0.0, lt=1.0, description="Share held out.")
+
+def _documents_only() -> list[SplitPurpose]:
+    return ["documents"]
+
+
+class Split(ApiModel):
+    """Which held-out questions to make: unseen documents, closed-book questions, or both."""
+
+    model_config = cel_rules(
+        cel(
+            "self.purposes.all(p, self.purposes.filter(q, q == p).size() == 1)",
+            "purposes must not repeat",
+            ".purposes",
+        )
+    )
+
+    purposes: list[SplitPurpose] = Field(
+        default_factory=_documents_only,
+        min_length=1,
+        max_length=2,
+        description=(
+            "documents: eval.jsonl asks about documents held out of all training "
+            "(generalisation to unseen documents); closed-book: eval_closed_book.jsonl asks "
+            "about documents the model trains on, with those questions and their paraphrases "
+            "kept out of train.jsonl (knowledge injection). Both can be made at once."
+        ),
+    )
+    eval_fraction: float = Field(
+        default=0.2, gt=0.0, lt=1.0, description="Share of chunks held out (documents split)."
+    )
+    closed_book_fraction: float = Field(
+        default=0.2,
+        gt=0.0,
+        lt=1.0,
+        description=(
+            "Share of the training documents' pairs held out as closed-book questions "
+            "(drawn with seed, stratified by source document)."
+        ),
+    )
+    paraphrase_threshold: float = Field(
+        default=0.5,
+        gt=0.0,
+        le=1.0,
+        description=(
+            "A training pair whose question shares at least this share of content words with "
+            "a closed-book question (Jaccard), or that gives the same answer from the same "
+            "chunk, is a paraphrase and is left out of training."
+        ),
+    )
     seed: int = Field(default=42, description="Shuffle seed; the same seed gives the same split.")
     group_chunks: int = Field(
         default=4,
@@ -187,6 +234,12 @@ class Split(ApiModel):
             "multi-hop questions only pair chunks of one group, so none spans the split."
         ),
     )
+
+    @model_validator(mode="after")
+    def _unique_purposes(self) -> Split:
+        if len(set(self.purposes)) != len(self.purposes):
+            raise ValueError(f"spec.split.purposes: {self.purposes} repeats a purpose")
+        return self
 
 
 class GenerationResources(Resources):

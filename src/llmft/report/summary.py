@@ -55,6 +55,20 @@ class EvaluationSummary:
     def retrieval_backend(self) -> str | None:
         return self.summary.retrieval_backend
 
+    @property
+    def verdict(self) -> str | None:
+        """The verdict in words: the winner, or why there is none."""
+        return self.summary.verdict.reason if self.summary.verdict else None
+
+    def split_label(self) -> str | None:
+        """Which held-out questions were scored ("documents" / "closed-book"), when known."""
+        return self.summary.split.name if self.summary.split else None
+
+    def p_value(self, arm: ArmSummary, key: str) -> float | None:
+        """The paired test's p-value of `arm` against the baseline on `key`."""
+        test = (arm.comparison or {}).get(key)
+        return test.p_value if test else None
+
     def arm(self, name: str) -> ArmSummary | None:
         return next((a for a in self.arms if a.name == name), None)
 
@@ -176,7 +190,8 @@ def summary_from_status(
     data = {
         "primaryMetric": primary,
         "baseline": baseline,
-        "winner": metrics.get("winner") or ranking[0],
+        # Only a significant difference names a winner.
+        "winner": metrics.get("winner"),
         "ranking": ranking,
         "arms": arms,
     }

@@ -22,6 +22,7 @@ class Row:
     primary: MetricStat | None
     others: dict[str, float | None]
     delta: float | None
+    p_value: float | None
     retrieval_hit_rate: float | None
     winner: bool
     baseline: bool
@@ -57,6 +58,7 @@ def comparison_rows(summary: EvaluationSummary) -> list[Row]:
                 primary=arm.metrics.get(primary),
                 others={m: _mean(arm, m) for m in others},
                 delta=arm.delta.get(primary),
+                p_value=summary.p_value(arm, primary),
                 retrieval_hit_rate=arm.retrieval_hit_rate,
                 winner=arm.name == summary.winner,
                 baseline=arm.name == summary.baseline,
@@ -100,6 +102,7 @@ def table_headers(summary: EvaluationSummary) -> list[str]:
         f"{summary.primary_metric} (mean ± CI)",
         *others,
         f"Δ {summary.primary_metric}",
+        "p",
         "hit rate",
     ]
 
@@ -114,6 +117,7 @@ def table_cells(row: Row) -> list[str]:
         format_stat(row.primary),
         *(format_number(v) for v in row.others.values()),
         format_delta(row.delta, row.baseline),
+        "-" if row.p_value is None else f"{row.p_value:.3g}",
         format_number(row.retrieval_hit_rate) if row.rag else "-",
     ]
 
@@ -121,11 +125,15 @@ def table_cells(row: Row) -> list[str]:
 def render_table(summary: EvaluationSummary) -> Table:
     """The rich table for a terminal."""
     n = max((a.n or 0) for a in summary.arms) if summary.arms else 0
+    split = summary.split_label()
     table = Table(
         title=f"Evaluation {summary.name}: ranked by {summary.primary_metric}"
+        + (f" on the {split} split" if split else "")
         + (f" (n={n} per arm)" if n else ""),
         caption=(
-            f"★ winner · Δ: difference from the baseline arm ({summary.baseline or '-'}) · "
+            "★ winner (significantly better than the runner-up) · "
+            f"Δ: difference from the baseline arm ({summary.baseline or '-'}) · "
+            "p: paired permutation test against the baseline · "
             "hit rate: share of RAG questions whose source chunk was retrieved · "
             "metrics on a 0..1 scale"
         ),

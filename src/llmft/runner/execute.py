@@ -26,8 +26,10 @@ from llmft.api.common import Condition, Phase
 from llmft.api.kinds import KINDS
 from llmft.api.status import (
     COMPLETE,
+    DEGRADED,
     FAILED,
     INPUTS_READY,
+    degraded_condition,
     model_family_condition,
     now_rfc3339,
     read_status,
@@ -316,19 +318,22 @@ def finish_run(state: StateDir, key: str, phase: Phase, reason: str, message: st
     """Write the end of an attempt: phase, completion time and the Complete/Failed conditions."""
     ok = phase == Phase.SUCCEEDED
     raw = state.read_status(key)
-    current = read_status(raw).conditions
-    kept = [c for c in current if c.type == INPUTS_READY]
+    status = read_status(raw)
+    kept = [c for c in status.conditions if c.type == INPUTS_READY]
     kept = model_family_condition(kept, raw, None, now_rfc3339())
+    changes = [
+        (COMPLETE, ok, reason, "" if not ok else message),
+        (FAILED, not ok, reason if not ok else "Succeeded", "" if ok else message),
+    ]
+    degraded = degraded_condition(status.metrics) if ok else None
+    if degraded is not None:
+        changes.append((DEGRADED, True, *degraded))
     state.update_status(
         key,
         {
             "phase": phase.value,
             "completionTime": now_rfc3339(),
-            "conditions": _conditions(
-                kept,
-                (COMPLETE, ok, reason, "" if not ok else message),
-                (FAILED, not ok, reason if not ok else "Succeeded", "" if ok else message),
-            ),
+            "conditions": _conditions(kept, *changes),
         },
     )
 

@@ -67,9 +67,16 @@ def result_notes(step: Step, status: dict[str, Any]) -> list[str]:
             notes.append("retrieval: in-process vector store (no Weaviate answered)")
         elif summary.get("retrievalBackend"):
             notes.append(f"retrieval: {summary['retrievalBackend']}")
-        winner = summary.get("winner") or metrics.get("winner")
-        if winner:
-            notes.append(f"winner: {winner} (by {summary.get('primaryMetric', 'primary metric')})")
+        split = summary.get("split") or {}
+        if split.get("name"):
+            notes.append(
+                f"scored the {split['name']} split: {split.get('meaning', '')}".rstrip(": ")
+            )
+        verdict = (summary.get("verdict") or {}).get("reason") or metrics.get("verdict")
+        if verdict:
+            notes.append(verdict)
+        if summary.get("degraded"):
+            notes.append(f"degraded: {summary['degraded']}")
         notes.append("see the comparison with `llmft report`")
     notes.append(f"artefacts: {out}")
     return notes

@@ -16,13 +16,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from llmft.api.datasetgeneration import DatasetGenerationSpec, Generator, Quality
+from llmft.api.datasetgeneration import DatasetGenerationSpec, Generator, Quality, Split
 from llmft.api.layout import (
     CHUNKS,
     CORPUS_EVAL,
     CORPUS_TRAIN,
     DATASET_MANIFEST,
     INSTRUCT_EVAL,
+    INSTRUCT_EVAL_CLOSED_BOOK,
     INSTRUCT_TRAIN,
 )
 from llmft.api.resource import Resource
@@ -44,7 +45,15 @@ from llmft.workloads.datagen.quality import (
     on_topic,
     unsupported_numbers,
 )
-from llmft.workloads.datagen.splitting import EVAL, TRAIN, SplitPlan, plan_split
+from llmft.workloads.datagen.splitting import (
+    CLOSED_BOOK,
+    CLOSED_BOOK_RULE,
+    EVAL,
+    TRAIN,
+    SplitPlan,
+    hold_out_closed_book,
+    plan_split,
+)
 from llmft.workloads.datagen.worklog import ChunkRecord, WorkLog, fingerprint
 from llmft.workloads.entry import WorkloadError
 from llmft.workloads.hubpush import push_folder
@@ -63,6 +72,7 @@ DROP_REASONS = (
     "cross_split",
     "duplicate",
     "near_duplicate",
+    "closed_book_paraphrase",
 )
 SPLIT_RULE = (
     "groups of up to split.groupChunks consecutive chunks of one document are assigned whole "
@@ -138,8 +148,10 @@ def assemble(
     records: dict[str, ChunkRecord],
     plan: SplitPlan,
     quality: Quality,
+    split: Split | None = None,
 ) -> Assembled:
-    """Every filter over every chunk's reply, in chunk order; pairs go to their chunk's side."""
+    """Every filter over every chunk's reply, in chunk order; pairs go to their chunk's side,
+    and closed-book questions (when asked for) are held out of the training side."""
     texts = {c.id: c.text for c in chunks}
     dedup = DuplicateFilter(quality.near_duplicate_threshold)
     dropped: Counter[str] = Counter({r: 0 for r in DROP_REASONS})
@@ -176,6 +188,12 @@ def assemble(
                     "kind": kind,
                 }
             )
+    if split is not None and CLOSED_BOOK in split.purposes:
+        closed = hold_out_closed_book(
+            rows[TRAIN], split.closed_book_fraction, split.seed, split.paraphrase_threshold
+        )
+        rows[TRAIN], rows[CLOSED_BOOK] = closed.train, closed.questions
+        dropped["closed_book_paraphrase"] += closed.paraphrases
     return Assembled(rows, dict(dropped), raw_pairs, kept_by_chunk)
 
 
@@ -211,6 +229,12 @@ def write_dataset(
     }
     write_jsonl(files["train"], assembled.rows[TRAIN])
     write_jsonl(files["eval"], assembled.rows[EVAL])
+    closed_book = out_dir / INSTRUCT_EVAL_CLOSED_BOOK
+    if CLOSED_BOOK in assembled.rows:
+        files["evalClosedBook"] = closed_book
+        write_jsonl(closed_book, assembled.rows[CLOSED_BOOK])
+    else:
+        closed_book.unlink(missing_ok=True)  # from an earlier run that asked for it
     for key, side in (("corpusTrain", TRAIN), ("corpusEval", EVAL)):
         write_jsonl(
             files[key],
@@ -289,8 +313,12 @@ class DatasetGenerator:
                 f"({spec.chunking.min_tokens}); nothing to generate from"
             )
         chunks = chunked.chunks
+        documents = "documents" in spec.split.purposes
         plan = plan_split(
-            chunks, spec.split.eval_fraction, spec.split.seed, spec.split.group_chunks
+            chunks,
+            spec.split.eval_fraction if documents else 0.0,
+            spec.split.seed,
+            spec.split.group_chunks,
         )
         t = self._timed("chunkSeconds", t)
 
@@ -307,7 +335,7 @@ class DatasetGenerator:
             stats = self._generate(todo, chunks, plan, prompts, worklog, records, resumed)
         t = self._timed("generateSeconds", t)
 
-        assembled = assemble(chunks, records, plan, spec.quality)
+        assembled = assemble(chunks, records, plan, spec.quality, spec.split)
         files = write_dataset(self.out_dir, chunks, plan, assembled)
         t = self._timed("assembleSeconds", t)
         self.timings["totalSeconds"] = round(time.monotonic() - t0, 3)
@@ -349,7 +377,8 @@ class DatasetGenerator:
             unit="chunks",
             pairsKept=total,
             message=f"done: {total} pairs ({counts['trainPairs']} train, "
-            f"{counts['evalPairs']} eval), {counts['dropped']} dropped",
+            f"{counts['evalPairs']} eval, {counts['closedBookPairs']} closed-book), "
+            f"{counts['dropped']} dropped",
         )
         self.reporter.result(
             {
@@ -358,6 +387,7 @@ class DatasetGenerator:
                 "pairs": total,
                 "trainPairs": counts["trainPairs"],
                 "evalPairs": counts["evalPairs"],
+                "closedBookPairs": counts["closedBookPairs"],
                 "dropped": counts["dropped"],
                 "pairsPerSecond": manifest["pairsPerSecond"],
             },
@@ -493,9 +523,12 @@ class DatasetGenerator:
         train, evals = assembled.rows[TRAIN], assembled.rows[EVAL]
         kept_this_run = sum(assembled.kept_by_chunk.get(cid, 0) for cid in stats.chunk_ids)
         gen_seconds = stats.seconds
+        closed = assembled.rows.get(CLOSED_BOOK)
         warnings = []
-        if not evals:
+        if not evals and "documents" in spec.split.purposes:
             warnings.append("eval.jsonl is empty: no eval pair survived the filters")
+        if closed is not None and not closed:
+            warnings.append(f"{INSTRUCT_EVAL_CLOSED_BOOK} is empty: too few training pairs")
         if not train:
             warnings.append("train.jsonl is empty: no train pair survived the filters")
         return {
@@ -512,9 +545,10 @@ class DatasetGenerator:
                 "failedChunks": len(stats.failed),
                 "resumedChunks": resumed,
                 "rawPairs": assembled.raw_pairs,
-                "pairs": len(train) + len(evals),
+                "pairs": len(train) + len(evals) + len(closed or []),
                 "trainPairs": len(train),
                 "evalPairs": len(evals),
+                "closedBookPairs": len(closed or []),
                 "dropped": sum(assembled.dropped.values()),
             },
             "dropped": assembled.dropped,
@@ -539,7 +573,20 @@ class DatasetGenerator:
                 "concurrency": gen.concurrency,
             },
             "chunking": {**spec.chunking.to_wire(), "tokenCounter": counter_name},
-            "split": {**spec.split.to_wire(), "groups": plan.groups, "rule": SPLIT_RULE},
+            "split": {
+                **spec.split.to_wire(),
+                "groups": plan.groups,
+                "rule": SPLIT_RULE,
+                "produced": {
+                    purpose: file
+                    for purpose, file in (
+                        ("documents", INSTRUCT_EVAL),
+                        ("closed-book", INSTRUCT_EVAL_CLOSED_BOOK),
+                    )
+                    if purpose in spec.split.purposes
+                },
+                **({"closedBookRule": CLOSED_BOOK_RULE} if closed is not None else {}),
+            },
             "quality": spec.quality.to_wire(),
             "timings": dict(self.timings),
             # Throughput of this run's generation only: resumed chunks cost nothing now.

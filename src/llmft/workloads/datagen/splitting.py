@@ -1,4 +1,5 @@
-"""The train/eval split, made on chunks before any generation so that nothing leaks across it.
+"""The held-out questions: the documents split (made on chunks before any generation so that
+nothing leaks across it) and the closed-book split (made on the training side's pairs).
 
 Neighbouring chunks share words (the overlap) and multi-hop questions read two of them, so
 the unit that is split is a *group*: up to `split.groupChunks` consecutive chunks of one
@@ -6,6 +7,12 @@ document. A whole group lands on one side, and a multi-hop question only ever pa
 with a neighbour from its own group. Every pair's context chunks are therefore on the same
 side as its primary chunk; a pair that would break this is dropped (reason `cross_split`)
 as a last safeguard.
+
+The closed-book split asks about documents the model trains on: a seeded share of the training
+side's pairs (stratified by source document) becomes eval_closed_book.jsonl, and every other
+training pair that paraphrases one of them (shares `paraphraseThreshold` of its question's
+content words, or gives the same answer from the same chunk) is left out of train.jsonl, so a
+closed-book arm can only answer from what it learned from the documents.
 """
 
 from __future__ import annotations
@@ -13,10 +20,20 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
+from llmft.sampling import stratified_indices
 from llmft.workloads.datagen.chunking import Chunk
+from llmft.workloads.datagen.quality import content_words
 
-TRAIN, EVAL = "train", "eval"
+TRAIN, EVAL, CLOSED_BOOK = "train", "eval", "closed-book"
+CLOSED_BOOK_RULE = (
+    "split.closedBookFraction of the training pairs, drawn with split.seed and stratified by "
+    "source document, are closed-book eval questions; a training pair whose question shares "
+    "split.paraphraseThreshold of its content words with one of them (Jaccard), or whose answer "
+    "repeats one of theirs from the same chunk, is left out of training as a paraphrase"
+)
+SAME_ANSWER = 0.8  # content-word Jaccard of two answers from one chunk: the same fact
 
 
 @dataclass(frozen=True)
@@ -51,7 +68,8 @@ def plan_split(
     groups = group_chunks(chunks, group_size)
     order = list(range(len(groups)))
     random.Random(seed).shuffle(order)
-    target = max(1, round(eval_fraction * len(chunks)))
+    # No documents split (closed-book only): every chunk trains.
+    target = max(1, round(eval_fraction * len(chunks))) if eval_fraction > 0 else 0
     side: dict[str, str] = {}
     held = 0
     for rank, g in enumerate(order):
@@ -71,3 +89,49 @@ def plan_split(
             else:
                 neighbour[chunk.id] = None
     return SplitPlan(side, neighbour, len(groups))
+
+
+def _overlap(a: frozenset[str], b: frozenset[str]) -> float:
+    return len(a & b) / len(a | b) if a | b else 0.0
+
+
+def is_paraphrase(pair: dict[str, Any], held: dict[str, Any], threshold: float) -> bool:
+    """Whether a training pair asks (or answers) what a closed-book question does."""
+    question = frozenset(content_words(pair["question"]))
+    if _overlap(question, frozenset(content_words(held["question"]))) >= threshold:
+        return True
+    if pair.get("chunk_id") != held.get("chunk_id"):
+        return False
+    answer = frozenset(content_words(pair["answer"]))
+    return _overlap(answer, frozenset(content_words(held["answer"]))) >= SAME_ANSWER
+
+
+@dataclass(frozen=True)
+class ClosedBook:
+    """The closed-book questions, the training pairs left, and the paraphrases left out."""
+
+    questions: list[dict[str, Any]]
+    train: list[dict[str, Any]]
+    paraphrases: int
+
+
+def hold_out_closed_book(
+    train: Sequence[dict[str, Any]], fraction: float, seed: int, threshold: float
+) -> ClosedBook:
+    """Hold out `fraction` of the training pairs (at least one when there are two or more) as
+    closed-book questions and drop their paraphrases from training."""
+    if len(train) < 2:
+        return ClosedBook([], list(train), 0)
+    k = min(len(train) - 1, max(1, round(fraction * len(train))))
+    chosen = set(stratified_indices([str(p.get("source", "")) for p in train], k, seed))
+    held = [p for i, p in enumerate(train) if i in chosen]
+    kept: list[dict[str, Any]] = []
+    paraphrases = 0
+    for i, pair in enumerate(train):
+        if i in chosen:
+            continue
+        if any(is_paraphrase(pair, h, threshold) for h in held):
+            paraphrases += 1
+        else:
+            kept.append(pair)
+    return ClosedBook(held, kept, paraphrases)

@@ -14,8 +14,13 @@ Metrics, per answer, on 0..1:
 
 Output the judge cannot produce in the expected shape (invalid JSON, an out-of-range rating, an
 empty question, no statements) is retried `judge.maxRetries` times and then recorded as missing
-(None) with the reason; it is never scored as 0. An empty answer is not sent to the judge: it
-scores 0 on accuracy and relevance (it answers nothing) and has no faithfulness.
+(None) with the reason; it is never scored as 0. After a missing score the endpoint is probed:
+a judge that no longer answers fails the evaluation at once, naming its address, instead of
+turning every remaining answer into a missing score. `judge_budget` then compares the share of
+missing scores with `judge.maxMissingShare` (above it the Evaluation is marked Degraded).
+
+An empty answer is not sent to the judge: it scores 0 on accuracy and relevance (it answers
+nothing) and has no faithfulness.
 """
 
 from __future__ import annotations
@@ -137,6 +142,10 @@ def judge_api_key(cfg: Judge) -> str:
     return key or "no-key"
 
 
+class JudgeUnreachable(WorkloadError):
+    """The judge endpoint stopped answering in the middle of scoring."""
+
+
 def check_judge(cfg: Judge, timeout: float = 10.0) -> None:
     """Fail fast, naming the field, when the judge endpoint is down or lacks the model."""
     check_endpoint(cfg.provider, cfg.endpoint, cfg.model, judge_api_key(cfg), "spec.judge", timeout)
@@ -235,7 +244,18 @@ class RagasJudge:
                     log.info("judge %s attempt %d failed: %s", key, attempt + 1, last)
             else:
                 result.scores[key], result.errors[key] = None, last
+                await asyncio.to_thread(self._still_answering, last)
         return result
+
+    def _still_answering(self, last_error: str) -> None:
+        """Probe the endpoint after a missing score; raise when it no longer answers."""
+        try:
+            check_judge(self.cfg, timeout=min(10.0, self.cfg.timeout_seconds))
+        except WorkloadError as err:
+            raise JudgeUnreachable(
+                f"spec.judge.endpoint: the judge at {self.cfg.endpoint} stopped answering while "
+                f"scoring ({err}); last error: {last_error}"
+            ) from None
 
     async def _score_all(
         self, items: Sequence[JudgeInput], on_item: Callable[[int], None] | None
@@ -262,3 +282,32 @@ class RagasJudge:
         if not self.keys or not items:
             return [JudgeResult() for _ in items]
         return asyncio.run(self._score_all(items, on_item))
+
+
+# Reasons for a missing score that are not the judge's failure.
+NOT_JUDGE_FAILURES = ("empty answer",)
+
+
+def judge_budget(records: Sequence[dict[str, Any]], max_missing_share: float) -> dict[str, Any]:
+    """How many judge scores items.jsonl records asked for and how many are missing;
+    `degraded` (a sentence) when the missing share is above `max_missing_share`."""
+    asked = missing = 0
+    for record in records:
+        errors = record.get("judgeErrors") or {}
+        for key, value in (record.get("scores") or {}).items():
+            if key not in JUDGE_KEYS:
+                continue
+            reason = str(errors.get(key, ""))
+            if value is None and reason.startswith(NOT_JUDGE_FAILURES):
+                continue
+            asked += 1
+            missing += value is None
+    share = missing / asked if asked else 0.0
+    out: dict[str, Any] = {"judgeScores": asked, "judgeMissing": missing,
+                           "judgeMissingShare": round(share, 4)}  # fmt: skip
+    if share > max_missing_share:
+        out["degraded"] = (
+            f"JudgeFailures: {missing} of {asked} judge scores are missing ({share:.0%}, above "
+            f"spec.judge.maxMissingShare {max_missing_share:.0%}); see judgeErrors in items.jsonl"
+        )
+    return out

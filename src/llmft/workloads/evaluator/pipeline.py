@@ -25,18 +25,22 @@ from llmft.api.evaluation import (
     EvaluationSpec,
     EvaluationSummary,
 )
-from llmft.api.layout import EVAL_ITEMS, EVAL_SUMMARY
+from llmft.api.layout import ADAPTER_TRAINING, EVAL_ITEMS, EVAL_SUMMARY
 from llmft.api.resource import Resource
+from llmft.api.status import DEGRADED_METRIC
 from llmft.jsonfiles import write_json, write_jsonl
 from llmft.reporting import Reporter
 from llmft.workloads import hubsource
 from llmft.workloads.entry import WorkloadError
 from llmft.workloads.evaluator.data import (
+    SPLIT_FILES,
+    SPLIT_MEANING,
     EvalItem,
     chunks_path,
     dataset_dir,
     items_fingerprint,
     load_eval_items,
+    stratified_sample,
 )
 from llmft.workloads.evaluator.metrics import text_scores
 from llmft.workloads.evaluator.rag import Retrieval, gold_hit
@@ -47,6 +51,7 @@ from llmft.workloads.evaluator.summary import (
     status_metrics,
 )
 from llmft.workloads.evaluator.tracking import log_scores, start_run
+from llmft.workloads.rag import load_embedder
 
 log = logging.getLogger("llmft.evaluator")
 
@@ -100,6 +105,8 @@ class ModelCache:
     model: Any = None
     adapter: Path | None = None
     formats: dict[str, dict[str, Any]] = field(default_factory=dict)
+    four_bit: dict[str, bool] = field(default_factory=dict)  # arm -> base loaded 4-bit
+    loaded_4bit: bool = False
 
     def chat_format(self, arm: Arm, index: int) -> Any:
         from llmft.workloads import modeling
@@ -134,16 +141,41 @@ class ModelCache:
 
         fmt = self.chat_format(arm, index)
         assert arm.base_model is not None
+        four_bit = self.four_bit[arm.name] = base_in_4bit(arm, self.adapter)
+        if self.model is not None and self.loaded_4bit != four_bit:
+            self.model = None  # the same weights at another precision
+            gc.collect()
         if self.model is None:
             if self.adapter is not None:
                 self.model, _ = modeling.load_with_adapter(
-                    arm.base_model, self.adapter, tokenizer=fmt.tokenizer
+                    arm.base_model, self.adapter, four_bit, tokenizer=fmt.tokenizer
                 )
             else:
                 self.model, _ = modeling.load_base_model(
-                    arm.base_model, quantize_4bit=False, tokenizer=fmt.tokenizer
+                    arm.base_model, quantize_4bit=four_bit, tokenizer=fmt.tokenizer
                 )
+            self.loaded_4bit = four_bit
         return self.model, fmt
+
+
+def trained_method(adapter: str | Path | None) -> str | None:
+    """The method ("qlora", "lora") an llmft adapter was trained with; None if unrecorded."""
+    if not adapter:
+        return None
+    meta = Path(adapter) / ADAPTER_TRAINING
+    try:
+        method = json.loads(meta.read_text()).get("method")
+    except (OSError, json.JSONDecodeError, AttributeError):
+        return None
+    return str(method) if method else None
+
+
+def base_in_4bit(arm: Arm, adapter: str | Path | None = None) -> bool:
+    """Whether the arm's base loads 4-bit: as its adapter was trained, unless the spec says.
+    `adapter` is the adapter's local directory when the spec names a Hub adapter."""
+    if arm.base_precision != "as-trained":
+        return arm.base_precision == "4bit"
+    return trained_method(adapter or arm.adapter_path) == "qlora"
 
 
 def arm_fingerprint(spec: EvaluationSpec, arm: Arm, data_fp: str, chunks_fp: str | None) -> str:
@@ -157,6 +189,7 @@ def arm_fingerprint(spec: EvaluationSpec, arm: Arm, data_fp: str, chunks_fp: str
             "retrieval": spec.retrieval.to_wire() if arm.rag.enabled else None,
             "chunks": chunks_fp if arm.rag.enabled else None,
             "data": data_fp,
+            "basePrecision": arm.base_precision,
         }
     )
 
@@ -188,7 +221,8 @@ def answer_arm(
     on_batch: Any,
 ) -> tuple[list[str], list[list[Any]], float]:
     """The arm's answers, the chunks each prompt carried, and the generation wall time."""
-    from llmft.workloads.evaluator.generation import AnswerGenerator, render_prompt
+    from llmft.workloads.evaluator.generation import AnswerGenerator
+    from llmft.workloads.rag import rag_messages
 
     contexts: list[list[Any]] = []
     for i in range(len(items)):
@@ -215,7 +249,8 @@ def answer_arm(
     fmt = models.chat_format(arm, index)
     try:
         prompts = [
-            render_prompt(fmt, item.question, [r.text for r in ctx] or None)
+            # The same code builds a FineTuneJob's RAG training prompts (llmft.workloads.rag).
+            fmt.prompt_text(rag_messages(item.question, ctx))
             for item, ctx in zip(items, contexts, strict=True)
         ]
     except ChatFormatError as err:
@@ -284,16 +319,6 @@ def arm_scores(arm: Arm, records: Sequence[dict[str, Any]], keys: Sequence[str])
     return scores
 
 
-def load_embedder(model: str, field: str) -> Any:
-    """The sentence-embedding model, or an error naming the spec field that chose it."""
-    from llmft.retrieval import Embedder
-
-    try:
-        return Embedder(model)
-    except Exception as err:
-        raise WorkloadError(f"{field}: cannot load {model!r}: {type(err).__name__}: {err}") from err
-
-
 def run_evaluation(res: Resource[Any], reporter: Reporter) -> dict[str, Any]:
     """Evaluate every arm of `res` and write the results; returns the summary."""
     spec: EvaluationSpec = res.spec
@@ -318,7 +343,10 @@ def _evaluate(res: Resource[Any], reporter: Reporter, out: Path) -> dict[str, An
     spec: EvaluationSpec = res.spec
     name, namespace = res.metadata.name, res.metadata.namespace
     directory = dataset_dir(spec.dataset.path)
-    items = load_eval_items(directory, spec.generation.max_items)
+    all_items = load_eval_items(directory, split=spec.split)
+    items = all_items
+    if spec.generation.max_items is not None:
+        items = stratified_sample(all_items, spec.generation.max_items, spec.generation.seed)
     data_fp = items_fingerprint(items)
     keys = score_keys(spec.metrics)
     text_metrics = [m for m in spec.metrics if m in TEXT_METRICS]
@@ -415,7 +443,7 @@ def _evaluate(res: Resource[Any], reporter: Reporter, out: Path) -> dict[str, An
         all_records.extend(records)
         arms_scores.append(arm_scores(arm, records, keys))
 
-    summary = build_summary(arms_scores, keys, spec.primary_metric, spec.bootstrap)
+    summary = build_summary(arms_scores, keys, spec.primary_metric, spec.bootstrap, spec.comparison)
     endpoints = {a.name: a.endpoint for a in spec.arms if a.endpoint is not None}
     for arm_out in summary["arms"]:
         arm_out.update(timings.get(arm_out["name"], {}))
@@ -423,7 +451,32 @@ def _evaluate(res: Resource[Any], reporter: Reporter, out: Path) -> dict[str, An
             from llmft.workloads.evaluator.endpoint import describe
 
             arm_out["endpoint"] = describe(endpoints[arm_out["name"]])
+        else:
+            arm = next(a for a in spec.arms if a.name == arm_out["name"])
+            four_bit = models.four_bit.get(arm.name, base_in_4bit(arm))
+            arm_out["basePrecision"] = "4bit" if four_bit else "full"
     summary["items"] = len(items)
+    summary["split"] = {
+        "name": spec.split,
+        "file": SPLIT_FILES[spec.split],
+        "meaning": SPLIT_MEANING[spec.split],
+    }
+    if len(items) < len(all_items):
+        summary["sample"] = {
+            "of": len(all_items),
+            "maxItems": spec.generation.max_items,
+            "seed": spec.generation.seed,
+            "stratifiedBy": "source document",
+        }
+    if judge_metrics:
+        from llmft.workloads.evaluator.judge import judge_budget
+
+        assert spec.judge is not None
+        budget = judge_budget(all_records, spec.judge.max_missing_share)
+        summary["judge"] = budget
+        if "degraded" in budget:
+            summary["degraded"] = budget["degraded"]
+            log.warning("%s", budget["degraded"])
     if retrieval_backend:
         summary["retrievalBackend"] = retrieval_backend
     write_jsonl(out / EVAL_ITEMS, all_records)
@@ -437,12 +490,19 @@ def _evaluate(res: Resource[Any], reporter: Reporter, out: Path) -> dict[str, An
         unit="items",
         itemsDone=len(items),
         itemsTotal=len(items),
-        message=f"done: winner {summary['winner']}",
+        message=f"done: {summary['verdict']['reason']}",
     )
     outputs: dict[str, Any] = {"items": str(out / EVAL_ITEMS), "summary": str(out / EVAL_SUMMARY)}
     if hubsource.fetched_sources():
         outputs["sources"] = hubsource.fetched_sources()
-    reporter.result(status_metrics(summary), outputs, status={"summary": typed.to_wire()})
+    metrics = status_metrics(summary)
+    metrics["split"] = spec.split
+    for key in ("judgeMissingShare", "judgeMissing"):
+        if key in summary.get("judge", {}):
+            metrics[key] = summary["judge"][key]
+    if summary.get("degraded"):
+        metrics[DEGRADED_METRIC] = summary["degraded"]
+    reporter.result(metrics, outputs, status={"summary": typed.to_wire()})
     return summary
 
 

@@ -52,6 +52,7 @@ def log_scores(run: MlflowRun, spec: EvaluationSpec, summary: Mapping[str, Any])
     run.set_tags(
         {
             "llmft.winner": summary.get("winner"),
+            "llmft.verdict": (summary.get("verdict") or {}).get("reason"),
             "llmft.ranking": " > ".join(summary.get("ranking", [])),
         }
     )

@@ -8,6 +8,7 @@ the loss falls on the answer alone and training sees the same words as evaluatio
 from __future__ import annotations
 
 import logging
+import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,15 +17,11 @@ from typing import Any
 from llmft import jsonfiles
 from llmft.api.finetunejob import FineTuneJobSpec
 from llmft.api.layout import CHUNKS, CORPUS_EVAL, CORPUS_TRAIN, INSTRUCT_EVAL, INSTRUCT_TRAIN
-from llmft.models import MINILM
 from llmft.prompts import build_messages
+from llmft.retrieval import Retrieved
 from llmft.workloads.entry import WorkloadError
 
 log = logging.getLogger("llmft.trainer.data")
-
-# The evaluator's default embedding model (Evaluation.spec.retrieval.embeddingModel); the
-# packaged copy of the same weights is preferred, so training needs no Hub access.
-RETRIEVER_EMBEDDING_MODELS = (MINILM, "sentence-transformers/all-MiniLM-L6-v2")
 
 
 @dataclass
@@ -36,15 +33,19 @@ class TrainingData:
     train_file: Path
     eval_file: Path | None
     mode: str
+    lengths: LengthReport | None = None
 
     def describe(self) -> dict[str, Any]:
-        return {
+        out = {
             "mode": self.mode,
             "trainFile": str(self.train_file),
             "evalFile": str(self.eval_file) if self.eval_file else None,
             "trainExamples": len(self.train),
             "evalExamples": len(self.eval),
         }
+        if self.lengths is not None:
+            out |= self.lengths.to_json()
+        return out
 
 
 def read_jsonl(path: Path, field: str) -> list[dict[str, Any]]:
@@ -100,23 +101,31 @@ def _pair(obj: dict[str, Any], path: Path, i: int, field: str) -> tuple[str, str
 
 
 class ContextSource:
-    """The passages a RAG prompt shows for a question, as the spec's `rag` block says."""
+    """The passages a RAG training prompt shows for a question, as the spec's `rag` block says.
 
-    def __init__(self, spec: FineTuneJobSpec, root: Path) -> None:
-        self.top_k = spec.rag.top_k
-        self.source = spec.rag.context_source
+    With the retriever source the index, embedding model and top-k are the Evaluation's
+    (`spec.rag.retrieval` has the shape of its `spec.retrieval`) and the prompt is built by the
+    same `llmft.workloads.rag` code, over the training chunks only.
+    """
+
+    def __init__(self, spec: FineTuneJobSpec, root: Path, collection: str = "Llmft_train") -> None:
+        self.rag = spec.rag
+        self.rng = random.Random(spec.hyperparameters.seed)
         self.chunk_text: dict[str, str] = {}
         chunks_file = root / CHUNKS
         if chunks_file.exists():
             for obj in read_jsonl(chunks_file, "spec.dataset.path"):
                 if obj.get("id") and isinstance(obj.get("text"), str):
                     self.chunk_text[str(obj["id"])] = obj["text"]
-        self._retrieved: dict[str, list[str]] = {}
-        if self.source == "retriever":
-            self._retrieved_for = self._retrieve_all(chunks_file)
+        self._retrieved: dict[str, list[Retrieved]] = {}
+        self.retriever: Any = None
+        self.backend: str | None = None
+        if self.rag.context_source == "retriever":
+            self.retriever = self._open(chunks_file, collection)
 
-    def _retrieve_all(self, chunks_file: Path) -> Any:
-        from llmft.retrieval import Chunk, EmbeddedRetriever, Embedder, load_chunks
+    def _open(self, chunks_file: Path, collection: str) -> Any:
+        from llmft.retrieval import load_chunks
+        from llmft.workloads.rag import load_embedder, open_index
 
         if not chunks_file.exists():
             raise WorkloadError(
@@ -129,44 +138,63 @@ class ContextSource:
             for o in read_jsonl(chunks_file, "spec.dataset.path")
             if o.get("split", "train") == "train"
         }
-        chunks: list[Chunk] = [c for c in load_chunks(chunks_file) if c.id in train_ids]
-        embedder = None
-        errors = []
-        for name in RETRIEVER_EMBEDDING_MODELS:
-            try:
-                embedder = Embedder(name)
-                break
-            except Exception as err:  # the packaged copy may be missing; try the Hub id
-                errors.append(f"{name}: {type(err).__name__}: {err}")
-        if embedder is None:
-            raise WorkloadError(
-                "spec.rag.contextSource: retriever needs a sentence-embedding model; none could "
-                "be loaded (" + "; ".join(errors) + ")"
-            )
-        retriever = EmbeddedRetriever(embedder)
-        retriever.index(chunks)
-        log.info("indexed %d training chunks with %s", len(chunks), embedder.name)
+        chunks = [c for c in load_chunks(chunks_file) if c.id in train_ids]
+        cfg = self.rag.retrieval
+        embedder = load_embedder(cfg.embedding_model, "spec.rag.retrieval.embeddingModel")
+        retriever = open_index(cfg, "spec.rag.retrieval", embedder, chunks, collection + "_Train")
+        self.backend = retriever.backend
         return retriever
+
+    def close(self) -> None:
+        if self.retriever is not None:
+            self.retriever.close()
 
     def prepare(self, questions: Sequence[str]) -> None:
         """Retrieve for every question at once (one embedding batch instead of one per row)."""
-        if self.source != "retriever":
+        if self.retriever is None:
             return
-        todo = [q for q in dict.fromkeys(questions) if q not in self._retrieved]
-        for q, hits in zip(todo, self._retrieved_for.search_many(todo, self.top_k), strict=True):
-            self._retrieved[q] = [h.text for h in hits]
+        from llmft.workloads.rag import search, search_depth
 
-    def passages(self, obj: dict[str, Any], question: str) -> list[str]:
-        if self.source == "retriever":
-            return self._retrieved[question]
+        todo = [q for q in dict.fromkeys(questions) if q not in self._retrieved]
+        rag = self.rag
+        depth = search_depth(rag.top_k, rag.distractors, rag.gold_probability)
+        found = search(self.retriever, todo, depth, "spec.rag.retrieval")
+        for q, hits in zip(todo, found, strict=True):
+            self._retrieved[q] = hits
+
+    def hits(self, obj: dict[str, Any], question: str) -> list[Retrieved]:
+        """The retrieved chunks for a pair: the evaluation's top-k, or its RAFT context."""
+        from llmft.workloads.rag import raft_context
+
+        found = self._retrieved[question]
+        if self.rag.gold_probability is None:
+            return found[: self.rag.top_k]
+        ids = [str(i) for i in obj.get("context_chunk_ids") or [obj.get("chunk_id")] if i]
+        gold = {i: self.chunk_text[i] for i in ids if i in self.chunk_text}
+        return raft_context(
+            found, gold, self.rag.top_k, self.rag.gold_probability, self.rag.distractors, self.rng
+        )
+
+    def messages(self, obj: dict[str, Any], question: str) -> list[dict[str, str]] | None:
+        """The prompt messages with context; None when there is no context for this pair."""
+        from llmft.workloads.rag import rag_messages
+
+        if self.retriever is not None:
+            hits = self.hits(obj, question)
+            return rag_messages(question, hits) if hits else None
+        passages = self._dataset_passages(obj)
+        return build_messages(question, passages) if passages else None
+
+    def _dataset_passages(self, obj: dict[str, Any]) -> list[str]:
+        top_k = self.rag.top_k
         ids = obj.get("context_chunk_ids") or []
         if ids and all(str(i) in self.chunk_text for i in ids):
-            return [self.chunk_text[str(i)] for i in ids][: self.top_k]
+            return [self.chunk_text[str(i)] for i in ids][:top_k]
         context = obj.get("context")
         if isinstance(context, str) and context.strip():
             return [context]
         if isinstance(context, list):
-            return [str(c) for c in context if str(c).strip()][: self.top_k]
+            return [str(c) for c in context if str(c).strip()][:top_k]
         return []
 
 
@@ -179,12 +207,12 @@ def instruct_rows(path: Path, field: str, context: ContextSource | None) -> list
     rows = []
     missing = 0
     for obj, (question, answer) in zip(raw, pairs, strict=True):
-        passages = context.passages(obj, question) if context is not None else None
-        if context is not None and not passages:
+        prompt = context.messages(obj, question) if context is not None else None
+        if context is not None and prompt is None:
             missing += 1
         rows.append(
             {
-                "prompt": build_messages(question, passages),
+                "prompt": prompt or build_messages(question),
                 "completion": [{"role": "assistant", "content": answer.strip()}],
             }
         )
@@ -195,7 +223,52 @@ def instruct_rows(path: Path, field: str, context: ContextSource | None) -> list
     return rows
 
 
-def load_training_data(spec: FineTuneJobSpec) -> TrainingData:
+@dataclass(frozen=True)
+class LengthReport:
+    """How the training rows fit `hyperparameters.maxSeqLength`."""
+
+    rows: int
+    truncated: int  # longer than maxSeqLength: the end of the answer (or text) is cut
+    dropped: int  # the prompt alone fills maxSeqLength: no answer token left to learn from
+    max_seq_length: int
+    longest: int
+
+    @property
+    def share(self) -> float:
+        return (self.truncated + self.dropped) / self.rows if self.rows else 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "truncatedRows": self.truncated,
+            "droppedRows": self.dropped,
+            "truncatedShare": round(self.share, 4),
+            "longestRowTokens": self.longest,
+        }
+
+
+def check_lengths(report: LengthReport, spec: FineTuneJobSpec, train_file: Path) -> None:
+    """Fail, naming maxSeqLength, when more rows than allowed do not fit."""
+    allowed = spec.hyperparameters.max_truncated_share
+    if report.share <= allowed and report.dropped < report.rows:
+        if report.truncated or report.dropped:
+            log.warning(
+                "%d of %d training rows are longer than maxSeqLength %d (%d truncated, %d "
+                "dropped: no answer token fits)",
+                report.truncated + report.dropped, report.rows, report.max_seq_length,
+                report.truncated, report.dropped,
+            )  # fmt: skip
+        return
+    raise WorkloadError(
+        f"spec.hyperparameters.maxSeqLength: {report.truncated + report.dropped} of "
+        f"{report.rows} training rows in {train_file} do not fit {report.max_seq_length} tokens "
+        f"({report.truncated} truncated, {report.dropped} with no room left for the answer; "
+        f"longest {report.longest} tokens), {report.share:.0%} of the rows, above "
+        f"spec.hyperparameters.maxTruncatedShare {allowed:.0%}: raise maxSeqLength (or "
+        "shorten the prompts: fewer RAG passages, smaller chunks)"
+    )
+
+
+def load_training_data(spec: FineTuneJobSpec, collection: str = "Llmft_train") -> TrainingData:
     """Read the dataset directory for the spec's mode; missing or empty data is a clear error."""
     root = _dataset_dir(spec)
     if spec.mode == "causal":
@@ -209,9 +282,13 @@ def load_training_data(spec: FineTuneJobSpec) -> TrainingData:
         train = _text_rows(train_file, field)
         evals = _text_rows(eval_file, field) if eval_file else []
     else:
-        context = ContextSource(spec, root) if spec.rag.enabled else None
-        train = instruct_rows(train_file, field, context)
-        evals = instruct_rows(eval_file, field, context) if eval_file else []
+        context = ContextSource(spec, root, collection) if spec.rag.enabled else None
+        try:
+            train = instruct_rows(train_file, field, context)
+            evals = instruct_rows(eval_file, field, context) if eval_file else []
+        finally:
+            if context is not None:
+                context.close()
     if not train:
         raise WorkloadError(
             f"{field}: {train_file} is empty: there is nothing to train on in {spec.mode} mode"

@@ -17,6 +17,7 @@ from typing import Any
 from llmft.api.finetunejob import FineTuneJobSpec
 from llmft.api.layout import (
     ADAPTER_DIR,
+    ADAPTER_TRAINING,
     CHECKPOINTS_DIR,
     CORPUS_EVAL,
     INSTRUCT_EVAL,
@@ -30,6 +31,7 @@ from llmft.tracking import MlflowRun
 from llmft.workloads import hubsource, modeling
 from llmft.workloads.chatformat import ChatFormat
 from llmft.workloads.entry import WorkloadError
+from llmft.workloads.rag import default_collection
 from llmft.workloads.trainer.card import model_card, write_model_card
 from llmft.workloads.trainer.data import TrainingData, load_training_data
 from llmft.workloads.trainer.model import (
@@ -58,7 +60,10 @@ def output_dir(spec: FineTuneJobSpec) -> Path:
 def run_fingerprint(spec: FineTuneJobSpec, data: TrainingData) -> dict[str, Any]:
     """What a checkpoint depends on; the length of the run (steps, epochs) may change."""
     hp = spec.hyperparameters.to_wire()
-    for free in ("maxSteps", "epochs", "evalSteps", "saveSteps", "saveTotalLimit", "loggingSteps"):
+    for free in (
+        "maxSteps", "epochs", "evalSteps", "saveSteps", "saveTotalLimit", "loggingSteps",
+        "maxTruncatedShare",
+    ):  # fmt: skip
         hp.pop(free, None)
     digest = hashlib.sha256()
     for path in (data.train_file, data.eval_file):
@@ -312,7 +317,7 @@ def main(res: Resource[Any], reporter: Reporter) -> None:
     set_seed(spec.hyperparameters.seed)
     reporter.progress(force=True, message="reading the dataset")
     hubsource.start_recording()
-    data = load_training_data(spec)
+    data = load_training_data(spec, default_collection(res.metadata.namespace, res.metadata.name))
     # A Hub base model is fetched here, so its commit is recorded under the spec's field.
     modeling.resolve_source(spec.base_model, "spec.baseModel")
     log.info("data: %s", json.dumps(data.describe()))
@@ -322,6 +327,8 @@ def main(res: Resource[Any], reporter: Reporter) -> None:
     spec = resolve_hyperparameters(spec, fmt.family)
     log.info("model: %s; shape: %s", json.dumps(fmt.describe()), json.dumps(shape(spec)))
     reporter.record(model=fmt.describe(), hyperparameters=shape(spec))
+    # Rows longer than maxSeqLength are counted (answerless ones dropped) before any weight loads;
+    # above maxTruncatedShare the job fails here, naming maxSeqLength.
     train_rows, eval_rows = tokenize_training_data(spec, data, fmt)
     report_to = report_integrations(spec, out)
     has_eval = bool(data.eval)
@@ -424,6 +431,19 @@ def _train(
     adapter_dir = out / ADAPTER_DIR
     trainer.save_model(str(adapter_dir))
     tm.tokenizer.save_pretrained(adapter_dir)
+    # How the adapter was trained, so an evaluation loads its base the same way (4-bit for QLoRA).
+    (adapter_dir / ADAPTER_TRAINING).write_text(
+        json.dumps(
+            {
+                "method": spec.method,
+                "mode": spec.mode,
+                "baseModel": spec.base_model.to_wire(),
+                "rag": spec.rag.to_wire(),
+                "maxSeqLength": hp.max_seq_length,
+            },
+            indent=2,
+        )
+    )
     trainable, total = trainer.model.get_nb_trainable_parameters()
     metrics: dict[str, Any] = {
         "steps": trainer.state.global_step,
@@ -441,6 +461,7 @@ def _train(
         "totalParameters": int(total),
         "trainExamples": len(data.train),
         "evalExamples": len(data.eval),
+        **(data.lengths.to_json() if data.lengths else {}),
         "device": tm.device,
         "resumedFromStep": resumed_from,
         "stoppedEarly": bool(

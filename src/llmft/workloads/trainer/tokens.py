@@ -16,7 +16,7 @@ from typing import Any
 from llmft.api.finetunejob import FineTuneJobSpec
 from llmft.workloads.chatformat import ChatFormat, ChatFormatError
 from llmft.workloads.entry import WorkloadError
-from llmft.workloads.trainer.data import TrainingData
+from llmft.workloads.trainer.data import LengthReport, TrainingData, check_lengths
 
 log = logging.getLogger("llmft.trainer.tokens")
 
@@ -43,22 +43,42 @@ def tokenize_rows(
     return out
 
 
+def fit_to_length(
+    rows: list[dict[str, Any]], limit: int, mode: str, packing: bool
+) -> tuple[list[dict[str, Any]], LengthReport]:
+    """Count the token rows `maxSeqLength` cuts, and remove the instruct rows it would leave
+    without one answer token (they would train on nothing). Packed causal text is split across
+    rows, never cut."""
+    kept: list[dict[str, Any]] = []
+    truncated = dropped = longest = 0
+    for row in rows:
+        length = len(row["input_ids"])
+        longest = max(longest, length)
+        mask = row.get("completion_mask")
+        if mode == "instruct" and mask is not None:
+            first_answer = next((i for i, m in enumerate(mask) if m), length)
+            if first_answer >= limit:
+                dropped += 1
+                continue
+        if length > limit and not (mode == "causal" and packing):
+            truncated += 1
+        kept.append(row)
+    return kept, LengthReport(len(rows), truncated, dropped, limit, longest)
+
+
 def tokenize_training_data(
     spec: FineTuneJobSpec, data: TrainingData, fmt: ChatFormat
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Train and eval token rows; warns about instruct rows longer than maxSeqLength."""
+    """Train and eval token rows fitted to maxSeqLength (counts in `data.lengths`); fails when
+    more rows than `maxTruncatedShare` allows do not fit."""
     train = tokenize_rows(data.train, fmt, spec.mode, data.train_file.name)
     eval_name = data.eval_file.name if data.eval_file else "eval"
     evals = tokenize_rows(data.eval, fmt, spec.mode, eval_name)
-    limit = spec.hyperparameters.max_seq_length
-    if spec.mode == "instruct" and limit:
-        cut = sum(1 for r in train if len(r["input_ids"]) > limit)
-        if cut:
-            log.warning(
-                "%d of %d training rows are longer than maxSeqLength %d: their answers are cut "
-                "(and lose the end-of-turn token)",
-                cut,
-                len(train),
-                limit,
-            )
+    hp = spec.hyperparameters
+    if not hp.max_seq_length:  # resolved from the family's preset before this runs
+        return train, evals
+    train, report = fit_to_length(train, hp.max_seq_length, spec.mode, hp.packing)
+    check_lengths(report, spec, data.train_file)
+    evals, _ = fit_to_length(evals, hp.max_seq_length, spec.mode, hp.packing)
+    data.lengths = report
     return train, evals
