@@ -96,7 +96,12 @@ def fine_tune_manifest(
         "dataset": spec.dataset.to_wire(),
         "method": trial.cell.method,
         "mode": trial.cell.mode,
-        "rag": {"enabled": trial.cell.rag, **template.rag.to_wire()},
+        # A retrieving trial retrieves with the Evaluation's settings: one Retrieval shape.
+        "rag": {
+            "enabled": trial.cell.rag,
+            **template.rag.to_wire(),
+            "retrieval": spec.evaluation.retrieval.to_wire(),
+        },
         "hyperparameters": hyperparameters,
         "resources": template.resources.to_wire(),
         "tracking": _tracking(spec, namespace, experiment),
