@@ -52,8 +52,8 @@ def _run(kind: str, main: Any, manifest: dict[str, Any], path: Path) -> None:
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """A tiny Llama, a copy of it, and a LoRA adapter trained until it recites the answers."""
-    from tiny_model import build_tiny_model
     from llmft.workloads.trainer.pipeline import main as train
+    from tiny_model import build_tiny_model
 
     root = tmp_path_factory.mktemp("paired")
     model = build_tiny_model(root / "model")
