@@ -16,7 +16,7 @@ import pytest
 from pydantic import BaseModel, ValidationError
 
 from llmft.api.crdgen import model_schema
-from llmft.api.datasetgeneration import Chunking, DocumentSource
+from llmft.api.datasetgeneration import Chunking, DocumentSource, Split
 from llmft.api.evaluation import Arm, EvaluationSpec
 from llmft.api.finetunejob import DatasetInput, FineTuneJobSpec, OllamaServing
 from llmft.api.kinds import KINDS, models_in
@@ -32,6 +32,11 @@ SAMPLES: dict[type[BaseModel], list[dict[str, Any]]] = {
         {},
     ],
     Chunking: [{"maxTokens": 100, "overlapTokens": 10}, {"maxTokens": 100, "overlapTokens": 100}],
+    Split: [
+        {"purposes": ["documents", "closed-book"]},
+        {"purposes": ["closed-book"]},
+        {"purposes": ["closed-book", "closed-book"]},
+    ],
     DatasetInput: [
         {"path": "d"},
         {"datasetGenerationRef": "ds"},
