@@ -139,7 +139,9 @@ for name in "${selected[@]}"; do
   fi
   if [ -n "$import_sock" ]; then
     ctr=(ctr --address "$import_sock" --namespace k8s.io)
-    if ! "${ctr[@]}" images ls -q | grep -qxF "$ref"; then
+    # The list first: `grep -q` stops reading early, and pipefail would count ctr's SIGPIPE.
+    listed=$("${ctr[@]}" images ls -q)
+    if ! grep -qxF "$ref" <<<"$listed"; then
       log "importing $name into containerd"
       start=$(date +%s)
       archive="$STORE/$name-$key.tar"
