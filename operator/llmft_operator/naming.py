@@ -6,31 +6,20 @@ runs twice) finds what it created before instead of creating a duplicate.
 
 from __future__ import annotations
 
-import hashlib
-
 from llmft.api.common import GROUP
 from llmft.api.kinds import KINDS
+from llmft.api.resource import MAX_NAME, bounded_name
 
 LABEL_KIND = f"{GROUP}/kind"
 LABEL_NAME = f"{GROUP}/name"
 MANAGED_BY = "llmft-operator"
 KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
-# Kubernetes label values and the Job name (it becomes a pod label) are limited to 63.
-MAX_LABEL = 63
-
-
-def _bounded(base: str, suffix: str) -> str:
-    name = f"{base}-{suffix}"
-    if len(name) <= MAX_LABEL:
-        return name
-    digest = hashlib.sha256(base.encode()).hexdigest()[:8]
-    keep = MAX_LABEL - len(suffix) - len(digest) - 2
-    return f"{base[:keep].rstrip('-')}-{digest}-{suffix}"
+MAX_LABEL = MAX_NAME  # label values and the Job name (it becomes a pod label)
 
 
 def job_name(kind: str, name: str) -> str:
     """The workload Job's name: <name>-<short kind>, shortened with a hash past 63 characters."""
-    return _bounded(name, KINDS[kind].short_name)
+    return bounded_name(name, KINDS[kind].short_name)
 
 
 def spec_configmap_name(kind: str, name: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from functools import cache
 from pathlib import Path
 from typing import Any, Generic, TypeVar
@@ -13,6 +14,22 @@ from llmft.api.common import API_VERSION, DNS_LABEL, PATTERN_MEANINGS
 from llmft.api.kinds import KINDS
 
 SpecT = TypeVar("SpecT", bound=BaseModel)
+
+MAX_NAME = 63  # a label value, and so any name that becomes one (a Job's, a pod's label)
+
+
+def bounded_name(base: str, suffix: str, limit: int = MAX_NAME) -> str:
+    """`<base>-<suffix>`, or, past `limit` characters, base cut short plus a hash of all of it.
+
+    The hash keeps two long names that share a prefix apart, and the result is a pure function
+    of its inputs, so whoever computes it again (a restarted operator, `llmft run`) finds the
+    same object."""
+    name = f"{base}-{suffix}"
+    if len(name) <= limit:
+        return name
+    digest = hashlib.sha256(base.encode()).hexdigest()[:8]
+    keep = limit - len(suffix) - len(digest) - 2
+    return f"{base[:keep].rstrip('-')}-{digest}-{suffix}"
 
 
 class Metadata(BaseModel):

@@ -8,7 +8,6 @@ operator after a restart, `llmft run` on a second run) knows every trial without
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from typing import Any
 from llmft.api.common import API_VERSION, GROUP
 from llmft.api.evaluation import primary_key
 from llmft.api.experiment import EVAL_LOSS, ExperimentSpec
+from llmft.api.resource import MAX_NAME, bounded_name
 from llmft.experiments.space import Cell, Trial
 
 LABEL_EXPERIMENT = f"{GROUP}/experiment"
@@ -26,28 +26,18 @@ ANNOTATION_PARAMETERS = f"{GROUP}/trial-parameters"
 # Set on a trial's FineTuneJob to stop it (by the Experiment, or by a person); the value says why.
 ANNOTATION_STOP = f"{GROUP}/stop"
 ANNOTATION_STOP_REASON = f"{GROUP}/stop-reason"  # the Failed condition's reason (EarlyStopped)
-MAX_NAME = 63
 # The FineTuneJob's Job adds "-ftj"; keeping trial names within 59 keeps Job names readable.
 MAX_TRIAL_NAME = MAX_NAME - 4
 
 
-def _bounded(base: str, suffix: str, limit: int) -> str:
-    name = f"{base}-{suffix}"
-    if len(name) <= limit:
-        return name
-    digest = hashlib.sha256(base.encode()).hexdigest()[:6]
-    keep = limit - len(suffix) - len(digest) - 2
-    return f"{base[:keep].rstrip('-')}-{digest}-{suffix}"
-
-
 def trial_name(experiment: str, index: int) -> str:
     """The trial's FineTuneJob: <experiment>-t<NN>."""
-    return _bounded(experiment, f"t{index:02d}", MAX_TRIAL_NAME)
+    return bounded_name(experiment, f"t{index:02d}", MAX_TRIAL_NAME)
 
 
 def evaluation_name(experiment: str) -> str:
     """The Experiment's Evaluation: <experiment>-eval."""
-    return _bounded(experiment, "eval", MAX_TRIAL_NAME)
+    return bounded_name(experiment, "eval", MAX_TRIAL_NAME)
 
 
 def mlflow_experiment_name(spec: ExperimentSpec, namespace: str, name: str) -> str | None:
