@@ -152,8 +152,12 @@ class Reconciler:
         if (job is None or job["metadata"].get("deletionTimestamp")) and status.get("jobName"):
             job = self.kube.get_job(namespace, jname)
         stop = (meta.get("annotations") or {}).get(ANNOTATION_STOP)
-        if stop and status.get("phase") not in FINISHED:
-            return self._stop(kind, body, job, stop, generation)
+        if stop:
+            if status.get("phase") not in FINISHED:
+                return self._stop(kind, body, job, stop, generation)
+            # Stopped (or finished before the stop came): the status is final. A Job event
+            # still to come (its pod completed as the stop deleted it) must not rewrite it.
+            return DONE
         # Without status.jobName no Job is known: _start's create answers 409 if one exists.
         if job is not None:
             if meta["uid"] not in owner_uids(job):

@@ -6,6 +6,7 @@ from typing import Any, cast
 
 from operator_manifests import finetune
 
+from llmft.experiments.children import ANNOTATION_STOP, ANNOTATION_STOP_REASON
 from llmft_operator.controller import Reconciler
 from llmft_operator.kube import Kube
 from llmft_operator.settings import OperatorSettings
@@ -64,3 +65,18 @@ def test_a_job_event_moves_a_running_resource_forward() -> None:
     reconciler.reconcile("FineTuneJob", "ns", "tune", "job", job=job("Complete"))
 
     assert [p["phase"] for p in kube.patches] == ["Succeeded"]
+
+
+def test_a_stopped_resource_stays_stopped_when_its_job_completes_as_it_is_deleted() -> None:
+    # The pod finished just as the stop deleted the Job: the Job's last event says Complete.
+    stopped = {"phase": "Failed", "jobName": "tune-ftj", "artifacts": ARTIFACTS}
+    kube = RecordingKube(stopped, job("Complete"))
+    kube.body["metadata"]["annotations"] = {
+        ANNOTATION_STOP: "eval loss above the median",
+        ANNOTATION_STOP_REASON: "EarlyStopped",
+    }
+    reconciler = Reconciler(cast(Kube, kube), OperatorSettings(), lambda *_: None, lambda *_: None)
+
+    reconciler.reconcile("FineTuneJob", "ns", "tune", "job", job=job("Complete"))
+
+    assert kube.patches == []

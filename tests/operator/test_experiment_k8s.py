@@ -158,7 +158,16 @@ def test_the_matrix_cannot_change_but_the_budget_can(cluster: KubeCluster) -> No
 
 # --- the operator ----------------------------------------------------------------------------
 
-TRIAL_RUN_MS = 25000  # long enough for the test to play a trial's reports while it runs
+HOLD = "llmft.io/kwok-hold"  # kwok keeps a trial's pod Running until the test releases it
+
+
+def _release(on: Api, trial: str) -> None:
+    """Let a held trial's pod complete (kwok's complete stage needs the hold annotation gone)."""
+    pods = wait_for(lambda: on.pods_of(f"{trial}-ftj"), 60, what=f"pod of {trial}")
+    for pod in pods:
+        on.core.patch_namespaced_pod(
+            pod.metadata.name, NS, {"metadata": {"annotations": {HOLD: None}}}
+        )
 
 
 def _play(kube: KubeCluster, on: Api, tmp_path: Path, trial: str, status: dict[str, Any]) -> None:
@@ -201,7 +210,7 @@ def test_an_experiment_runs_its_trials_in_parallel_stops_a_diverging_one_and_ran
         dataset={"path": "datasets/hr"},
         fineTune={
             "hyperparameters": {"maxSteps": 10},
-            "resources": run_ms(TRIAL_RUN_MS),
+            "resources": run_ms(300, **{HOLD: "true"}),
         },
         earlyStopping={"algorithm": "median", "minTrials": 2, "startStep": 1},
         evaluation={
@@ -246,6 +255,8 @@ def test_an_experiment_runs_its_trials_in_parallel_stops_a_diverging_one_and_ran
     assert running["counts"]["running"] == 2 and running["counts"]["planned"] == 4
 
     # When they finish, the next two start; the one whose eval loss diverges is stopped.
+    _release(api, "exp-sweep-t00")
+    _release(api, "exp-sweep-t01")
     wait_for(lambda: len(_trials(api, "exp-sweep")) == 4, 90, what="trials 3 and 4")
     api.wait_phase("FineTuneJob", "exp-sweep-t02", "Running")
     _play(
@@ -275,6 +286,7 @@ def test_an_experiment_runs_its_trials_in_parallel_stops_a_diverging_one_and_ran
             "metrics": {"evalLoss": 0.82},
         },
     )
+    _release(api, "exp-sweep-t03")
 
     # Then the Evaluation of the succeeded trials, and the ranking.
     done = api.wait_phase("Experiment", "exp-sweep", "Succeeded", timeout=120)
