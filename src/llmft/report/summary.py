@@ -131,6 +131,25 @@ def _flat_arm_means(metrics: dict[str, Any], arm: str) -> dict[str, dict[str, An
     }
 
 
+# status.metrics key suffix -> PairedDifference field (as the evaluator's summary writes them)
+_PAIRED_FIELDS = {
+    "delta": "delta",
+    "deltaCiLow": "ciLow",
+    "deltaCiHigh": "ciHigh",
+    "pValue": "pValue",
+}
+
+
+def _flat_arm_comparison(metrics: dict[str, Any], arm: str) -> dict[str, dict[str, Any]]:
+    """`{metric: {delta, ciLow, ciHigh, pValue}}` from the flat `<arm>.<metric>.<field>` keys."""
+    comparison: dict[str, dict[str, Any]] = {}
+    for key, value in metrics.items():
+        parts = key.split(".")
+        if len(parts) == 3 and parts[0] == arm and parts[2] in _PAIRED_FIELDS:
+            comparison.setdefault(parts[1], {})[_PAIRED_FIELDS[parts[2]]] = value
+    return comparison
+
+
 def summary_from_status(
     name: str,
     status: dict[str, Any],
@@ -141,7 +160,8 @@ def summary_from_status(
 
     The evaluator writes the whole summary into `status.summary`; an Evaluation finished by an
     older evaluator has only the flat `status.metrics` (`<arm>.<metric>` means and `winner`),
-    from which, with the spec's arms, a comparison without intervals is rebuilt. `job_models`
+    from which, with the spec's arms, a comparison is rebuilt: the means, each arm's paired
+    difference from the baseline and the verdict, without the means' own intervals. `job_models`
     maps a FineTuneJob's name to its base model, for arms that name only the job.
     """
     where = f"Evaluation/{name} status"
@@ -167,6 +187,7 @@ def summary_from_status(
                 "rag": bool((arm.get("rag") or {}).get("enabled")),
                 "retrievalHitRate": hit["mean"] if hit else None,
                 "metrics": stats,
+                "comparison": _flat_arm_comparison(metrics, arm["name"]) or None,
             }
         )
     if not any(a["metrics"] for a in arms):
@@ -195,4 +216,13 @@ def summary_from_status(
         "ranking": ranking,
         "arms": arms,
     }
+    if metrics.get("verdict") and metrics.get("significanceLevel") is not None:
+        data["verdict"] = {
+            "winner": metrics.get("winner"),
+            "best": metrics.get("best", ranking[0]),
+            "metric": primary,
+            "significanceLevel": metrics["significanceLevel"],
+            "pValue": metrics.get("pValue"),
+            "reason": metrics["verdict"],
+        }
     return parse_summary(data, name, where + ".metrics")
