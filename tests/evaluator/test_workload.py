@@ -227,9 +227,14 @@ def test_smollm2_with_and_without_rag_via_the_module_entrypoint(  # type: ignore
     assert len(items) == 4
     assert all(r["answer"].strip() for r in items), "SmolLM2 answers every question"
     rag = [r for r in items if r["rag"]]
-    assert [r["retrieved"][0]["id"] for r in rag] == ["leave-0", "sick-0"]
-    # With the chunk in the prompt, the instruct model repeats its facts: "27" / "seven".
-    assert "27" in rag[0]["answer"]
+    # maxItems samples two questions (seeded, one per source document); each retrieves its own
+    # gold chunk first.
+    gold = {qid: chunks[0] for qid, _, _, chunks in QUESTIONS}
+    assert len({gold[r["id"]] for r in rag}) == 2
+    assert [r["retrieved"][0]["id"] for r in rag] == [gold[r["id"]] for r in rag]
+    # With the chunk in the prompt, the instruct model repeats its facts ("27", "60", ...).
+    facts = {"q-leave-days": "27", "q-fit-note": "seven", "q-core-hours": "10", "q-expenses": "60"}
+    assert any(facts[r["id"]] in r["answer"] for r in rag), [r["answer"] for r in rag]
     summary = json.loads((out / "summary.json").read_text())
     assert {a["name"] for a in summary["arms"]} == {"base", "base-rag"}
     assert all(a["metrics"]["rougeL"]["n"] == 2 for a in summary["arms"])

