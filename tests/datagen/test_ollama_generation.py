@@ -112,6 +112,7 @@ def test_the_manifest_names_model_prompt_and_timings(generated: Run) -> None:
     assert set(manifest["dropped"]) == {
         "unparsable", "empty", "over_limit", "not_question", "not_standalone", "off_topic",
         "unsupported_number", "unsupported", "cross_split", "duplicate", "near_duplicate",
+        "closed_book_paraphrase",
     }  # fmt: skip
 
 
