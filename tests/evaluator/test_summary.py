@@ -167,6 +167,15 @@ def test_a_worse_arm_against_the_baseline_names_the_baseline_when_significant() 
     assert summary["arms"][1]["comparison"]["rougeL"]["delta"] == pytest.approx(-0.2)
 
 
+def test_one_question_gives_a_comparison_and_no_winner() -> None:
+    arms = [_arm("base", [0.2]), _arm("lora", [0.9])]
+    summary = build_summary(arms, ["rougeL"], "rouge", CFG)
+    test = summary["arms"][1]["comparison"]["rougeL"]
+    assert (test["n"], test["pValue"], test["significant"]) == (1, 1.0, False)
+    assert summary["winner"] is None
+    assert "n too small" in summary["verdict"]["reason"]
+
+
 def test_only_questions_both_arms_scored_are_paired() -> None:
     base = [0.1, None, 0.2, 0.3, 0.1, 0.2, 0.3]
     lora = [0.5, 0.6, None, 0.7, 0.5, 0.6, 0.7]

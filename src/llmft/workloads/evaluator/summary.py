@@ -131,6 +131,8 @@ def sign_flip_p_value(diffs: np.ndarray, permutations: int, seed: int) -> float:
 
     if not np.any(diffs):
         return 1.0  # no question tells the arms apart
+    if diffs.size < 2:
+        return 1.0  # one question: its two sign flips are equally extreme (scipy needs two)
     result = permutation_test(
         (diffs,),
         lambda d, axis: np.mean(d, axis=axis),
