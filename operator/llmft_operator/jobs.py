@@ -188,6 +188,8 @@ def build_workload_job(plan: WorkloadPlan, settings: OperatorSettings) -> dict[s
     }
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",
+        # The trainer checkpoints the step in progress on SIGTERM within this time.
+        "terminationGracePeriodSeconds": resources.termination_grace_period_seconds,
         "serviceAccountName": settings.workload_service_account,
         # The token is the workload's status channel (it may only patch <plural>/status).
         "automountServiceAccountToken": True,

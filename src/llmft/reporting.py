@@ -151,6 +151,11 @@ class Reporter:
         self.progress(force=True, message=f"failed: {message}"[:1000])
         self._write_termination_message({"error": message[:3500], "metrics": {}})
 
+    def stopped(self, message: str) -> None:
+        """Record that the workload stopped on a signal (what it kept is in `message`)."""
+        self.progress(force=True, message=message[:1000])
+        self._write_termination_message({"error": message[:3500], "metrics": {}})
+
     def _write_termination_message(self, payload: dict[str, Any]) -> None:
         if not os.path.exists(self.termination_log):
             return

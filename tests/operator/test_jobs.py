@@ -235,6 +235,13 @@ def test_job_retries_deadline_and_ttl_come_from_the_spec_and_settings() -> None:
     assert pod_spec(job)["restartPolicy"] == "Never"
 
 
+def test_the_pods_grace_period_comes_from_the_spec_with_a_default_for_a_checkpoint() -> None:
+    chosen = job_for(finetune(resources={"terminationGracePeriodSeconds": 600}))
+
+    assert pod_spec(chosen)["terminationGracePeriodSeconds"] == 600
+    assert pod_spec(job_for(finetune()))["terminationGracePeriodSeconds"] == 120
+
+
 def test_cluster_deadline_applies_when_the_spec_sets_none() -> None:
     settings = OperatorSettings(job_deadline_seconds=86400)
 

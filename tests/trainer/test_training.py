@@ -156,6 +156,61 @@ def test_causal_training_killed_mid_run_resumes_from_its_last_checkpoint(
     assert status["metrics"]["resumedFromStep"] == saved[-1] + 2
 
 
+def test_sigterm_mid_training_checkpoints_the_step_and_the_next_attempt_resumes_there(
+    tiny_model: Path, dataset_dir: Path, tmp_path: Path, run_trainer: RunTrainer
+) -> None:
+    out = tmp_path / "out"
+    # Far more steps than the signal needs, and no periodic checkpoint: the only checkpoint is
+    # the one written on SIGTERM, and the run cannot end before the signal arrives.
+    manifest = finetune_manifest(
+        tiny_model,
+        dataset_dir,
+        out,
+        hyperparameters={"maxSteps": 100000, "saveSteps": 100000, "evalSteps": 100000},
+    )
+    spec_file = tmp_path / "spec.json"
+    spec_file.write_text(json.dumps(manifest))
+    status_file = tmp_path / "status-sigterm.json"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "LLMFT_STATUS_FILE": str(status_file)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "llmft.workloads.trainer", "--spec", str(spec_file)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 240
+    reported = 0
+    while reported < 2:  # a step reported: the training loop is running
+        assert proc.poll() is None, proc.stderr.read().decode()[-3000:]  # type: ignore[union-attr]
+        assert time.monotonic() < deadline, "no training step reported"
+        time.sleep(0.2)
+        if status_file.exists():
+            text = status_file.read_text()
+            reported = (json.loads(text).get("progress") or {}).get("step", 0) if text else 0
+
+    proc.send_signal(signal.SIGTERM)  # what the kubelet sends on deletion, drain, preemption
+    _, err = proc.communicate(timeout=120)
+
+    assert proc.returncode == 143, err.decode()[-3000:]
+    saved = [p.name for p in (out / "checkpoints").glob("checkpoint-*")]
+    assert len(saved) == 1, saved
+    step = int(saved[0].split("-")[1])
+    assert step >= reported and (out / "checkpoints" / saved[0] / "trainer_state.json").exists()
+    stopped = json.loads(status_file.read_text())["progress"]["message"]
+    assert stopped == (
+        f"stopped by SIGTERM: checkpoint-{step} written at step {step} of 100000; "
+        f"the next attempt resumes from step {step}"
+    )
+    assert not (out / "adapter").exists()
+
+    manifest["spec"]["hyperparameters"]["maxSteps"] = step + 2
+    rc, status = run_trainer(manifest)
+
+    assert rc == 0, status
+    assert status["metrics"]["resumedFromStep"] == step and status["metrics"]["steps"] == step + 2
+    assert status["progress"]["resumedFromStep"] == step
+
+
 def test_smollm2_from_the_gguf_package_runs_lora_steps(
     dataset_dir: Path, tmp_path: Path, run_trainer: RunTrainer
 ) -> None:

@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from llmft.reporting import Reporter
+from llmft.workloads.entry import run_workload
+from llmft.workloads.stopping import STOP, Stopped
 
 LOGS = """
 import logging
@@ -59,3 +67,54 @@ def test_a_result_too_big_for_the_termination_message_stays_valid_json(tmp_path:
     assert len(text) <= 4000
     assert kept["winner"] == "lora" and kept["arm7.ngram"] == 0.123456  # the means stay
     assert not any(k.count(".") == 2 for k in kept) or len(kept) < len(metrics)
+
+
+def _spec_file(tmp_path: Path) -> Path:
+    manifest = {
+        "apiVersion": "llmft.io/v1alpha1",
+        "kind": "FineTuneJob",
+        "metadata": {"name": "stop", "namespace": "default"},
+        "spec": {
+            "baseModel": {"name": "/models/none"},
+            "dataset": {"path": "/data/none"},
+            "output": {"path": str(tmp_path / "out")},
+        },
+    }
+    path = tmp_path / "spec.json"
+    path.write_text(json.dumps(manifest))
+    return path
+
+
+def test_sigterm_outside_a_saving_stretch_stops_the_workload_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    status_file = tmp_path / "status.json"
+    monkeypatch.setenv("LLMFT_STATUS_FILE", str(status_file))
+    reached: list[str] = []
+
+    def main(res: Any, reporter: Reporter) -> None:
+        os.kill(os.getpid(), signal.SIGTERM)  # handled before the next line runs
+        reached.append("after the signal")
+
+    before = signal.getsignal(signal.SIGTERM)
+    rc = run_workload("FineTuneJob", "test", main, ["--spec", str(_spec_file(tmp_path))])
+
+    assert rc == 143 and reached == []
+    assert json.loads(status_file.read_text())["progress"]["message"] == "stopped by SIGTERM"
+    assert signal.getsignal(signal.SIGTERM) is before  # the caller's handler is back
+
+
+def test_a_saving_stretch_defers_the_first_stop_signal_and_not_a_second() -> None:
+    STOP.install()
+    try:
+        with STOP.deferred():
+            os.kill(os.getpid(), signal.SIGTERM)
+            assert STOP.requested and STOP.signum == signal.SIGTERM  # recorded, still running
+            with pytest.raises(Stopped) as second:
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(5)  # not reached: the handler raises first
+        assert second.value.exit_code == 130  # the second signal stopped it
+        with pytest.raises(Stopped), STOP.deferred():  # already asked: no stretch begins
+            pass
+    finally:
+        STOP.restore()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import signal
 import sys
 import traceback
 from collections.abc import Callable
@@ -16,6 +15,7 @@ import yaml
 
 from llmft.api.resource import ManifestError, Resource, parse_resource
 from llmft.reporting import Reporter, reporter_from_env
+from llmft.workloads.stopping import STOP, Stopped
 
 
 class WorkloadError(Exception):
@@ -66,11 +66,18 @@ def run_workload(
     parser.add_argument("--verbose", action="store_true", help="debug logging")
     args = parser.parse_args(argv)
     configure_logging(args.verbose)
-    # SIGINT means "save and stop" (the runner sends it on Ctrl-C), even when this process was
-    # started with SIGINT ignored (a background job inherits that, and Python keeps it).
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    # SIGINT (the runner on Ctrl-C) and SIGTERM (the kubelet) mean "save and stop", even when
+    # this process was started with SIGINT ignored (a background job inherits that).
+    STOP.install()
     try:
-        res = load_spec_file(args.spec, kind)
+        return _run(kind, main, args.spec)
+    finally:
+        STOP.restore()
+
+
+def _run(kind: str, main: Callable[[Resource[Any], Reporter], None], spec: Path) -> int:
+    try:
+        res = load_spec_file(spec, kind)
     except (WorkloadError, ManifestError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -82,6 +89,11 @@ def run_workload(
     except WorkloadError as err:
         _fail(reporter, str(err))
         return 1
+    except Stopped as stop:
+        message = str(stop)
+        print(f"error: {message}", file=sys.stderr)
+        reporter.stopped(message)
+        return stop.exit_code
     except KeyboardInterrupt:
         _fail(reporter, "interrupted")
         return 130

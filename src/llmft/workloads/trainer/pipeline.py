@@ -32,6 +32,7 @@ from llmft.workloads import hubsource, modeling
 from llmft.workloads.chatformat import ChatFormat
 from llmft.workloads.entry import WorkloadError
 from llmft.workloads.rag import default_collection
+from llmft.workloads.stopping import STOP, Stopped
 from llmft.workloads.trainer.card import model_card, write_model_card
 from llmft.workloads.trainer.data import TrainingData, load_training_data
 from llmft.workloads.trainer.model import (
@@ -155,6 +156,16 @@ def restore_final_checkpoint(trainer: Any, checkpoint: str) -> tuple[float, floa
     return (float(losses[-1]) if losses else float("nan")), (
         float(runtimes[-1]) if runtimes else 0.0
     )
+
+
+def _kept(ckpt_dir: Path, state: Any, stopped_at: int | None) -> str:
+    """What a training run stopped by a signal leaves for the next attempt."""
+    step = int(state.global_step)
+    last = last_complete_checkpoint(ckpt_dir)
+    if last is None or checkpoint_step(last) != step:
+        return f"at step {step} of {state.max_steps}; no checkpoint of that step was written"
+    when = "the last step" if stopped_at is None else f"step {step} of {state.max_steps}"
+    return f"checkpoint-{step} written at {when}; the next attempt resumes from step {step}"
 
 
 def _trim_log(log_file: Path, resumed_from: int | None) -> None:
@@ -362,6 +373,7 @@ def _train(
     from trl import SFTTrainer
 
     from llmft.workloads.trainer.progress import ProgressCallback
+    from llmft.workloads.trainer.stop import CheckpointOnStop
 
     name = res.metadata.name
     hp = spec.hyperparameters
@@ -384,7 +396,8 @@ def _train(
     set_seed(hp.seed)
     config = training_config(spec, out, name, tm, has_eval, report_to)
     progress = ProgressCallback(reporter, log_file, resumed_from)
-    callbacks: list[Any] = [progress]
+    on_stop = CheckpointOnStop(STOP)
+    callbacks: list[Any] = [progress, on_stop]
     if mlflow_run is not None:
         callbacks.append(MlflowCallback(mlflow_run))
     if hp.early_stopping_patience is not None:
@@ -419,7 +432,11 @@ def _train(
             message=f"checkpoint {resumed_from} is the last step; saving it without training",
         )
     else:
-        result = trainer.train(resume_from_checkpoint=resume)
+        # SIGTERM or SIGINT now ends training after the step in progress, with its checkpoint.
+        with STOP.deferred():
+            result = trainer.train(resume_from_checkpoint=resume)
+        if STOP.signum is not None:
+            raise Stopped(STOP.signum, _kept(ckpt_dir, trainer.state, on_stop.stopped_at))
         train_loss = float(result.training_loss)
         train_runtime = float(result.metrics.get("train_runtime", 0.0))
     train_cpu = time.process_time() - cpu_start
