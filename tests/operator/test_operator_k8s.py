@@ -734,6 +734,38 @@ def test_missing_secret_waits_with_a_clear_condition_until_it_exists(api: Api, d
     assert "hf_s3cr3t" not in seen
 
 
+def test_a_secret_without_the_referenced_key_waits_naming_both_until_it_is_fixed(
+    api: Api, docs: str
+) -> None:
+    # The seed's gated base model: a Hub read token, in a Secret whose key has a typo.
+    gated = {"name": "meta-llama/Meta-Llama-3-8B-Instruct"}
+    gated["tokenSecretRef"] = {"name": "hf-read", "key": "token"}  # type: ignore[assignment]
+    opted_in = client.V1ObjectMeta(name="hf-read", labels={"llmft.io/use-in-workloads": "true"})
+    api.core.create_namespaced_secret(
+        NS, client.V1Secret(metadata=opted_in, string_data={"tokn": "hf_r34d"})
+    )
+    api.create(finetune("gated", dataset_ref=docs, baseModel=gated, resources=run_ms(200)))
+
+    waiting = api.wait_phase("FineTuneJob", "gated", "Waiting")
+    inputs = condition(waiting, "InputsReady")
+    assert inputs["reason"] == "SecretKeyNotFound"
+    assert inputs["message"] == "Secret 'hf-read' has no key 'token' (spec.baseModel.tokenSecretRef)"
+    assert api.job("gated-ftj") is None
+    warned = wait_for(
+        lambda: [e for e in api.events_for("gated") if e.reason == "SecretKeyNotFound"],
+        20,
+        what="SecretKeyNotFound event",
+    )
+    assert warned[0].type == "Warning"
+
+    api.core.patch_namespaced_secret("hf-read", NS, {"stringData": {"token": "hf_r34d"}})
+    done = api.wait_phase("FineTuneJob", "gated", "Succeeded")
+
+    assert condition(done, "InputsReady")["status"] == "True"
+    seen = json.dumps(done) + " ".join(e.message or "" for e in api.events_for("gated"))
+    assert "hf_r34d" not in seen
+
+
 def test_spec_change_after_completion_is_recorded_not_silently_ignored(api: Api, docs: str) -> None:
     api.create(finetune("changed", dataset_ref=docs, resources=run_ms(200)))
     api.wait_phase("FineTuneJob", "changed", "Succeeded")
