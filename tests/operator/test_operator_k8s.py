@@ -749,7 +749,8 @@ def test_a_secret_without_the_referenced_key_waits_naming_both_until_it_is_fixed
     waiting = api.wait_phase("FineTuneJob", "gated", "Waiting")
     inputs = condition(waiting, "InputsReady")
     assert inputs["reason"] == "SecretKeyNotFound"
-    assert inputs["message"] == "Secret 'hf-read' has no key 'token' (spec.baseModel.tokenSecretRef)"
+    missing = "Secret 'hf-read' has no key 'token' (spec.baseModel.tokenSecretRef)"
+    assert inputs["message"] == missing
     assert api.job("gated-ftj") is None
     warned = wait_for(
         lambda: [e for e in api.events_for("gated") if e.reason == "SecretKeyNotFound"],
