@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -30,6 +31,7 @@ import tempfile
 import threading
 import time
 import urllib.request
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -175,14 +177,30 @@ def reconcile_totals(metrics_url: str) -> tuple[float, float]:
     return seconds, count
 
 
-def api_requests(cluster: KubeCluster) -> float:
-    """Requests the API server has served so far (apiserver_request_total, watches excluded)."""
+def api_requests(cluster: KubeCluster) -> Counter[str]:
+    """Requests the API server has served so far (apiserver_request_total, watches excluded),
+    by verb and resource, e.g. "PATCH datasetgenerations/status"."""
     text = cluster.kubectl("get", "--raw", "/metrics", timeout=60).stdout
-    return sum(
-        float(line.rsplit(" ", 1)[1])
-        for line in text.splitlines()
-        if line.startswith("apiserver_request_total{") and 'verb="WATCH"' not in line
-    )
+    counts: Counter[str] = Counter()
+    for line in text.splitlines():
+        if not line.startswith("apiserver_request_total{") or 'verb="WATCH"' in line:
+            continue
+        labels = dict(re.findall(r'(\w+)="([^"]*)"', line.split("}", 1)[0]))
+        what = labels.get("resource", "")
+        if labels.get("subresource"):
+            what += "/" + labels["subresource"]
+        counts[f"{labels.get('verb', '')} {what}"] += float(line.rsplit(" ", 1)[1])
+    return counts
+
+
+def per_resource(before: Counter[str], after: Counter[str], n: int) -> dict[str, Any]:
+    """API calls per resource over a round: the total and the busiest (verb, resource) pairs."""
+    spent = {k: after[k] - before[k] for k in after if after[k] - before[k] >= n / 20}
+    top = dict(sorted(spent.items(), key=lambda kv: -kv[1]))
+    return {
+        "total": round((sum(after.values()) - sum(before.values())) / n, 1),
+        "by_call": {k: round(v / n, 2) for k, v in top.items()},
+    }
 
 
 def baseline_round(cluster: KubeCluster, ns: str, n: int, threads: int) -> dict[str, Any]:
@@ -218,7 +236,7 @@ def baseline_round(cluster: KubeCluster, ns: str, n: int, threads: int) -> dict[
         "baseline_p50_seconds": round(statistics.median(latencies), 3),
         "baseline_p99_seconds": round(percentile(latencies, 99), 3),
         "baseline_all_jobs_seconds": round(max(jobs.seen.values()) - started, 2),
-        "baseline_api_calls_per_resource": round((api_requests(cluster) - requests_before) / n, 1),
+        "baseline_api_calls": per_resource(requests_before, api_requests(cluster), n),
     }
 
 
@@ -248,7 +266,7 @@ def run_round(
     while len(jobs.seen.keys() & sent.keys()) < n and time.monotonic() < deadline:
         time.sleep(0.2)
     jobs.stop()
-    requests = api_requests(cluster) - requests_before
+    requests = per_resource(requests_before, api_requests(cluster), n)
     cpu_spent = cpu_seconds(pid) - cpu_before
     seconds_after, count_after = reconcile_totals(metrics_url)
     reconciles = max(count_after - count_before, 1)
@@ -265,7 +283,7 @@ def run_round(
         # CPU the operator spent until the last Job appeared: what it costs per object.
         "operator_cpu_seconds": round(cpu_spent, 1),
         "reconciles": int(reconciles),
-        "api_calls_per_resource": round(requests / n, 1),
+        "api_calls": requests,
         "mean_reconcile_ms": round(1000 * (seconds_after - seconds_before) / reconciles, 1),
         "load_average_1m": os.getloadavg()[0],
     }
@@ -337,7 +355,7 @@ def main() -> int:
             print(
                 f"{r['n']:>6} {r['p50_seconds']:>8} {r['p99_seconds']:>8} "
                 f"{r['baseline_p99_seconds']:>11} {r['p99_ratio']:>10} "
-                f"{r['api_calls_per_resource']:>10} {r['baseline_api_calls_per_resource']:>11} "
+                f"{r['api_calls']['total']:>10} {r['baseline_api_calls']['total']:>11} "
                 f"{r['operator_peak_rss_mib']:>13} {r['operator_cpu_seconds']:>15}"
             )
         if args.json:

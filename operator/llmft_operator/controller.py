@@ -68,6 +68,51 @@ EventPoster = Callable[[dict[str, Any], Transition], None]
 Adopter = Callable[[list[dict[str, Any]], dict[str, Any]], None]
 
 
+Key = tuple[str, str, str]  # (kind, namespace, name)
+
+
+def _resource_version(body: dict[str, Any]) -> int | None:
+    try:
+        return int(body["metadata"]["resourceVersion"])
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+class Bodies:
+    """The newest body seen of each resource: from its watch events and from the operator's own
+    status patches (whose answer is the patched object), so a Job event needs no GET of its
+    resource. Newer means a higher resourceVersion (etcd's revision); managedFields are dropped.
+    """
+
+    def __init__(self) -> None:
+        self._bodies: dict[Key, dict[str, Any]] = {}
+        self._guard = threading.Lock()
+
+    def remember(self, kind: str, body: dict[str, Any]) -> None:
+        meta = body.get("metadata") or {}
+        if not meta.get("name") or not meta.get("namespace"):
+            return
+        key = (kind, meta["namespace"], meta["name"])
+        slim = {**body, "metadata": {k: v for k, v in meta.items() if k != "managedFields"}}
+        version = _resource_version(slim)
+        with self._guard:
+            known = self._bodies.get(key)
+            known_version = _resource_version(known) if known is not None else None
+            if version is None or known_version is None or version >= known_version:
+                self._bodies[key] = slim
+
+    def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        with self._guard:
+            return self._bodies.get((kind, namespace, name))
+
+    def forget(self, kind: str, namespace: str, name: str) -> None:
+        with self._guard:
+            self._bodies.pop((kind, namespace, name), None)
+
+    def __len__(self) -> int:
+        return len(self._bodies)
+
+
 @dataclass(frozen=True)
 class Outcome:
     """What a reconcile left to do: nothing, retry later (waiting), or never (invalid spec)."""
@@ -102,6 +147,7 @@ class Reconciler:
         self.adopt = adopt
         self.retry_interval = retry_interval
         self.phases = metrics.PhaseBook()
+        self.bodies = Bodies()
         # Striped locks: one resource is reconciled by one thread at a time, in bounded memory.
         self._locks = [threading.Lock() for _ in range(LOCK_STRIPES)]
 
@@ -115,19 +161,31 @@ class Reconciler:
         name: str,
         trigger: str,
         job: dict[str, Any] | None = None,
+        body: dict[str, Any] | None = None,
     ) -> Outcome:
         """Bring the resource's Job and status up to date with what the cluster holds now.
 
-        `job` is the Job as a watch event just delivered it (saves reading it again).
+        `job` is the Job as a watch event just delivered it, `body` the resource as its own
+        watch event did (each saves reading it again). A Job event or the refresher's tick reads
+        the resource from `bodies` (its watch events and this operator's own patches); a stop
+        reads it from the API server (its annotation was just written), as does any trigger
+        whose resource is not known yet.
         """
         started = time.monotonic()
         outcome_label = "error"
         try:
             with self._lock((kind, namespace, name)):
-                body = self.kube.get_resource(kind, namespace, name)
+                if body is None and trigger in ("job", "timer"):
+                    body = self.bodies.get(kind, namespace, name)
+                if body is None:
+                    body = self.kube.get_resource(kind, namespace, name)
+                    if body is not None:
+                        self.bodies.remember(kind, body)
                 if body is None or body["metadata"].get("deletionTimestamp"):
                     outcome_label = "gone"
                     self.phases.forget(kind, namespace, name)
+                    if body is None:
+                        self.bodies.forget(kind, namespace, name)
                     return DONE
                 outcome = self._reconcile(kind, body, job, trigger)
             outcome_label = (
@@ -168,6 +226,10 @@ class Reconciler:
             if status.get("phase") in FINISHED and not _job_finished(job):
                 # A watch event older than the status already written: this resource has one
                 # Job (its owner uid was checked), and a finished phase never goes back.
+                return DONE
+            if trigger == "job" and not job.get("status") and status.get("jobName") == jname:
+                # The Job as just created (the Job controller has not looked at it yet): the
+                # status written at its creation says all there is; its first update follows.
                 return DONE
             pods = self.kube.job_pods(namespace, jname)
             refused = None
@@ -418,7 +480,9 @@ class Reconciler:
             if old.get("phase"):
                 self.phases.record(kind, namespace, name, old["phase"])
             return
-        self.kube.patch_status(kind, namespace, name, patch)
+        patched = self.kube.patch_status(kind, namespace, name, patch)
+        if isinstance(patched, dict) and patched.get("metadata"):
+            self.bodies.remember(kind, patched)
         new = merge_patch(old, patch)
         phase = new.get("phase") or ""
         if phase and phase != old.get("phase"):

@@ -11,6 +11,7 @@ well as `python -m llmft_operator`.
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any, cast
 
@@ -51,6 +52,37 @@ def _adopt(children: list[dict[str, Any]], owner: dict[str, Any]) -> None:
     kopf.adopt(children, owner=cast(kopf.Body, owner))
 
 
+class MemoryDiffBaseStorage(kopf.AnnotationsDiffBaseStorage):
+    """kopf's last-handled state of each object (what a spec change is detected against), kept
+    in the operator's memory instead of patched onto the object: that patch would be one more
+    write, and one more watch event, for every resource created.
+
+    After a restart nothing is remembered, so kopf sees each object as new and runs its creation
+    handler, which reconciles it as a resume would (every reconcile is idempotent). An object an
+    older operator annotated is read from that annotation.
+    """
+
+    def __init__(self, prefix: str, key: str) -> None:
+        super().__init__(prefix=prefix, key=key)
+        self._essences: dict[str, str] = {}  # uid -> essence as JSON (kopf's event loop only)
+
+    def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
+        encoded = self._essences.get(body.metadata.uid or "")
+        if encoded is not None:
+            return cast(kopf.BodyEssence, json.loads(encoded))
+        return super().fetch(body=body)
+
+    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
+        if body.metadata.uid:
+            self._essences[body.metadata.uid] = json.dumps(essence, separators=(",", ":"))
+
+    def forget(self, uid: str | None) -> None:
+        self._essences.pop(uid or "", None)
+
+    def __len__(self) -> int:
+        return len(self._essences)
+
+
 @kopf.on.startup()
 def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     """Read the operator settings once; keep kopf's bookkeeping in annotations, not in status."""
@@ -59,9 +91,8 @@ def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
         prefix=ANNOTATION_PREFIX
     )
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=ANNOTATION_PREFIX, key="last-handled-configuration"
-    )
+    memo.diffbase = MemoryDiffBaseStorage(ANNOTATION_PREFIX, "last-handled-configuration")
+    settings.persistence.diffbase_storage = memo.diffbase
     # No handler needs a finalizer; kopf removes this one from objects an older operator (whose
     # timer needed it) left it on.
     settings.persistence.finalizer = f"{GROUP}/operator"
@@ -70,7 +101,10 @@ def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
         # chart does not grant); the CRDs are served as found at startup (Helm installs them
         # first).
         settings.scanning.disabled = True
-    settings.posting.level = logging.INFO
+    # kopf's own progress messages ("Handler 'reconcile' succeeded", "Creation is processed")
+    # would cost two Events per resource; the operator posts an Event for each transition of
+    # its own (kopf.event), and kopf's warnings and errors are still posted.
+    settings.posting.level = logging.WARNING
     # Reconciles mostly wait on the API server; more threads overlap those waits.
     settings.execution.max_workers = 32
     settings.networking.request_timeout = 60
@@ -90,6 +124,7 @@ def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     memo.refresher = Refresher(
         lambda kind, namespace, name: reconciler.reconcile(kind, namespace, name, "timer"),
         interval=3 * INTERVAL,
+        min_age=3 * INTERVAL,
     )
     memo.refresher.start()
     metrics.serve(op_settings.metrics_port)
@@ -119,38 +154,61 @@ def _raise_for(outcome: Outcome, retry: int) -> None:
 def _reconcile(
     trigger: str,
     resource: kopf.Resource,
+    body: kopf.Body,
     name: str,
     namespace: str | None,
     memo: Any,
     retry: int,
 ) -> None:
     reconciler: Reconciler = memo.reconciler
+    if trigger == "create" and body.get("status"):
+        trigger = "resume"  # found at startup (kopf's memory of it died with the last process)
+    # kopf hands over the object of the newest watch event: no need to read it again.
     outcome = reconciler.reconcile(
-        KINDS.by_plural(resource.plural).kind, namespace or "", name, trigger
+        KINDS.by_plural(resource.plural).kind, namespace or "", name, trigger, body=dict(body)
     )
     _raise_for(outcome, retry)
 
 
 def on_create(
-    resource: kopf.Resource, name: str, namespace: str | None, memo: Any, retry: int, **_: Any
+    resource: kopf.Resource,
+    body: kopf.Body,
+    name: str,
+    namespace: str | None,
+    memo: Any,
+    retry: int,
+    **_: Any,
 ) -> None:
-    _reconcile("create", resource, name, namespace, memo, retry)
+    _reconcile("create", resource, body, name, namespace, memo, retry)
 
 
 def on_resume(
-    resource: kopf.Resource, name: str, namespace: str | None, memo: Any, retry: int, **_: Any
+    resource: kopf.Resource,
+    body: kopf.Body,
+    name: str,
+    namespace: str | None,
+    memo: Any,
+    retry: int,
+    **_: Any,
 ) -> None:
-    _reconcile("resume", resource, name, namespace, memo, retry)
+    _reconcile("resume", resource, body, name, namespace, memo, retry)
 
 
 def on_spec_change(
-    resource: kopf.Resource, name: str, namespace: str | None, memo: Any, retry: int, **_: Any
+    resource: kopf.Resource,
+    body: kopf.Body,
+    name: str,
+    namespace: str | None,
+    memo: Any,
+    retry: int,
+    **_: Any,
 ) -> None:
-    _reconcile("update", resource, name, namespace, memo, retry)
+    _reconcile("update", resource, body, name, namespace, memo, retry)
 
 
 def on_resource_event(
     resource: kopf.Resource,
+    body: kopf.Body,
     name: str,
     namespace: str | None,
     status: kopf.Status,
@@ -158,12 +216,33 @@ def on_resource_event(
     memo: Any,
     **_: Any,
 ) -> None:
+    kind = KINDS.by_plural(resource.plural).kind
+    # The newest body of each resource, for its Job's events (they then need no GET).
+    reconciler: Reconciler | None = getattr(memo, "reconciler", None)
+    if reconciler is not None:
+        if type == "DELETED":
+            reconciler.bodies.forget(kind, namespace or "", name)
+        else:
+            reconciler.bodies.remember(kind, dict(body))
+    _forget_if_deleted(body, type, memo)
     # Once the pod runs, every change shows on the Job, whose events drive the status; until then
     # the refresher re-reads the resource (image pulls and scheduling show on the pod only).
     refresher: Refresher | None = getattr(memo, "refresher", None)
     if refresher is not None:
-        key = (KINDS.by_plural(resource.plural).kind, namespace or "", name)
+        key = (kind, namespace or "", name)
         refresher.observe(key, dict(status), deleted=type == "DELETED")
+
+
+def _forget_if_deleted(body: kopf.Body, type: str | None, memo: Any) -> None:
+    diffbase: MemoryDiffBaseStorage | None = getattr(memo, "diffbase", None)
+    if type == "DELETED" and diffbase is not None:
+        diffbase.forget(body.metadata.uid)
+
+
+@kopf.on.event(GROUP, VERSION, EXPERIMENTS, id="forget-deleted")
+def on_experiment_event(body: kopf.Body, type: str | None, memo: Any, **_: Any) -> None:
+    """An Experiment was deleted: drop kopf's memory of it."""
+    _forget_if_deleted(body, type, memo)
 
 
 @kopf.on.cleanup()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -29,12 +30,24 @@ def needs_refresh(status: Mapping[str, Any] | None) -> bool:
 
 
 class Refresher:
-    """The set of resources to re-check, and the thread that re-checks them every `interval` s."""
+    """The set of resources to re-check, and the thread that re-checks them every `interval` s.
 
-    def __init__(self, check: Callable[[str, str, str], Any], interval: float) -> None:
+    A resource is re-checked once it has been pending for `min_age` seconds: a burst of new
+    Jobs whose pods are on their way costs no reads.
+    """
+
+    def __init__(
+        self,
+        check: Callable[[str, str, str], Any],
+        interval: float,
+        min_age: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.check = check
         self.interval = interval
-        self._pending: set[Key] = set()
+        self.min_age = min_age
+        self.clock = clock
+        self._pending: dict[Key, float] = {}  # key -> when it was first seen pending
         self._guard = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -43,16 +56,18 @@ class Refresher:
         """Record what a watch event showed of one resource."""
         with self._guard:
             if not deleted and needs_refresh(status):
-                self._pending.add(key)
+                self._pending.setdefault(key, self.clock())
             else:
-                self._pending.discard(key)
+                self._pending.pop(key, None)
 
     def pending(self) -> list[Key]:
+        """The resources pending for at least `min_age` seconds."""
+        oldest = self.clock() - self.min_age
         with self._guard:
-            return sorted(self._pending)
+            return sorted(key for key, since in self._pending.items() if since <= oldest)
 
     def tick(self) -> int:
-        """Re-check every pending resource once; returns how many were checked."""
+        """Re-check every resource pending long enough once; returns how many were checked."""
         keys = self.pending()
         for kind, namespace, name in keys:
             if self._stop.is_set():

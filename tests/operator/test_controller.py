@@ -7,7 +7,7 @@ from typing import Any, cast
 from operator_manifests import finetune
 
 from llmft.experiments.children import ANNOTATION_STOP, ANNOTATION_STOP_REASON
-from llmft_operator.controller import Reconciler
+from llmft_operator.controller import Bodies, Reconciler
 from llmft_operator.kube import Kube
 from llmft_operator.settings import OperatorSettings
 
@@ -80,3 +80,86 @@ def test_a_stopped_resource_stays_stopped_when_its_job_completes_as_it_is_delete
     reconciler.reconcile("FineTuneJob", "ns", "tune", "job", job=job("Complete"))
 
     assert kube.patches == []
+
+
+class CountingKube(RecordingKube):
+    """RecordingKube that counts the reads of the resource and of the Job's pods."""
+
+    def __init__(self, status: dict[str, Any], job: dict[str, Any]) -> None:
+        super().__init__(status, job)
+        self.body["metadata"]["resourceVersion"] = "7"
+        self.reads: list[str] = []
+
+    def get_resource(self, kind: str, namespace: str, name: str) -> dict[str, Any]:
+        self.reads.append("resource")
+        return self.body
+
+    def job_pods(self, namespace: str, name: str) -> list[dict[str, Any]]:
+        self.reads.append("pods")
+        return []
+
+
+def test_a_job_event_reads_the_resource_from_its_last_watch_event_not_the_api() -> None:
+    running = {"phase": "Running", "jobName": "tune-ftj", "artifacts": ARTIFACTS}
+    kube = CountingKube(running, job("Complete"))
+    reconciler = Reconciler(cast(Kube, kube), OperatorSettings(), lambda *_: None, lambda *_: None)
+    reconciler.bodies.remember("FineTuneJob", kube.body)
+
+    reconciler.reconcile("FineTuneJob", "ns", "tune", "job", job=job("Complete"))
+
+    assert kube.reads == ["pods"]
+    assert [p["phase"] for p in kube.patches] == ["Succeeded"]
+
+
+def test_an_unknown_resource_is_read_once_then_known() -> None:
+    running = {"phase": "Running", "jobName": "tune-ftj", "artifacts": ARTIFACTS}
+    kube = CountingKube(running, job())
+    reconciler = Reconciler(cast(Kube, kube), OperatorSettings(), lambda *_: None, lambda *_: None)
+
+    reconciler.reconcile("FineTuneJob", "ns", "tune", "job", job=job())
+    reconciler.reconcile("FineTuneJob", "ns", "tune", "job", job=job())
+
+    assert kube.reads == ["resource", "pods", "pods"]
+
+
+def test_a_just_created_job_without_status_costs_no_call() -> None:
+    pending = {"phase": "Pending", "jobName": "tune-ftj", "artifacts": ARTIFACTS}
+    fresh = {**job(), "status": {}}
+    kube = CountingKube(pending, fresh)
+    reconciler = Reconciler(cast(Kube, kube), OperatorSettings(), lambda *_: None, lambda *_: None)
+    reconciler.bodies.remember("FineTuneJob", kube.body)
+
+    reconciler.reconcile("FineTuneJob", "ns", "tune", "job", job=fresh)
+
+    assert kube.reads == [] and kube.patches == []
+
+
+def test_a_stop_reads_the_resource_from_the_api_server() -> None:
+    # The stop annotation was just written: a watch event may not have brought it yet.
+    running = {"phase": "Running", "jobName": "tune-ftj", "artifacts": ARTIFACTS}
+    kube = CountingKube(running, job())
+    reconciler = Reconciler(cast(Kube, kube), OperatorSettings(), lambda *_: None, lambda *_: None)
+    reconciler.bodies.remember("FineTuneJob", kube.body)
+
+    reconciler.reconcile("FineTuneJob", "ns", "tune", "stop")
+
+    assert kube.reads[0] == "resource"
+
+
+def test_bodies_keep_the_newest_version_and_drop_managed_fields() -> None:
+    bodies = Bodies()
+
+    def body(version: str, phase: str) -> dict[str, Any]:
+        meta = {"name": "a", "namespace": "ns", "resourceVersion": version, "managedFields": [{}]}
+        return {"metadata": meta, "status": {"phase": phase}}
+
+    bodies.remember("FineTuneJob", body("10", "Running"))
+    bodies.remember("FineTuneJob", body("9", "Pending"))  # an older event arriving late
+    kept = bodies.get("FineTuneJob", "ns", "a")
+    assert kept is not None and kept["status"]["phase"] == "Running"
+    assert "managedFields" not in kept["metadata"]
+    bodies.remember("FineTuneJob", body("11", "Succeeded"))
+    kept = bodies.get("FineTuneJob", "ns", "a")
+    assert kept is not None and kept["status"]["phase"] == "Succeeded"
+    bodies.forget("FineTuneJob", "ns", "a")
+    assert bodies.get("FineTuneJob", "ns", "a") is None

@@ -42,3 +42,19 @@ def test_a_failing_check_does_not_stop_the_others() -> None:
         refresher.observe(("FineTuneJob", "ns", name), PENDING)
 
     assert refresher.tick() == 2 and checked == ["a", "b"]
+
+
+def test_a_resource_is_rechecked_only_once_it_has_been_pending_for_min_age() -> None:
+    now = [100.0]
+    checked: list[str] = []
+    refresher = Refresher(lambda *key: checked.append(key[2]), 30, min_age=30, clock=lambda: now[0])
+    refresher.observe(("FineTuneJob", "ns", "a"), PENDING)
+    now[0] += 20
+    refresher.observe(("FineTuneJob", "ns", "b"), PENDING)
+    refresher.observe(("FineTuneJob", "ns", "a"), PENDING)  # still pending: the age is kept
+
+    assert refresher.tick() == 0
+    now[0] += 10
+    assert refresher.tick() == 1 and checked == ["a"]
+    now[0] += 20
+    assert refresher.tick() == 2 and checked == ["a", "a", "b"]
