@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from typing import Any
 
@@ -55,6 +56,8 @@ class Kube:
         self.custom = client.CustomObjectsApi(api_client)
         self._forbidden_logged: set[str] = set()
         self._exists_until: dict[tuple[str, str, str], float] = {}
+        # One lookup of a name at a time: a burst waits for it rather than repeating it.
+        self._exists_locks = [threading.Lock() for _ in range(16)]
 
     # --- llmft resources
 
@@ -241,6 +244,13 @@ class Kube:
         key = (kind, namespace, name)
         if self._exists_until.get(key, 0.0) > time.monotonic():
             return True
+        with self._exists_locks[hash(key) % len(self._exists_locks)]:
+            if self._exists_until.get(key, 0.0) > time.monotonic():
+                return True  # looked up while this thread waited
+            return self._look_up(kind, namespace, name)
+
+    def _look_up(self, kind: str, namespace: str, name: str) -> bool:
+        key = (kind, namespace, name)
         read = {
             "ConfigMap": self.core.read_namespaced_config_map,
             "PersistentVolumeClaim": self.core.read_namespaced_persistent_volume_claim,

@@ -163,3 +163,39 @@ def test_bodies_keep_the_newest_version_and_drop_managed_fields() -> None:
     assert kept is not None and kept["status"]["phase"] == "Succeeded"
     bodies.forget("FineTuneJob", "ns", "a")
     assert bodies.get("FineTuneJob", "ns", "a") is None
+
+
+def test_a_burst_of_existence_checks_of_one_name_costs_one_lookup() -> None:
+    import threading
+    import time
+
+    from kubernetes import client
+
+    from llmft_operator.kube import Kube as RealKube
+
+    reads: list[str] = []
+    gate = threading.Event()
+
+    def read(name: str, namespace: str, **_: Any) -> None:
+        reads.append(name)
+        gate.wait(5)  # the lookup is slow: the other threads arrive while it runs
+
+    kube = RealKube(client.ApiClient())
+    kube.core.read_namespaced_service_account = read  # type: ignore[method-assign]
+    answers: list[bool] = []
+    threads = [
+        threading.Thread(
+            target=lambda: answers.append(kube.exists("ServiceAccount", "ns", "llmft-workload"))
+        )
+        for _ in range(8)
+    ]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + 5
+    while not reads and time.monotonic() < deadline:
+        time.sleep(0.01)
+    gate.set()
+    for t in threads:
+        t.join(5)
+
+    assert answers == [True] * 8 and reads == ["llmft-workload"]
