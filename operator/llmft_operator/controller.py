@@ -123,7 +123,8 @@ class Outcome:
 
 
 DONE = Outcome()
-LOCK_STRIPES = 64
+# Enough stripes that two of the 32 worker threads rarely wait on each other's resource.
+LOCK_STRIPES = 4096
 # Create answers that will not change by retrying the same objects (a spec the Job or ConfigMap
 # API refuses), and those that may (a quota, a webhook, throttling).
 PERMANENT_CREATE_ERRORS = frozenset({400, 404, 413, 422})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ class SettingsError(ValueError):
     """An environment variable with a value the operator cannot use; the message names it."""
 
 
+@functools.cache  # a lookup scans sys.path: once per process, not once per Job
 def _version() -> str:
     try:
         return metadata.version("llmft")
