@@ -30,6 +30,7 @@ import numpy as np
 from llmft.api.layout import ENV_WEAVIATE_API_KEY
 from llmft.jsonfiles import JsonLinesError, iter_jsonl
 from llmft.models import resolve_model
+from llmft.services import ServiceUnavailable, Wait, call_service
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -174,6 +175,28 @@ def collection_name(raw: str) -> str:
     return cleaned[0].upper() + cleaned[1:]
 
 
+def weaviate_transient(err: Exception) -> bool:
+    """Whether a Weaviate client error means the server is down or restarting (worth a retry)."""
+    from weaviate import exceptions as wx
+
+    down = (
+        wx.WeaviateConnectionError,
+        wx.WeaviateStartUpError,
+        wx.WeaviateGRPCUnavailableError,
+        wx.WeaviateTimeoutError,
+        wx.WeaviateRetryError,
+        ConnectionError,
+        TimeoutError,
+    )
+    if isinstance(err, down):
+        return True
+    if isinstance(err, wx.UnexpectedStatusCodeError):
+        return err.status_code == 429 or err.status_code >= 500
+    if isinstance(err, wx.WeaviateQueryError):  # gRPC: the channel's status
+        return any(code in str(err) for code in ("UNAVAILABLE", "DEADLINE_EXCEEDED"))
+    return False
+
+
 def weaviate_ready(url: str, timeout: float = 3.0) -> bool:
     """True when Weaviate's readiness endpoint answers 2xx."""
     try:
@@ -197,6 +220,7 @@ class WeaviateRetriever:
         collection: str,
         api_key: str | None = None,
         timeout: float = 60.0,
+        wait: Wait | None = None,
     ) -> None:
         import weaviate
         from weaviate.classes.init import AdditionalConfig, Auth, Timeout
@@ -207,8 +231,10 @@ class WeaviateRetriever:
         if not parsed.hostname:
             raise RetrievalError(f"retrieval.weaviateUrl {url!r}: not a URL (http://host:port)")
         secure = parsed.scheme == "https"
-        try:
-            self.client = weaviate.connect_to_custom(
+        self.what = f"Weaviate at {url} (gRPC port {grpc_port})"
+
+        def connect() -> Any:
+            return weaviate.connect_to_custom(
                 http_host=parsed.hostname,
                 http_port=parsed.port or (443 if secure else 80),
                 http_secure=secure,
@@ -218,6 +244,11 @@ class WeaviateRetriever:
                 auth_credentials=Auth.api_key(api_key) if api_key else None,
                 additional_config=AdditionalConfig(timeout=Timeout(init=timeout, query=timeout)),
             )
+
+        try:
+            self.client = call_service(self.what, connect, weaviate_transient, wait)
+        except ServiceUnavailable as err:
+            raise RetrievalError(f"retrieval.weaviateUrl: {err}") from err
         except Exception as err:
             raise RetrievalError(
                 f"retrieval.weaviateUrl {url} (gRPC port {grpc_port}): cannot connect: {err}"
@@ -284,9 +315,20 @@ class WeaviateRetriever:
         coll = self.client.collections.get(self.collection_name)
         results = []
         for vec in self.embedder.encode(queries):
-            res = coll.query.near_vector(
-                near_vector=vec.tolist(), limit=k, return_metadata=MetadataQuery(distance=True)
-            )
+            # The client itself retries a query while the server is unavailable (gRPC
+            # UNAVAILABLE: 1 + 2 + ... + 32 s), so a restarted server is waited for here.
+            try:
+                res = coll.query.near_vector(
+                    near_vector=vec.tolist(), limit=k, return_metadata=MetadataQuery(distance=True)
+                )
+            except Exception as err:
+                if not weaviate_transient(err):
+                    raise
+                first = str(err).splitlines()[0] if str(err) else type(err).__name__
+                raise RetrievalError(
+                    f"retrieval.weaviateUrl: {self.what} stopped answering (the client retried "
+                    f"for about a minute): {type(err).__name__}: {first}"
+                ) from err
             hits = []
             for obj in res.objects:
                 distance = obj.metadata.distance if obj.metadata.distance is not None else 1.0

@@ -53,9 +53,9 @@ def error_line(stderr: str) -> str:
 
 
 def run_datagen(
-    spec_file: Path, status_file: Path, timeout: float = 120
+    spec_file: Path, status_file: Path, timeout: float = 120, **env_vars: str
 ) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "LLMFT_STATUS_FILE": str(status_file)}
+    env = {**os.environ, "LLMFT_STATUS_FILE": str(status_file), **env_vars}
     return subprocess.run(
         [sys.executable, "-m", "llmft.workloads.datagen", "--spec", str(spec_file)],
         capture_output=True, text=True, env=env, timeout=timeout,
@@ -72,12 +72,15 @@ def test_an_unreachable_server_fails_naming_ollama_host(mixed_docs: Path, tmp_pa
             "output": {"path": str(tmp_path / "out")},
         },
     )
-    proc = run_datagen(spec, tmp_path / "status.json")
+    # Waited for (a pod may start before Ollama is ready), but only for a bounded time.
+    proc = run_datagen(spec, tmp_path / "status.json", LLMFT_SERVICE_WAIT_SECONDS="3")
 
     assert proc.returncode == 1
     last = error_line(proc.stderr)
     assert last.startswith(f"error: spec.generator.ollamaHost: Ollama server at {host}")
-    assert "unreachable" in last
+    assert "is unreachable (Ollama at" in last and "did not answer for" in last
+    assert "LLMFT_SERVICE_WAIT_SECONDS=3" in last and "ConnectError" in last
+    assert "retry 1 in" in proc.stderr  # logged while it waited
     status = json.loads((tmp_path / "status.json").read_text())
     assert status["progress"]["message"].startswith("failed: spec.generator.ollamaHost")
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import threading
 from pathlib import Path
 
 import pytest
@@ -10,10 +12,12 @@ import pytest
 from evaluator.conftest import QUESTIONS, evaluation_manifest
 from llmft.api.evaluation import EvaluationSpec
 from llmft.models import MINILM
-from llmft.retrieval import Embedder, Retrieved
+from llmft.retrieval import Embedder, RetrievalError, Retrieved, WeaviateRetriever, load_chunks
+from llmft.services import Wait
 from llmft.workloads.entry import run_workload
 from llmft.workloads.evaluator.pipeline import main
 from llmft.workloads.evaluator.rag import gold_hit, open_index, retrieve_all
+from servers.launch import start_weaviate, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -131,3 +135,60 @@ def test_auto_falls_back_to_the_embedded_store_when_weaviate_is_down(  # type: i
     assert retriever.backend == "embedded"
     found = retrieve_all(retriever, [q[1] for q in QUESTIONS], k=2)
     assert _hit_rate(found, 2) == 1.0
+
+
+class _Retries(logging.Handler):
+    """Collects the retry messages of the Weaviate client: the condition a test waits on."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+@pytest.mark.weaviate
+def test_weaviate_restarted_mid_run_is_waited_for_and_one_that_stays_down_fails_naming_it(  # type: ignore[no-untyped-def]
+    dataset_dir, embedder, tmp_path
+) -> None:
+    server = start_weaviate(tmp_path / "weaviate")
+    chunks = load_chunks(dataset_dir / "chunks.jsonl")
+    retriever = WeaviateRetriever(
+        embedder, server.url, server.grpc_port, "Restarts", wait=Wait(seconds=180, base=0.5)
+    )
+    retries = _Retries()
+    client_log = logging.getLogger("weaviate-client")
+    client_log.addHandler(retries)
+    client_log.setLevel(logging.INFO)
+    try:
+        retriever.index(chunks)
+        question = QUESTIONS[0][0]
+        expected = retriever.search_many([question], 1)[0][0].chunk_id
+        server.stop()
+        found: list[list[Retrieved]] = []
+        worker = threading.Thread(target=lambda: found.extend(retriever.search_many([question], 1)))
+        worker.start()
+        wait_for(lambda: retries.messages, 60, what="a retry while Weaviate is down")
+        server = server.restart()
+        worker.join(timeout=200)
+
+        assert not worker.is_alive() and found[0][0].chunk_id == expected
+        assert "Retrying with exponential backoff" in retries.messages[0]
+
+        server.stop()  # for good: the client's retries run out (about a minute)
+        with pytest.raises(RetrievalError) as mid_run:
+            retriever.search_many([question], 1)
+        with pytest.raises(RetrievalError) as at_start:
+            WeaviateRetriever(
+                embedder, server.url, server.grpc_port, "Restarts", wait=Wait(seconds=2, base=0.5)
+            )
+    finally:
+        client_log.removeHandler(retries)
+        retriever.close()
+        server.stop()
+
+    where = f"retrieval.weaviateUrl: Weaviate at {server.url} (gRPC port {server.grpc_port})"
+    assert str(mid_run.value).startswith(f"{where} stopped answering")
+    assert str(at_start.value).startswith(f"{where} did not answer for")
+    assert "LLMFT_SERVICE_WAIT_SECONDS=2" in str(at_start.value)

@@ -624,6 +624,8 @@ class WeaviateServer:
     http_port: int
     grpc_port: int
     proc: Proc
+    workdir: Path | None = None
+    ports: tuple[int, ...] = ()
 
     @property
     def url(self) -> str:
@@ -632,11 +634,16 @@ class WeaviateServer:
     def stop(self) -> None:
         self.proc.stop()
 
+    def restart(self) -> WeaviateServer:
+        """The same server again (same ports and data), after `stop`."""
+        assert self.workdir is not None
+        return start_weaviate(self.workdir, self.ports)
 
-def start_weaviate(workdir: Path) -> WeaviateServer:
+
+def start_weaviate(workdir: Path, ports: tuple[int, ...] = ()) -> WeaviateServer:
     workdir.mkdir(parents=True, exist_ok=True)
-    http_port, grpc_port = free_port(), free_port()
-    gossip, data, raft, raft_rpc = free_port(), free_port(), free_port(), free_port()
+    ports = ports or tuple(free_port() for _ in range(6))
+    http_port, grpc_port, gossip, data, raft, raft_rpc = ports
     env = {
         "PERSISTENCE_DATA_PATH": str(workdir / "data"),
         "AUTHENTICATION_ANONYMOUS_ACCESS_ENABLED": "true",
@@ -676,7 +683,7 @@ def start_weaviate(workdir: Path) -> WeaviateServer:
             90,
             "/v1/.well-known/ready",
         )
-        return WeaviateServer("127.0.0.1", http_port, grpc_port, proc)
+        return WeaviateServer("127.0.0.1", http_port, grpc_port, proc, workdir, ports)
     except BaseException:
         proc.stop()
         raise

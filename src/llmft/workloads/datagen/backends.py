@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import random
 import re
 import threading
 import time
@@ -23,13 +22,13 @@ import httpx
 
 from llmft.api.common import ModelSource
 from llmft.api.datasetgeneration import Generator
+from llmft.services import ServiceUnavailable, backoff_delay, call_service
 from llmft.workloads.datagen.prompting import GenerationRequest
 from llmft.workloads.entry import WorkloadError
 
 log = logging.getLogger("llmft.datagen.backends")
 
 PROBE_TIMEOUT_SECONDS = 3.0
-MAX_BACKOFF_SECONDS = 30.0
 # Token budget of one question written in-process.
 QUESTION_TOKENS = 64
 # The first word of each kind's question, written for the in-process model: what the schema's
@@ -93,9 +92,11 @@ def ollama_answers(host: str, timeout: float = PROBE_TIMEOUT_SECONDS) -> str | N
         return None
 
 
-def _retry_delay(attempt: int, base: float) -> float:
-    # Exponential with jitter, so concurrent workers do not hammer a recovering server together.
-    return min(MAX_BACKOFF_SECONDS, base * 2**attempt) * (0.5 + random.random() / 2)
+def _http_transient(err: Exception) -> bool:
+    """A server that is not (yet) listening, timing out, or answering 429/5xx."""
+    if isinstance(err, httpx.HTTPStatusError):
+        return err.response.status_code == 429 or err.response.status_code >= 500
+    return isinstance(err, httpx.TransportError)
 
 
 class OllamaBackend:
@@ -138,9 +139,16 @@ class OllamaBackend:
 
     def check(self) -> None:
         """Fail fast, before any chunk is sent, if the server or the model is not there."""
-        try:
+
+        def version() -> None:
             resp = httpx.get(self.host + "/api/version", timeout=PROBE_TIMEOUT_SECONDS * 3)
             resp.raise_for_status()
+
+        # A pod may start before the chart's Ollama is ready: wait for it, for a bounded time.
+        try:
+            call_service(f"Ollama at {self.host}", version, _http_transient, sleep=self.sleep)
+        except ServiceUnavailable as err:
+            raise self._unreachable(err) from None
         except httpx.HTTPError as err:
             raise self._unreachable(f"{type(err).__name__}: {err}") from None
         try:
@@ -158,7 +166,7 @@ class OllamaBackend:
         last: str = ""
         for attempt in range(self.max_retries + 1):
             if attempt:
-                delay = _retry_delay(attempt - 1, self.backoff_base)
+                delay = backoff_delay(attempt - 1, self.backoff_base)
                 log.warning(
                     "chunk %s: %s; retry %d in %.1fs", request.chunk_id, last, attempt, delay
                 )
