@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -209,6 +211,80 @@ def test_sigterm_mid_training_checkpoints_the_step_and_the_next_attempt_resumes_
     assert rc == 0, status
     assert status["metrics"]["resumedFromStep"] == step and status["metrics"]["steps"] == step + 2
     assert status["progress"]["resumedFromStep"] == step
+
+
+@pytest.fixture
+def small_volume(tmp_path: Path) -> Iterator[Path]:
+    """A 64 MiB tmpfs standing in for the artefact volume (mounting needs root)."""
+    mount = tmp_path / "volume"
+    mount.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(mount)], capture_output=True
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (root needed): {done.stderr.decode().strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def _fill(volume: Path) -> Path:
+    """Write until the volume has no space left; the file that holds it all."""
+    filler = volume / "filler"
+    with filler.open("wb") as handle:
+        try:
+            while True:
+                handle.write(b"\0" * (1 << 20))
+                handle.flush()
+        except OSError as err:
+            assert err.errno == errno.ENOSPC, err
+    return filler
+
+
+def test_a_full_artefact_volume_fails_with_a_clear_reason_and_keeps_the_run_resumable(
+    tiny_model: Path, dataset_dir: Path, tmp_path: Path, run_trainer: RunTrainer, small_volume: Path
+) -> None:
+    out = small_volume / "finetunejob" / "test-ftj"
+    manifest = finetune_manifest(
+        tiny_model,
+        dataset_dir,
+        out,
+        hyperparameters={"maxSteps": 100000, "saveSteps": 2, "evalSteps": 100000},
+    )
+    spec_file = tmp_path / "spec.json"
+    spec_file.write_text(json.dumps(manifest))
+    status_file = tmp_path / "status-full.json"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "LLMFT_STATUS_FILE": str(status_file)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "llmft.workloads.trainer", "--spec", str(spec_file)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    _wait_for(out / "checkpoints" / "checkpoint-2" / "trainer_state.json", proc, timeout=240)
+    filler = _fill(small_volume)  # the volume fills up while the trainer runs
+    _, err = proc.communicate(timeout=240)
+
+    assert proc.returncode == 1, err.decode()[-3000:]
+    message = json.loads(status_file.read_text())["progress"]["message"]
+    assert message.startswith(f"failed: no space left on the artefact volume under {out} (")
+    assert "spec.output.pvc" in message
+    assert not (out / "adapter").exists()
+
+    filler.unlink()  # space again: the same spec resumes from the newest complete checkpoint
+    saved = [
+        int(p.name.split("-")[1])
+        for p in (out / "checkpoints").glob("checkpoint-*")
+        if (p / "trainer_state.json").exists()
+    ]
+    manifest["spec"]["hyperparameters"]["maxSteps"] = max(saved) + 2
+    rc, status = run_trainer(manifest)
+
+    assert rc == 0, status
+    resumed = status["metrics"]["resumedFromStep"]
+    assert resumed >= 2 and status["metrics"]["steps"] == resumed + 2
+    assert (out / "adapter" / "adapter_model.safetensors").exists()
 
 
 def test_smollm2_from_the_gguf_package_runs_lora_steps(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
@@ -14,7 +15,7 @@ from typing import Any
 import pytest
 
 from llmft.reporting import Reporter
-from llmft.workloads.entry import run_workload
+from llmft.workloads.entry import disk_full, run_workload
 from llmft.workloads.stopping import STOP, Stopped
 
 LOGS = """
@@ -118,3 +119,12 @@ def test_a_saving_stretch_defers_the_first_stop_signal_and_not_a_second() -> Non
             pass
     finally:
         STOP.restore()
+
+
+def test_a_full_volume_is_recognised_however_a_library_reports_it(tmp_path: Path) -> None:
+    safetensors = RuntimeError('IoError(Os { code: 28, kind: StorageFull, message: "..." })')
+    wrapped = RuntimeError("saving the checkpoint failed")
+    wrapped.__cause__ = OSError(errno.ENOSPC, "No space left on device")
+
+    assert disk_full(safetensors, None) and disk_full(wrapped, None)
+    assert not disk_full(ValueError("bad value"), tmp_path)  # tmp_path's volume has space

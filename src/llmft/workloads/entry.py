@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import logging
+import shutil
 import sys
 import traceback
 from collections.abc import Callable
@@ -99,9 +101,47 @@ def _run(kind: str, main: Callable[[Resource[Any], Reporter], None], spec: Path)
         return 130
     except Exception as err:  # unexpected: keep the traceback in the log, a line in status
         traceback.print_exc()
+        if disk_full(err, out_dir):
+            _fail(reporter, disk_full_message(err, out_dir))
+            return 1
         _fail(reporter, f"{type(err).__name__}: {err}")
         return 1
     return 0
+
+
+DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+# How libraries that write outside Python's file objects say it (torch's zip writer, safetensors).
+DISK_FULL_MARKERS = ("No space left on device", "Disk quota exceeded", "StorageFull")
+LOW_SPACE_BYTES = 4 << 20
+
+
+def disk_full(err: BaseException, out_dir: Path | None) -> bool:
+    """Whether `err` came from a full volume: ENOSPC anywhere in its chain, or a write error
+    while the output directory's volume has (almost) no space left."""
+    seen: BaseException | None = err
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno in DISK_FULL_ERRNOS:
+            return True
+        if any(marker in str(seen) for marker in DISK_FULL_MARKERS):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    if out_dir is None:
+        return False
+    try:
+        return shutil.disk_usage(out_dir).free < LOW_SPACE_BYTES
+    except OSError:
+        return False
+
+
+def disk_full_message(err: BaseException, out_dir: Path | None) -> str:
+    detail = (str(err).strip().splitlines() or [""])[0][:300]
+    where = f" under {out_dir}" if out_dir is not None else ""
+    return (
+        f"no space left on the artefact volume{where} ({type(err).__name__}: {detail}); free "
+        "space on it or give the resource a larger volume (spec.output.pvc), then run it again: "
+        "complete checkpoints and finished outputs are kept, a partly written checkpoint is "
+        "passed over"
+    )
 
 
 def _fail(reporter: Reporter, message: str) -> None:

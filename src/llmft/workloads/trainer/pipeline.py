@@ -26,6 +26,7 @@ from llmft.api.layout import (
     TRAIN_METRICS,
 )
 from llmft.api.resource import Resource
+from llmft.jsonfiles import write_json
 from llmft.reporting import Reporter
 from llmft.tracking import MlflowRun
 from llmft.workloads import hubsource, modeling
@@ -102,9 +103,15 @@ def last_complete_checkpoint(ckpt_dir: Path) -> str | None:
         if path.is_dir() and suffix.isdigit():
             found.append((int(suffix), path))
     for _, path in sorted(found, reverse=True):
-        if (path / "trainer_state.json").exists():
+        try:
+            json.loads((path / "trainer_state.json").read_text())
             return str(path)
-        log.warning("skipping %s: incomplete (no trainer_state.json; killed while saving?)", path)
+        except (OSError, ValueError):
+            log.warning(
+                "skipping %s: incomplete (trainer_state.json missing or cut short: killed, or "
+                "the volume full, while saving)",
+                path,
+            )
     return None
 
 
@@ -168,6 +175,15 @@ def _kept(ckpt_dir: Path, state: Any, stopped_at: int | None) -> str:
     return f"checkpoint-{step} written at {when}; the next attempt resumes from step {step}"
 
 
+def _log_entry(line: str) -> dict[str, Any] | None:
+    """One log_history.jsonl line; None for a blank one or one cut short (a full volume)."""
+    try:
+        entry = json.loads(line) if line.strip() else None
+    except ValueError:
+        return None
+    return entry if isinstance(entry, dict) else None
+
+
 def _trim_log(log_file: Path, resumed_from: int | None) -> None:
     """Keep log entries up to the resumed step, so steps logged after it are not doubled."""
     if resumed_from is None or not log_file.exists():
@@ -176,7 +192,7 @@ def _trim_log(log_file: Path, resumed_from: int | None) -> None:
     kept = [
         line
         for line in log_file.read_text().splitlines()
-        if line.strip() and int(json.loads(line).get("step") or 0) <= resumed_from
+        if (entry := _log_entry(line)) is not None and int(entry.get("step") or 0) <= resumed_from
     ]
     log_file.write_text("".join(line + "\n" for line in kept))
 
@@ -387,7 +403,7 @@ def _train(
     resume = find_resume_checkpoint(ckpt_dir, fingerprint)
     resumed_from = checkpoint_step(resume)
     ckpt_dir.mkdir(parents=True, exist_ok=True)
-    (ckpt_dir / RUN_FILE).write_text(json.dumps(fingerprint, indent=2, sort_keys=True))
+    write_json(ckpt_dir / RUN_FILE, fingerprint, sort_keys=True)  # whole, or not at all
     log_file = out / TRAIN_LOG
     _trim_log(log_file, resumed_from)
 

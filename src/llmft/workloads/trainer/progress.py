@@ -25,7 +25,10 @@ def _eval_history(log_file: Path) -> list[dict[str, Any]]:
         return []
     points: list[dict[str, Any]] = []
     for line in log_file.read_text().splitlines():
-        entry = json.loads(line) if line.strip() else {}
+        try:
+            entry = json.loads(line) if line.strip() else {}
+        except ValueError:  # a line cut short when the volume filled up
+            continue
         if "eval_loss" in entry:
             point: dict[str, Any] = {"step": int(entry.get("step") or 0)}
             if (value := _finite(entry["eval_loss"])) is not None:
