@@ -111,6 +111,13 @@ class OperatorProcess:
                 self.proc.wait(5)
         self.proc = None
 
+    def kill(self) -> None:
+        """SIGKILL, as when its pod is deleted with no grace or its node dies: no cleanup."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        self.proc = None
+
     def tail(self, lines: int = 40) -> str:
         text = self.log.read_text(errors="replace") if self.log.exists() else ""
         return "--- operator log\n" + "\n".join(text.splitlines()[-lines:])
@@ -818,6 +825,34 @@ def test_restarted_operator_creates_no_duplicate_job_and_keeps_status(
     assert api.job("survivor-ftj").metadata.uid == job_uid
     assert len(api.pods_of("survivor-ftj")) == 1
     assert survivor["startTime"] and survivor["jobName"] == "survivor-ftj"
+
+
+def test_operator_killed_during_a_burst_of_creates_makes_each_job_once_and_loses_no_status(
+    api: Api, operator: OperatorProcess
+) -> None:
+    names = [f"burst-{i}" for i in range(24)]
+    for name in names:
+        api.create(dataset(name, resources=run_ms(200)))
+    jobs = lambda: {  # noqa: E731
+        j.metadata.name: j.metadata.uid
+        for j in api.batch.list_namespaced_job(NS, label_selector="llmft.io/name").items
+        if j.metadata.name.startswith("burst-")
+    }
+    wait_for(lambda: jobs(), 60, 0.1, what="the first burst Job")
+    operator.kill()  # mid-reconcile: most of the burst is not handled yet
+    before = jobs()
+    seen = {n: api.status("DatasetGeneration", n) for n in names}
+    operator.start()
+
+    done = {n: api.wait_phase("DatasetGeneration", n, "Succeeded", timeout=180) for n in names}
+    after = jobs()
+    assert sorted(after) == sorted(f"{n}-dsgen" for n in names)  # one Job each, no duplicate
+    assert all(after[name] == uid for name, uid in before.items())  # none re-created
+    for name in names:
+        assert len(api.pods_of(f"{name}-dsgen")) == 1
+        if seen[name].get("startTime"):  # what was recorded before the kill is still there
+            assert done[name]["startTime"] == seen[name]["startTime"]
+        assert done[name]["jobName"] == f"{name}-dsgen"
 
 
 def test_health_and_prometheus_metrics_are_served(api: Api, operator: OperatorProcess) -> None:
