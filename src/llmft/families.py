@@ -3,9 +3,10 @@
 The trainer and the evaluator both read a model's `Family` to render conversations the way the
 model was tuned (system prompt kept or folded into the first user turn), to end every training
 answer with the token the model stops on, to pad, to stop generation, to pick default LoRA
-targets and an A10 24 GB preset, and to calibrate the memory pre-check. A model outside the
-registry gets `GENERIC`: its own chat template (verified at start) or a ChatML-shaped fallback
-whose answers end with the tokenizer's EOS, and a warning in status. No ML import here.
+targets and an A10 24 GB preset, to say whether fused kernels apply, and to calibrate the
+memory pre-check. A model outside the registry gets `GENERIC`: its own chat template (verified
+at start) or a ChatML-shaped fallback whose answers end with the tokenizer's EOS, and a warning
+in status. No ML import here.
 """
 
 from __future__ import annotations
@@ -99,6 +100,9 @@ class Family:
     # MLPs keep gate, up and their product; a plain MLP keeps its two): calibrates the memory
     # pre-check's activation term for the architecture.
     mlp_activations: float = 3.0
+    # Whether the architecture has Liger Kernel's fused kernels (RMSNorm, RoPE, gated MLP);
+    # spec.speed.fusedKernels uses them on a GPU where this holds and Liger knows the model type.
+    fused_kernels: bool = True
     notes: str = ""
     # Filled in by `with_overrides` from the spec, for status and the logs.
     overridden: tuple[str, ...] = field(default=())
@@ -221,6 +225,8 @@ FAMILIES: dict[str, Family] = {
             lora=Preset(4, 4, 1024, True),
         ),
         mlp_activations=2.0,
+        # LayerNorm, a plain GELU MLP and partial rotary embeddings: nothing Liger fuses.
+        fused_kernels=False,
         notes="no chat template: llmft uses the model card's 'Instruct: ... Output:' format "
         "and ends answers with <|endoftext|>",
     ),

@@ -29,6 +29,8 @@ from llmft.api.layout import ENV_HF_TOKEN, ENV_WEAVIATE_API_KEY
 
 Method = Literal["qlora", "lora"]
 Mode = Literal["causal", "instruct"]
+# auto: on where the fast path is known correct (and useful) on the device the job runs on.
+Switch = Literal["auto", "on", "off"]
 
 
 class DatasetInput(ApiModel):
@@ -197,6 +199,53 @@ class HyperParameters(ApiModel):
     )
 
 
+class Speed(ApiModel):
+    """How the trainer runs fast without training anything else: each fast path is checked to
+    give the plain path's loss; `auto` turns it on where that holds on the job's device. What
+    each switch resolved to, and why, is in status.speed."""
+
+    padding_free: Switch = Field(
+        default="auto",
+        description=(
+            "Instruct: the micro-batch's rows concatenated into one row without padding, "
+            "attention kept within each row by position ids (block-diagonal mask, or "
+            "FlashAttention's variable-length kernel); checked on the loaded model at start. "
+            "auto: on (SDPA, eager and FlashAttention all keep rows apart)."
+        ),
+    )
+    fused_kernels: Switch = Field(
+        default="auto",
+        description=(
+            "Liger Kernel's fused RMSNorm, RoPE and SwiGLU/GeGLU (Triton, CUDA only) where the "
+            "model's architecture has them (Llama, Mistral, Gemma, Qwen2; not Phi-2). auto: on "
+            "on a GPU with liger-kernel installed; on: fail where they cannot run."
+        ),
+    )
+    attention: Literal["auto", "sdpa", "eager", "flash_attention_2"] = Field(
+        default="auto",
+        description=(
+            "Attention implementation. auto: flash_attention_2 on a GPU with flash-attn "
+            "installed and bf16/fp16 compute, else sdpa."
+        ),
+    )
+    auto_batch_size: Switch = Field(
+        default="auto",
+        description=(
+            "Keep batchSize x gradientAccumulationSteps (the effective batch) and use the "
+            "largest micro-batch that divides it and fits the memory at maxSeqLength: measured "
+            "with real probe steps on a GPU, from the memory estimate on a CPU. auto: on on a "
+            "GPU. The result is in status.hyperparameters."
+        ),
+    )
+    group_by_length: Switch = Field(
+        default="auto",
+        description=(
+            "Instruct: draw each effective batch from rows of similar length (less padding). "
+            "auto: on when batches are padded (paddingFree off), off otherwise."
+        ),
+    )
+
+
 class TrainingTracking(Tracking):
     """Experiment trackers besides TensorBoard (always written)."""
 
@@ -288,6 +337,10 @@ class FineTuneJobSpec(ApiModel):
     hyperparameters: HyperParameters = Field(
         default_factory=HyperParameters, description="Optimisation settings."
     )
+    speed: Speed = Field(
+        default_factory=Speed,
+        description="Fast paths (padding-free batches, fused kernels, attention, batch sizing).",
+    )
     resources: Resources = Field(default_factory=Resources, description="Compute for the pod.")
     output: FineTuneOutput = Field(
         default_factory=FineTuneOutput, description="Where the adapter is written and pushed."
@@ -322,4 +375,11 @@ class FineTuneJobStatus(ResourceStatus):
     hyperparameters: dict[str, Any] = Field(
         default_factory=dict,
         description="The batch shape the run used (spec values, else the family's A10 preset).",
+    )
+    speed: dict[str, Any] = Field(
+        default_factory=dict,
+        description=(
+            "What each spec.speed switch resolved to on the job's device, and why; the micro-"
+            "batch search's probes when autoBatchSize ran."
+        ),
     )

@@ -269,8 +269,10 @@ def load_base_model(
     dtype: torch.dtype | None = None,
     device_map: str | dict[str, Any] | None = None,
     tokenizer: PreTrainedTokenizerBase | None = None,
+    attn_implementation: str | None = None,
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """The base model (4-bit NF4 when asked) and its tokenizer, prepared by its chat format."""
+    """The base model (4-bit NF4 when asked) and its tokenizer, prepared by its chat format;
+    `attn_implementation` as transformers names it (None: its default)."""
     from transformers import AutoModelForCausalLM
 
     device = best_device()
@@ -283,6 +285,8 @@ def load_base_model(
         kwargs["quantization_config"] = bnb_4bit_config(device)
     if device_map is None:
         device_map = {"": 0} if device == "cuda" else {"": "cpu"}
+    if attn_implementation is not None:
+        kwargs["attn_implementation"] = attn_implementation
     try:
         model = AutoModelForCausalLM.from_pretrained(
             path, dtype=dtype, device_map=device_map, **kwargs

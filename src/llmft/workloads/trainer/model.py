@@ -8,7 +8,8 @@ for the GPU fails in seconds with a message that says what to change.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -267,6 +268,10 @@ class TrainableModel:
     target_modules: str | list[str]
     dtype: torch.dtype
     device: str
+    # Memory free before the weights loaded, and the estimate at another micro-batch (bytes):
+    # what the micro-batch search uses where no GPU can be probed.
+    free_bytes: int = 0
+    estimate_at: Callable[[int], int] = field(default=lambda micro: 0)
 
 
 def build_trainable_model(
@@ -274,10 +279,14 @@ def build_trainable_model(
     tokenizer: PreTrainedTokenizerBase,
     family: Family,
     device: str | None = None,
+    *,
+    attn_implementation: str | None = None,
+    fused_kernels: bool = False,
 ) -> TrainableModel:
     """Check, then load the base model and wrap it in a fresh LoRA adapter.
 
-    `spec` is resolved (family presets filled in); `tokenizer` is the chat format's.
+    `spec` is resolved (family presets filled in); `tokenizer` is the chat format's. With
+    `fused_kernels`, Liger's kernels are patched in before the adapter wraps the layers.
     """
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 
@@ -303,11 +312,25 @@ def build_trainable_model(
         check_fits(estimate, free, where, spec)
     elif spec.memory_check == "warn" and estimate.total > free:
         log.warning("memory: the estimate exceeds what is free (memoryCheck: warn; going on)")
-    del skeleton
+
+    def estimate_at(micro_batch: int) -> int:
+        resized = spec.hyperparameters.model_copy(update={"batch_size": micro_batch})
+        at = spec.model_copy(update={"hyperparameters": resized})
+        return estimate_training_memory(
+            skeleton, at, dtype_bytes, device, mlp_activations=family.mlp_activations
+        ).total
 
     model, tokenizer = modeling.load_base_model(
-        spec.base_model, quantize, dtype=dtype, tokenizer=tokenizer
+        spec.base_model,
+        quantize,
+        dtype=dtype,
+        tokenizer=tokenizer,
+        attn_implementation=attn_implementation,
     )
+    if fused_kernels:
+        from llmft.workloads.trainer.speed import apply_fused_kernels
+
+        apply_fused_kernels(model)
     # The KV cache is useless in training and clashes with gradient checkpointing.
     model.config.use_cache = False
     if quantize:
@@ -327,4 +350,6 @@ def build_trainable_model(
     peft_model = get_peft_model(model, lora)
     trainable, total = peft_model.get_nb_trainable_parameters()
     log.info("LoRA on %s: %d trainable of %d parameters", targets, trainable, total)
-    return TrainableModel(peft_model, tokenizer, estimate, targets, dtype, device)
+    return TrainableModel(
+        peft_model, tokenizer, estimate, targets, dtype, device, free, estimate_at
+    )

@@ -42,6 +42,12 @@ from llmft.workloads.trainer.model import (
     resolve_hyperparameters,
     shape,
 )
+from llmft.workloads.trainer.speed import (
+    SpeedPlan,
+    check_rows_stay_apart,
+    resolve_speed,
+    size_micro_batch,
+)
 from llmft.workloads.trainer.tokens import tokenize_training_data
 from llmft.workloads.trainer.tracking import MlflowCallback, finish_run, start_run
 
@@ -239,8 +245,10 @@ def training_config(
     tm: TrainableModel,
     has_eval: bool,
     report_to: list[str],
+    plan: SpeedPlan | None = None,
 ) -> Any:
-    """trl's SFTConfig from the spec's hyper-parameters."""
+    """trl's SFTConfig from the spec's hyper-parameters and the resolved fast paths (none when
+    `plan` is None: padded batches in random order)."""
     from trl import SFTConfig
 
     hp = spec.hyperparameters
@@ -251,6 +259,11 @@ def training_config(
     eval_steps = hp.eval_steps or hp.save_steps
     early = hp.early_stopping_patience is not None
     causal = spec.mode == "causal"
+    # Instruct rows concatenated without padding; rows are cut to maxSeqLength beforehand
+    # (tokens.fit_to_length), as trl does not cut them on this path.
+    padding_free = bool(plan and plan.padding_free.on and not causal)
+    grouped = bool(plan and plan.group_by_length.on)
+    no_padding = padding_free or (causal and hp.packing)
     return SFTConfig(
         output_dir=str(out / CHECKPOINTS_DIR),
         run_name=name,
@@ -283,9 +296,12 @@ def training_config(
         greater_is_better=False if early else None,
         report_to=report_to,
         disable_tqdm=True,
-        include_num_input_tokens_seen="non_padding",
+        # Without padding every token is real (counting by pad id would miss pad-valued EOS).
+        include_num_input_tokens_seen="all" if no_padding else "non_padding",
+        train_sampling_strategy="group_by_length" if grouped else "random",
         dataloader_num_workers=0,
-        max_length=hp.max_seq_length,
+        max_length=None if padding_free else hp.max_seq_length,
+        padding_free=padding_free,
         # Causal: documents packed best-fit into full-length rows without crossing attention
         # between them (position ids restart per document); overflow is split, never dropped.
         packing=causal and hp.packing,
@@ -408,9 +424,21 @@ def _train(
     _trim_log(log_file, resumed_from)
 
     reporter.progress(force=True, message=f"loading {spec.base_model.name} ({spec.method})")
-    tm = build_trainable_model(spec, fmt.tokenizer, fmt.family)
+    device = modeling.best_device()
+    half = str(modeling.compute_dtype(device)) in ("torch.bfloat16", "torch.float16")
+    model_type = getattr(modeling.load_config(spec.base_model), "model_type", None)
+    plan = resolve_speed(spec, fmt.family, device, half, model_type)
+    tm = build_trainable_model(
+        spec,
+        fmt.tokenizer,
+        fmt.family,
+        device,
+        attn_implementation=plan.attn_implementation,
+        fused_kernels=plan.fused_kernels.on,
+    )
+    check_rows_stay_apart(plan, tm.model, tm.tokenizer.pad_token_id, spec)
     set_seed(hp.seed)
-    config = training_config(spec, out, name, tm, has_eval, report_to)
+    config = training_config(spec, out, name, tm, has_eval, report_to, plan)
     progress = ProgressCallback(reporter, log_file, resumed_from)
     on_stop = CheckpointOnStop(STOP)
     callbacks: list[Any] = [progress, on_stop]
@@ -427,6 +455,17 @@ def _train(
         callbacks=callbacks,
     )
     trainer.remove_callback(PrinterCallback)  # ProgressCallback logs the same, structured
+    search = size_micro_batch(plan, trainer, spec, tm.estimate_at, tm.free_bytes)
+    if search is not None:
+        hp = hp.model_copy(
+            update={
+                "batch_size": search.micro_batch,
+                "gradient_accumulation_steps": search.gradient_accumulation_steps,
+            }
+        )
+        spec = spec.model_copy(update={"hyperparameters": hp})
+    log.info("speed: %s", json.dumps(plan.to_status()))
+    reporter.record(speed=plan.to_status(), hyperparameters=shape(spec))
     if spec.method == "qlora" and not config.bf16:
         # trl keeps QLoRA adapters in bf16 (the paper's choice on GPUs); where compute is fp32
         # or fp16, fp32 adapter weights keep small updates from rounding away.

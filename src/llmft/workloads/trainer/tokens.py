@@ -46,9 +46,10 @@ def tokenize_rows(
 def fit_to_length(
     rows: list[dict[str, Any]], limit: int, mode: str, packing: bool
 ) -> tuple[list[dict[str, Any]], LengthReport]:
-    """Count the token rows `maxSeqLength` cuts, and remove the instruct rows it would leave
-    without one answer token (they would train on nothing). Packed causal text is split across
-    rows, never cut."""
+    """Cut the token rows longer than `maxSeqLength` to it (counted), and remove the instruct
+    rows it would leave without one answer token (they would train on nothing). Packed causal
+    text is split across rows, never cut. Cutting here, as trl would, lets padding-free batches
+    (which trl does not cut) see exactly the rows padded batches see."""
     kept: list[dict[str, Any]] = []
     truncated = dropped = longest = 0
     for row in rows:
@@ -62,6 +63,7 @@ def fit_to_length(
                 continue
         if length > limit and not (mode == "causal" and packing):
             truncated += 1
+            row = {k: v[:limit] if isinstance(v, list) else v for k, v in row.items()}
         kept.append(row)
     return kept, LengthReport(len(rows), truncated, dropped, limit, longest)
 
