@@ -118,9 +118,7 @@ def test_the_sft_config_follows_the_plan(tmp_path: Path) -> None:
 
     placement = SimpleNamespace(device="cpu", dtype=torch.float32)
     fast = training_config(_spec(), tmp_path, "j", placement, False, [], _plan())
-    padded = training_config(
-        _spec(), tmp_path, "j", placement, False, [], _plan(paddingFree="off")
-    )
+    padded = training_config(_spec(), tmp_path, "j", placement, False, [], _plan(paddingFree="off"))
 
     assert fast.padding_free and fast.max_length is None
     assert fast.include_num_input_tokens_seen == "all"
