@@ -23,10 +23,11 @@ from datagen.test_entrypoint import error_line, run_datagen, write_spec
 from llmft.api.crdgen import status_pruned_paths
 from llmft.api.datasetgeneration import DatasetGenerationSpec
 from llmft.reporting import Reporter
+from llmft.workloads.datagen.backends import BackendUnavailable, OllamaBackend
 from llmft.workloads.datagen.pipeline import DatasetGenerator
-from llmft.workloads.datagen.prompting import PromptSet
+from llmft.workloads.datagen.prompting import GenerationRequest, PromptSet
 from llmft.workloads.datagen.worklog import GENERATED, WORK_DIR
-from servers.launch import OllamaServer
+from servers.launch import OllamaServer, start_ollama
 
 pytestmark = pytest.mark.ollama
 
@@ -264,3 +265,32 @@ def test_server_errors_are_retried_until_the_server_answers(
     record = json.loads((tmp_path / "out" / WORK_DIR / GENERATED).read_text())
     assert record["attempts"] == 3
     assert manifest["counts"]["generatedChunks"] == 1
+
+
+def test_ollama_stopped_mid_run_fails_the_chunk_after_bounded_retries_and_a_restart_serves_again(
+    tmp_path: Path,
+) -> None:
+    server = start_ollama(tmp_path / "ollama", num_parallel=1)
+    port = int(server.url.rsplit(":", 1)[1])
+    request = GenerationRequest(
+        "c-0", [{"role": "user", "content": "Say yes."}], ["factual"], None, ["c-0"]
+    )
+    options = {"num_predict": 4, "temperature": 0.0, "seed": 1}
+    backend = OllamaBackend(server.url, server.model, options, timeout=300, max_retries=2,
+                            backoff_base=0.2)  # fmt: skip
+    try:
+        backend.check()  # the run starts with the server up
+        server.stop()  # and it goes away mid-run
+
+        with pytest.raises(BackendUnavailable) as down:
+            backend.generate(request)
+
+        server = start_ollama(tmp_path / "ollama", num_parallel=1, port=port)
+        _, attempts = backend.generate(request)  # the same client, the server back
+    finally:
+        backend.close()
+        server.stop()
+
+    assert str(down.value).startswith(f"Ollama at {server.url} failed chunk c-0 after 3 attempt")
+    assert "connection failed" in str(down.value)
+    assert attempts == 1

@@ -574,12 +574,16 @@ def smollm2_gguf() -> Path:
 
 
 def start_ollama(
-    workdir: Path, model: str = "smollm2", num_parallel: int = 4, address: str = "127.0.0.1"
+    workdir: Path,
+    model: str = "smollm2",
+    num_parallel: int = 4,
+    address: str = "127.0.0.1",
+    port: int | None = None,
 ) -> OllamaServer:
     """Ollama on `address` (loopback, or the host's end of the real node's veth pair, so the
-    node's pods reach it) and a free port."""
+    node's pods reach it) and a free port (or `port`: the same server again, after a stop)."""
     workdir.mkdir(parents=True, exist_ok=True)
-    port = free_port()
+    port = port or free_port()
     host = f"{address}:{port}"
     models = CACHE / "ollama-models"  # created models persist across runs: `create` runs once
     env = {
