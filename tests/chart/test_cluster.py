@@ -695,3 +695,44 @@ def test_operator_runs_the_chain_with_only_the_chart_rbac(installed: Install) ->
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(5)
+
+
+def test_helm_uninstall_keeps_crds_the_users_resources_and_the_artefact_pvc(
+    installed: Install,
+) -> None:
+    cluster = installed.cluster
+    system, team = "llmft-gone-system", "llmft-gone-team"
+    for ns in (system, team):
+        cluster.create_namespace(ns, labels=RESTRICTED)
+    cluster.kubectl("apply", "-f", "-", input=json.dumps(static_volume("llmft-chart-test-gone")))
+    values = {
+        "workloads": {"namespaces": [team]},
+        "artifacts": {"pvc": {"create": True, "storageClassName": STORAGE_CLASS}},
+        "metrics": {"serviceMonitor": {"enabled": False}},
+    }
+    chart = installable_chart(cluster, installed.tmp)
+    notes = installed.helm(
+        "install", "llmft-gone", str(chart), "--namespace", system,
+        "-f", str(values_file(installed.tmp, values, "gone.json")),
+    )  # fmt: skip
+    dataset = {
+        "apiVersion": "llmft.io/v1alpha1",
+        "kind": "DatasetGeneration",
+        "metadata": {"name": "kept", "namespace": team},
+        "spec": {"source": {"configMap": "handbook"}, "generator": {"model": "smollm2"}},
+    }
+    cluster.kubectl("apply", "-f", "-", input=json.dumps(dataset))
+
+    out = installed.helm("uninstall", "llmft-gone", "--namespace", system, "--wait")
+
+    assert "kubectl delete crd datasetgenerations.llmft.io" in notes  # said at install
+    assert "PersistentVolumeClaim" in out and "llmft-artifacts" in out  # kept, and said so
+    pvc = get_json(cluster, "pvc", "llmft-artifacts", "-n", team)
+    assert "deletionTimestamp" not in pvc["metadata"]
+    assert get_json(cluster, "dsgen", "kept", "-n", team)["metadata"]["name"] == "kept"
+    for crd in ("datasetgenerations", "finetunejobs", "evaluations", "experiments"):
+        assert get_json(cluster, "crd", f"{crd}.llmft.io")["metadata"]["name"]
+    gone = cluster.kubectl("get", "deployment,serviceaccount", "-n", system, "-o", "name").stdout
+    assert "llmft-gone" not in gone
+    cluster.kubectl("delete", "namespace", system, team, "--wait=false", check=False)
+    cluster.kubectl("delete", "pv", "llmft-chart-test-gone", "--wait=false", check=False)
