@@ -126,6 +126,25 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def cpu_by_process(cluster: KubeCluster, operator_pid: int | None) -> dict[str, float]:
+    """CPU seconds so far of each control-plane process, the operator and this script."""
+    pids = {proc.name: proc.popen.pid for proc in cluster.procs}
+    if operator_pid is not None:
+        pids["operator"] = operator_pid
+    pids["bench"] = os.getpid()
+    out = {}
+    for name, pid in pids.items():
+        try:
+            out[name] = cpu_seconds(pid)
+        except OSError:  # exited
+            continue
+    return out
+
+
+def cpu_spent(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    return {k: round(after[k] - before[k], 1) for k in after if k in before}
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     index = min(len(ordered) - 1, max(0, round(q / 100 * len(ordered)) - 1))
@@ -189,7 +208,7 @@ def api_requests(cluster: KubeCluster) -> Counter[str]:
         what = labels.get("resource", "")
         if labels.get("subresource"):
             what += "/" + labels["subresource"]
-        counts[f"{labels.get('verb', '')} {what}"] += float(line.rsplit(" ", 1)[1])
+        counts[f"{labels.get('verb', '')} {what}"] += int(float(line.rsplit(" ", 1)[1]))
     return counts
 
 
@@ -203,7 +222,9 @@ def per_resource(before: Counter[str], after: Counter[str], n: int) -> dict[str,
     }
 
 
-def baseline_round(cluster: KubeCluster, ns: str, n: int, threads: int) -> dict[str, Any]:
+def baseline_round(
+    cluster: KubeCluster, ns: str, n: int, threads: int, operator_pid: int | None = None
+) -> dict[str, Any]:
     """The same ConfigMaps and Jobs, created by a plain client: what no operator can beat."""
     api_client = cluster.api_client()
     core, batch = client.CoreV1Api(api_client), client.BatchV1Api(api_client)
@@ -216,14 +237,17 @@ def baseline_round(cluster: KubeCluster, ns: str, n: int, threads: int) -> dict[
         objects.append((build_spec_configmap(plan), build_workload_job(plan, settings)))
     jobs = JobWatch(api_client, ns)
     sent: dict[str, float] = {}
+    answered: dict[str, float] = {}
 
     def create(pair: tuple[dict[str, Any], dict[str, Any]]) -> None:
         config_map, job = pair
         sent[job["metadata"]["name"]] = time.monotonic()
         core.create_namespaced_config_map(ns, config_map)
         batch.create_namespaced_job(ns, job)
+        answered[job["metadata"]["name"]] = time.monotonic()
 
     requests_before = api_requests(cluster)
+    cpu_before = cpu_by_process(cluster, operator_pid)
     started = time.monotonic()
     with ThreadPoolExecutor(threads) as pool:
         list(pool.map(create, objects))
@@ -231,11 +255,20 @@ def baseline_round(cluster: KubeCluster, ns: str, n: int, threads: int) -> dict[
     while len(jobs.seen.keys() & sent.keys()) < n and time.monotonic() < deadline:
         time.sleep(0.2)
     jobs.stop()
+    cpu = cpu_spent(cpu_before, cpu_by_process(cluster, operator_pid))
     latencies = [jobs.seen[k] - t for k, t in sent.items() if k in jobs.seen]
     return {
+        "baseline_cpu_seconds": cpu,
         "baseline_p50_seconds": round(statistics.median(latencies), 3),
         "baseline_p99_seconds": round(percentile(latencies, 99), 3),
         "baseline_all_jobs_seconds": round(max(jobs.seen.values()) - started, 2),
+        # The two create calls alone (sent to answered), and the rest (answered to Job seen).
+        "baseline_create_calls_p99_seconds": round(
+            percentile([answered[k] - t for k, t in sent.items()], 99), 3
+        ),
+        "baseline_after_create_p99_seconds": round(
+            percentile([jobs.seen[k] - answered[k] for k in sent if k in jobs.seen], 99), 3
+        ),
         "baseline_api_calls": per_resource(requests_before, api_requests(cluster), n),
     }
 
@@ -247,6 +280,7 @@ def run_round(
     custom = client.CustomObjectsApi(api_client)
     jobs = JobWatch(api_client, ns)
     sent: dict[str, float] = {}
+    answered: dict[str, float] = {}
 
     def create(i: int) -> None:
         name = f"ds-{i:04d}"
@@ -254,8 +288,10 @@ def run_round(
         custom.create_namespaced_custom_object(
             "llmft.io", "v1alpha1", ns, "datasetgenerations", dataset(name)
         )
+        answered[f"{name}-dsgen"] = time.monotonic()
 
     cpu_before = cpu_seconds(pid)
+    cpu_all_before = cpu_by_process(cluster, pid)
     seconds_before, count_before = reconcile_totals(metrics_url)
     requests_before = api_requests(cluster)
     started = time.monotonic()
@@ -267,7 +303,8 @@ def run_round(
         time.sleep(0.2)
     jobs.stop()
     requests = per_resource(requests_before, api_requests(cluster), n)
-    cpu_spent = cpu_seconds(pid) - cpu_before
+    operator_cpu = cpu_seconds(pid) - cpu_before
+    cpu = cpu_spent(cpu_all_before, cpu_by_process(cluster, pid))
     seconds_after, count_after = reconcile_totals(metrics_url)
     reconciles = max(count_after - count_before, 1)
     latencies = [jobs.seen[k] - t for k, t in sent.items() if k in jobs.seen]
@@ -279,9 +316,22 @@ def run_round(
         "p50_seconds": round(statistics.median(latencies), 3),
         "p99_seconds": round(percentile(latencies, 99), 3),
         "max_seconds": round(max(latencies), 3),
+        # The create call alone (sent to answered), and the operator's part (answered to Job
+        # seen: the watch event reaching it, its reconcile, its two creates, the Job's event).
+        "create_call_p99_seconds": round(
+            percentile([answered[k] - t for k, t in sent.items()], 99), 3
+        ),
+        "after_create_p50_seconds": round(
+            statistics.median([jobs.seen[k] - answered[k] for k in sent if k in jobs.seen]), 3
+        ),
+        "after_create_p99_seconds": round(
+            percentile([jobs.seen[k] - answered[k] for k in sent if k in jobs.seen], 99), 3
+        ),
         "operator_peak_rss_mib": round(peak_rss_mib(pid), 1),
         # CPU the operator spent until the last Job appeared: what it costs per object.
-        "operator_cpu_seconds": round(cpu_spent, 1),
+        "operator_cpu_seconds": round(operator_cpu, 1),
+        # CPU seconds of every process over the round (the machine's cores are shared by all).
+        "cpu_seconds": cpu,
         "reconciles": int(reconciles),
         "api_calls": requests,
         "mean_reconcile_ms": round(1000 * (seconds_after - seconds_before) / reconciles, 1),
@@ -341,7 +391,7 @@ def main() -> int:
         results = []
         for n, ns in zip(sizes, namespaces, strict=True):
             # The baseline first, in a namespace the operator does not watch.
-            base = baseline_round(cluster, f"base-{n}", n, args.apply_threads)
+            base = baseline_round(cluster, f"base-{n}", n, args.apply_threads, operator.pid)
             result = run_round(cluster, ns, n, args.apply_threads, operator.pid, metrics_url)
             result.update(base)
             result["p99_ratio"] = round(result["p99_seconds"] / base["baseline_p99_seconds"], 2)
