@@ -126,6 +126,15 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def by_order(sent: dict[str, float], seen: dict[str, float], parts: int = 10) -> list[float]:
+    """Mean latency of each tenth of the resources, in the order they were created: flat when
+    the creator keeps up, rising when a queue builds up behind it."""
+    order = sorted((t, k) for k, t in sent.items() if k in seen)
+    size = max(1, len(order) // parts)
+    chunks = [order[i : i + size] for i in range(0, len(order), size)][:parts]
+    return [round(statistics.mean(seen[k] - t for t, k in chunk), 2) for chunk in chunks]
+
+
 def cpu_by_process(cluster: KubeCluster, operator_pid: int | None) -> dict[str, float]:
     """CPU seconds so far of each control-plane process, the operator and this script."""
     pids = {proc.name: proc.popen.pid for proc in cluster.procs}
@@ -261,6 +270,7 @@ def baseline_round(
         "baseline_cpu_seconds": cpu,
         "baseline_p50_seconds": round(statistics.median(latencies), 3),
         "baseline_p99_seconds": round(percentile(latencies, 99), 3),
+        "baseline_latency_by_order": by_order(sent, jobs.seen),
         "baseline_all_jobs_seconds": round(max(jobs.seen.values()) - started, 2),
         # The two create calls alone (sent to answered), and the rest (answered to Job seen).
         "baseline_create_calls_p99_seconds": round(
@@ -316,6 +326,7 @@ def run_round(
         "p50_seconds": round(statistics.median(latencies), 3),
         "p99_seconds": round(percentile(latencies, 99), 3),
         "max_seconds": round(max(latencies), 3),
+        "latency_by_order": by_order(sent, jobs.seen),
         # The create call alone (sent to answered), and the operator's part (answered to Job
         # seen: the watch event reaching it, its reconcile, its two creates, the Job's event).
         "create_call_p99_seconds": round(

@@ -11,8 +11,10 @@ well as `python -m llmft_operator`.
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
+from collections.abc import Callable
 from typing import Any, cast
 
 import kopf
@@ -121,8 +123,11 @@ def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
         reconciler.write_status,
         lambda kind, namespace, name: reconciler.reconcile(kind, namespace, name, "stop"),
     )
+    handler_context = memo.handler_context = HandlerContext()
     memo.refresher = Refresher(
-        lambda kind, namespace, name: reconciler.reconcile(kind, namespace, name, "timer"),
+        lambda kind, namespace, name: handler_context.run(
+            reconciler.reconcile, kind, namespace, name, "timer"
+        ),
         interval=3 * INTERVAL,
         min_age=3 * INTERVAL,
     )
@@ -137,6 +142,24 @@ def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
         op_settings.workload_service_account,
         op_settings.kueue_queue or "-",
     )
+
+
+class HandlerContext:
+    """The context kopf runs handlers in (its settings, its queue of Events to post), kept for
+    the operator's own threads: kopf.event fails outside it. A handler captures it; kopf gives
+    each object a shallow copy of the memo, so the memo holds this box, not the context."""
+
+    def __init__(self) -> None:
+        self.context: contextvars.Context | None = None
+
+    def capture(self) -> None:
+        if self.context is None:
+            self.context = contextvars.copy_context()
+
+    def run(self, fn: Callable[..., Any], *args: Any) -> Any:
+        if self.context is None:
+            return fn(*args)
+        return self.context.copy().run(fn, *args)
 
 
 def retry_delay(base: float, retry: int) -> float:
@@ -217,6 +240,9 @@ def on_resource_event(
     **_: Any,
 ) -> None:
     kind = KINDS.by_plural(resource.plural).kind
+    handler_context: HandlerContext | None = getattr(memo, "handler_context", None)
+    if handler_context is not None:
+        handler_context.capture()  # for the refresher's thread
     # The newest body of each resource, for its Job's events (they then need no GET).
     reconciler: Reconciler | None = getattr(memo, "reconciler", None)
     if reconciler is not None:

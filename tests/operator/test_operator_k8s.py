@@ -1056,6 +1056,16 @@ def test_a_pod_refused_by_a_quota_shows_why_on_the_resource(api: Api) -> None:
             logs=api.op.tail if api.op else None,
         )
         assert refused["phase"] == "Pending"
+        # Found by the refresher's tick (no Job event says it): its Event is posted as well.
+        wait_for(
+            lambda: (
+                "FailedCreate"
+                in {e.reason for e in api.events_for("over-quota") if e.type == "Warning"}
+            ),
+            30,
+            what="FailedCreate warning event",
+            logs=api.op.tail if api.op else None,
+        )
         assert "exceeded quota: tiny" in refused["message"]
     finally:
         api.core.delete_namespaced_resource_quota("tiny", NS)
