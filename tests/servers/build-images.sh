@@ -163,6 +163,17 @@ for name in "${selected[@]}"; do
   echo "$name $ref"
 done
 
+# The kubelet's containerd also names each image by its ID (sha256:...); an ID whose manifest is
+# none of the current images' keeps an old build's layers alive: it goes too.
+if [ -n "$import_sock" ]; then
+  ctr=(ctr --address "$import_sock" --namespace k8s.io)
+  listed=$("${ctr[@]}" images ls)
+  current=$(awk -v refs=" ${refs[*]} " 'index(refs, " " $1 " ") {print $3}' <<<"$listed")
+  awk '$1 ~ /^sha256:/ {print $1, $3}' <<<"$listed" | while read -r id digest; do
+    grep -qxF "$digest" <<<"$current" || "${ctr[@]}" images rm "$id" >/dev/null
+  done
+fi
+
 # Older builds of these images leave buildah's store too, then the layers no image uses any
 # more (the layer cache of the current builds stays).
 buildah images --format '{{.Name}}:{{.Tag}}' | while read -r old; do
