@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from servers.launch import KubeCluster, wait_for
-from servers.node import GPU_CAPACITY, GPU_PRODUCT, NODE_NAME, SERVICE_IP
+from servers.node import DNS_SERVICE_IP, GPU_CAPACITY, GPU_PRODUCT, NODE_NAME, SERVICE_IP
 
 pytestmark = pytest.mark.cluster
 
@@ -160,6 +160,77 @@ def test_pod_reaches_the_api_server_through_the_kubernetes_service(cluster: Kube
     host, version = out.split()
     assert host == SERVICE_IP  # the ClusterIP, routed to the API server by kube-proxy
     assert version.startswith("v1.")
+
+
+# Run in a pod: the Service's name resolved through the pod's resolv.conf (the search path makes
+# the short name work), then an HTTP request to it. Retried within the pod for a bounded time:
+# kube-proxy and CoreDNS learn of a new Service within seconds, not at once.
+DNS_CLIENT = textwrap.dedent(
+    """
+    import socket, sys, time, urllib.request
+    short, fqdn = sys.argv[1], sys.argv[2]
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            resolved = {socket.gethostbyname(short), socket.gethostbyname(fqdn)}
+            status = urllib.request.urlopen(f"http://{short}/", timeout=5).status
+            break
+        except OSError as e:
+            if time.monotonic() > deadline:
+                raise
+            print("retrying:", e, file=sys.stderr)
+            time.sleep(1)
+    nameserver = [l.split()[1] for l in open("/etc/resolv.conf") if l.startswith("nameserver")]
+    print(" ".join(sorted(resolved)), status, ",".join(nameserver))
+    """
+)
+
+
+def test_pod_reaches_a_service_by_its_dns_name(cluster: KubeCluster) -> None:
+    assert cluster.node is not None
+    image = cluster.node.images["operator"]
+    server = pod(
+        "web",
+        [],
+        restricted_container(
+            "web",
+            image,
+            command=["python", "-m", "http.server", "8080", "--directory", "/tmp"],
+            ports=[{"containerPort": 8080}],
+            readinessProbe={"tcpSocket": {"port": 8080}, "periodSeconds": 1},
+        ),
+    )
+    server["metadata"]["labels"] = {"app": "web"}
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "web", "namespace": NAMESPACE},
+        "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 8080}]},
+    }
+    cluster.kubectl("apply", "-f", "-", input=json.dumps(service))
+    cluster.kubectl("apply", "-f", "-", input=json.dumps(server))
+    cluster.kubectl(
+        "wait", "--for=condition=Ready", "pod/web", "-n", NAMESPACE, "--timeout=300s",
+        timeout=330,
+    )  # fmt: skip
+    fqdn = f"web.{NAMESPACE}.svc.cluster.local"
+    client = pod(
+        "dns-client",
+        [],
+        restricted_container("client", image, command=["python", "-c", DNS_CLIENT, "web", fqdn]),
+    )
+
+    phase = run_to_completion(cluster, client, timeout=300)
+
+    out = logs(cluster, "dns-client", "client")
+    assert phase == "Succeeded", out
+    cluster_ip = cluster.kubectl(
+        "get", "service", "web", "-n", NAMESPACE, "-o", "jsonpath={.spec.clusterIP}"
+    ).stdout.strip()
+    resolved, status, nameservers = out.split()
+    assert resolved == cluster_ip  # both names, one address: the Service's
+    assert status == "200"
+    assert nameservers == DNS_SERVICE_IP  # the kubelet's clusterDNS, the kube-dns Service
 
 
 @pytest.mark.parametrize("image", sorted(IMAGES))

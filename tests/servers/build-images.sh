@@ -163,14 +163,15 @@ for name in "${selected[@]}"; do
   echo "$name $ref"
 done
 
-# The kubelet's containerd also names each image by its ID (sha256:...); an ID whose manifest is
-# none of the current images' keeps an old build's layers alive: it goes too.
+# The kubelet's containerd also names each image it runs by its ID (sha256:...). Such a name
+# outlives the image's tag, and keeps an old build's layers alive: an ID whose manifest no tagged
+# image has any more goes too.
 if [ -n "$import_sock" ]; then
   ctr=(ctr --address "$import_sock" --namespace k8s.io)
   listed=$("${ctr[@]}" images ls)
-  current=$(awk -v refs=" ${refs[*]} " 'index(refs, " " $1 " ") {print $3}' <<<"$listed")
+  tagged=$(awk 'NR > 1 && $1 !~ /^sha256:/ {print $3}' <<<"$listed")
   awk '$1 ~ /^sha256:/ {print $1, $3}' <<<"$listed" | while read -r id digest; do
-    grep -qxF "$digest" <<<"$current" || "${ctr[@]}" images rm "$id" >/dev/null
+    grep -qxF "$digest" <<<"$tagged" || "${ctr[@]}" images rm "$id" >/dev/null
   done
 fi
 

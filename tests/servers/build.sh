@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Builds the real servers the test tiers talk to (Kubernetes control plane, etcd, kwok,
-# Ollama, Weaviate; `build.sh kubelet` adds the real node's kubelet and kube-proxy) from their
-# Go modules into a cache outside the repo; skips what is built.
+# Builds the real servers the test tiers talk to (Kubernetes control plane, etcd, kwok, Ollama,
+# Weaviate; the real node's kubelet, kube-proxy and CoreDNS) from their Go modules into a cache
+# outside the repo; skips what is built. `build.sh NAME...` builds only those.
 set -euo pipefail
 
 CACHE="${LLMFT_CACHE:-$HOME/.cache/llmft}"
@@ -15,6 +15,7 @@ KWOK_VERSION="${KWOK_VERSION:-v0.8.0}"
 OLLAMA_VERSION="${OLLAMA_VERSION:-v0.17.4}"
 WEAVIATE_VERSION="${WEAVIATE_VERSION:-v1.35.2}"
 MINIAUDIO_VERSION="${MINIAUDIO_VERSION:-1.71}"
+COREDNS_VERSION="${COREDNS_VERSION:-v1.15.0}"
 
 export GOFLAGS="${GOFLAGS:--buildvcs=false} -trimpath"
 LDFLAGS="-s -w"
@@ -154,12 +155,14 @@ build_ollama() {
   go_install ollama github.com/ollama/ollama "$OLLAMA_VERSION" CGO_ENABLED=1 \
     CGO_CPPFLAGS="-I$inc" CGO_CFLAGS="-O2" CGO_CXXFLAGS="-O2"
 }
+# The real node's cluster DNS (cluster.local for its pods), as kubeadm clusters run it.
+build_coredns() { go_install coredns github.com/coredns/coredns "$COREDNS_VERSION"; }
 build_weaviate() {
   go_install weaviate-server github.com/weaviate/weaviate/cmd/weaviate-server "$WEAVIATE_VERSION"
 }
 
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(kubernetes kubelet etcd kwok ollama weaviate)
+[ ${#targets[@]} -gt 0 ] || targets=(kubernetes kubelet coredns etcd kwok ollama weaviate)
 for t in "${targets[@]}"; do
   start=$(date +%s)
   "build_$t"

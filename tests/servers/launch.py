@@ -366,13 +366,14 @@ def start_kube_cluster(
     # the node's veth pair.
     host = network.host_ip if network else "127.0.0.1"
     make_pki(workdir, (network.host_ip, real.SERVICE_IP) if network else ())
-    token, node_token, proxy_token = _token(), _token(), _token()
+    token, node_token, proxy_token, dns_token = _token(), _token(), _token(), _token()
     tokens = [f'{token},admin,admin,"system:masters"']
     if network:
         node_user = f"system:node:{real.NODE_NAME}"
         tokens += [
             f'{node_token},{node_user},{node_user},"system:nodes"',
             f"{proxy_token},system:kube-proxy,system:kube-proxy",
+            f"{dns_token},{real.DNS_USER},{real.DNS_USER}",
         ]
     (workdir / "tokens.csv").write_text("\n".join(tokens) + "\n")
     etcd_port, etcd_peer, api_port = free_port(), free_port(), free_port()
@@ -493,9 +494,16 @@ def start_kube_cluster(
             node_kubeconfig = workdir / "kubelet.kubeconfig"
             proxy_kubeconfig = workdir / "kube-proxy.kubeconfig"
             write_kubeconfig(node_kubeconfig, server, workdir / "ca.crt", node_token, "kubelet")
+            dns_kubeconfig = workdir / "coredns.kubeconfig"
             write_kubeconfig(proxy_kubeconfig, server, workdir / "ca.crt", proxy_token, "proxy")
+            write_kubeconfig(dns_kubeconfig, server, workdir / "ca.crt", dns_token, "coredns")
             cluster.node = real.start_node(
-                workdir / "node", network, node_kubeconfig, proxy_kubeconfig, workdir / "ca.crt"
+                workdir / "node",
+                network,
+                node_kubeconfig,
+                proxy_kubeconfig,
+                dns_kubeconfig,
+                workdir / "ca.crt",
             )
             network = None  # the node owns it now
             real.wait_ready(cluster)

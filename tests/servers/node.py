@@ -1,4 +1,5 @@
-"""A real worker node for the test cluster: containerd, runc, CNI, the kubelet and kube-proxy.
+"""A real worker node for the test cluster: containerd, runc, CNI, the kubelet, kube-proxy and
+CoreDNS.
 
 The node lives in network and mount namespaces of its own (held by one `sleep` process), joined
 to the host by a veth pair: the pods' addresses, kube-proxy's iptables rules and the kubelet's
@@ -11,6 +12,13 @@ range any real network of this machine uses. Nothing in the node can reach outsi
 containerd 1.6 (Debian) does not implement the CRI RuntimeConfig call, so the kubelet (1.37)
 falls back to its own cgroupDriver setting, `cgroupfs`; the machine's hybrid cgroup layout makes
 it a cgroup v1 host, which kubelets since 1.35 refuse unless `failCgroupV1: false`.
+
+Cluster DNS is CoreDNS (built from its Go module, as the servers are) serving cluster.local from
+the API server, as kubeadm sets it up, except that it runs as a process in the node's namespaces
+rather than as a pod: the `kube-dns` Service at the conventional tenth address of the Service
+range sends the pods' queries there through kube-proxy, and the kubelet points each pod's
+resolv.conf at that Service. Only cluster names resolve: nothing outside the machine can be
+reached, so there is no upstream to forward other names to.
 """
 
 from __future__ import annotations
@@ -33,6 +41,7 @@ from servers.launch import (
     Proc,
     ServerUnavailable,
     binary,
+    http_ok,
     start_proc,
     wait_for,
     wait_until,
@@ -48,6 +57,10 @@ GPU_CAPACITY = "1"
 POD_CIDR = "198.18.200.0/24"
 SERVICE_CIDR = "198.19.0.0/24"
 SERVICE_IP = "198.19.0.1"  # the `kubernetes` Service: the first address of SERVICE_CIDR
+DNS_SERVICE_IP = "198.19.0.10"  # the `kube-dns` Service, where kubeadm puts it
+CLUSTER_DOMAIN = "cluster.local"
+DNS_USER = "system:coredns"  # CoreDNS's identity at the API server (a token of its own)
+DNS_READY_PORT = 8181  # CoreDNS's `ready` plugin, on the node's address
 NODE_LABELS = {
     "nvidia.com/gpu.product": GPU_PRODUCT,
     "nvidia.com/gpu.count": GPU_CAPACITY,
@@ -273,7 +286,7 @@ class Node:
         # The kubelet first, so nothing restarts; then every container process (they live in
         # the node's cgroups) and the containerd shims (their pid files are in the state dir),
         # and the containers leave containerd's kept root while it still runs.
-        for name in ("kubelet", "kube-proxy"):
+        for name in ("kubelet", "kube-proxy", "coredns"):
             with contextlib.suppress(StopIteration):
                 self.proc(name).stop()
         deadline = time.monotonic() + 30
@@ -379,7 +392,8 @@ def _kubelet_config(workdir: Path, sock: Path, cgroup_root: str, ca: Path) -> di
         "podCIDR": POD_CIDR,
         "maxPods": 30,
         "resolvConf": str(workdir / "resolv.conf"),
-        "clusterDomain": "cluster.local",
+        "clusterDNS": [DNS_SERVICE_IP],
+        "clusterDomain": CLUSTER_DOMAIN,
         # No nvidia.com/gpu taint, unlike kwok's GPU nodes: this is the cluster's only node, so
         # the pods that need no GPU (the operator, dataset generation) run here too.
         # The disk is shared with other work: never evict or collect images over disk use.
@@ -405,22 +419,41 @@ def _kubelet_config(workdir: Path, sock: Path, cgroup_root: str, ca: Path) -> di
     }
 
 
+def _corefile(node_ip: str, kubeconfig: Path) -> str:
+    # No `forward`: a name outside the cluster's zones has no upstream here, and fails at once.
+    return f""".:53 {{
+    bind {node_ip}
+    errors
+    ready {node_ip}:{DNS_READY_PORT}
+    kubernetes {CLUSTER_DOMAIN} in-addr.arpa ip6.arpa {{
+        kubeconfig {kubeconfig} llmft-test
+        pods insecure
+        fallthrough in-addr.arpa ip6.arpa
+        ttl 5
+    }}
+    cache 5
+    loadbalance
+}}
+"""
+
+
 def start_node(
     workdir: Path,
     network: NodeNetwork,
     kubelet_kubeconfig: Path,
     proxy_kubeconfig: Path,
+    dns_kubeconfig: Path,
     ca: Path,
     startup_timeout: float = 120,
 ) -> Node:
-    """containerd with the test images imported, then the kubelet and kube-proxy."""
+    """containerd with the test images imported, then the kubelet, kube-proxy and CoreDNS."""
     missing = missing_packages()
     if missing:
         names = " ".join(missing)
         raise ServerUnavailable(
             f"the real node needs Debian's {names}: `apt-get install {names}` (.ci/run does)"
         )
-    for b in ("kubelet", "kube-proxy"):
+    for b in ("kubelet", "kube-proxy", "coredns"):
         binary(b)
     workdir.mkdir(parents=True, exist_ok=True)
     NODE_CACHE.mkdir(parents=True, exist_ok=True)
@@ -502,6 +535,11 @@ def start_node(
                 workdir,
             )
         )
+        corefile = workdir / "Corefile"
+        corefile.write_text(_corefile(network.node_ip, dns_kubeconfig))
+        node.procs.append(
+            start_proc("coredns", [*network.enter(), binary("coredns"), "-conf", corefile], workdir)
+        )
         return node
     except BaseException:
         node.stop()
@@ -567,3 +605,81 @@ def wait_ready(cluster: KubeCluster, timeout: float = 180) -> None:
         return out.strip() == GPU_CAPACITY
 
     wait_for(gpu_allocatable, 60, 0.5, "nvidia.com/gpu allocatable", node.logs)
+    serve_cluster_dns(cluster, timeout)
+
+
+def cluster_dns_objects(node_ip: str) -> list[dict[str, Any]]:
+    """What kubeadm's CoreDNS add-on puts in the API, for a CoreDNS outside a pod: its read-only
+    role, and the `kube-dns` Service, whose one endpoint is CoreDNS on the node's address."""
+    dns_ports = [("dns", "UDP"), ("dns-tcp", "TCP")]
+    rbac = "rbac.authorization.k8s.io"
+    return [
+        {
+            "apiVersion": f"{rbac}/v1",
+            "kind": "ClusterRole",
+            "metadata": {"name": DNS_USER},
+            "rules": [
+                {
+                    "apiGroups": [""],
+                    "resources": ["endpoints", "services", "pods", "namespaces"],
+                    "verbs": ["list", "watch"],
+                },
+                {
+                    "apiGroups": ["discovery.k8s.io"],
+                    "resources": ["endpointslices"],
+                    "verbs": ["list", "watch"],
+                },
+            ],
+        },
+        {
+            "apiVersion": f"{rbac}/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": {"name": DNS_USER},
+            "roleRef": {"apiGroup": rbac, "kind": "ClusterRole", "name": DNS_USER},
+            "subjects": [{"apiGroup": rbac, "kind": "User", "name": DNS_USER}],
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {
+                "name": "kube-dns",
+                "namespace": "kube-system",
+                "labels": {"k8s-app": "kube-dns", "kubernetes.io/name": "CoreDNS"},
+            },
+            # No selector: the endpoint is not a pod, it is listed below.
+            "spec": {
+                "clusterIP": DNS_SERVICE_IP,
+                "ports": [{"name": n, "port": 53, "protocol": p} for n, p in dns_ports],
+            },
+        },
+        {
+            "apiVersion": "discovery.k8s.io/v1",
+            "kind": "EndpointSlice",
+            "metadata": {
+                "name": "kube-dns-node",
+                "namespace": "kube-system",
+                "labels": {
+                    "kubernetes.io/service-name": "kube-dns",
+                    "endpointslice.kubernetes.io/managed-by": "llmft-tests",
+                },
+            },
+            "addressType": "IPv4",
+            "endpoints": [
+                {"addresses": [node_ip], "conditions": {"ready": True}, "nodeName": NODE_NAME}
+            ],
+            "ports": [{"name": n, "port": 53, "protocol": p} for n, p in dns_ports],
+        },
+    ]
+
+
+def serve_cluster_dns(cluster: KubeCluster, timeout: float = 180) -> None:
+    """CoreDNS's role and the `kube-dns` Service in the API; then CoreDNS ready (it has read
+    the Services and endpoints it answers from)."""
+    node = cluster.node
+    assert node is not None
+    items = cluster_dns_objects(node.network.node_ip)
+    cluster.kubectl(
+        "apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": items})
+    )
+    url = f"http://{node.network.node_ip}:{DNS_READY_PORT}/ready"
+    wait_until(node.proc("coredns"), lambda: http_ok(url), timeout, url)
