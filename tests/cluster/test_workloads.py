@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from chart.helm import CHART, helm, values_file
+from datagen.conftest import create_single_thread_model
 from servers.launch import KubeCluster, OllamaServer, smollm2_gguf, start_ollama, wait_for
 from servers.node import NODE_NAME
 
@@ -43,6 +44,7 @@ class Install:
     cluster: KubeCluster
     volume: Path  # the artefact PersistentVolume's directory, as the host sees it
     ollama: OllamaServer
+    datagen_model: str  # SmolLM2 on one thread, as the Ollama tier's datagen tests use it
     tmp: Path
 
 
@@ -121,7 +123,10 @@ def installed(
             "rollout", "status", "deployment/llmft-operator", "-n", SYSTEM_NS,
             "--timeout=300s", timeout=330,
         )  # fmt: skip
-        yield Install(cluster, volume, ollama, tmp)
+        # Two threads per request spin against each other on a loaded two-core machine (minutes
+        # per answer); one thread per request, two requests at a time, keep both cores busy.
+        datagen_model = create_single_thread_model(ollama.url, ollama.model)
+        yield Install(cluster, volume, ollama, datagen_model, tmp)
     finally:
         ollama.stop()
 
@@ -185,19 +190,18 @@ def finished(installed: Install) -> dict[str, dict[str, Any]]:
         "metadata": {"name": "handbook", "namespace": TEAM_NS},
         "spec": {
             "source": {"configMap": "handbook"},
-            # Four chunks of one chapter, short answers: a few minutes of a busy CPU.
-            "chunking": {"maxTokens": 256, "overlapTokens": 16, "minTokens": 24},
+            # Short chunks and answers, as the Ollama tier's datagen tests: minutes of a busy CPU.
+            "chunking": {"maxTokens": 128, "overlapTokens": 16, "minTokens": 24},
             "generator": {
                 "backend": "ollama",  # the chart's ollama.host
-                "model": installed.ollama.model,
+                "model": installed.datagen_model,
                 "questionsPerChunk": 2,
                 "numPredict": 160,
                 "temperature": 0.0,
                 "seed": 7,
-                # One request at a time, each given all the time it needs: on a loaded two-core
-                # machine a 160-token answer has taken over two minutes, and a request that
-                # times out is thrown away and starts again.
-                "concurrency": 1,
+                "concurrency": 2,
+                # A request that times out is thrown away and starts again: on a loaded two-core
+                # machine, give each all the time it needs.
                 "timeoutSeconds": 1200,
             },
             "quality": {"minAnswerSupport": 0.0},
