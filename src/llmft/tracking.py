@@ -15,12 +15,14 @@ import json
 import logging
 import math
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from llmft.api.common import MlflowTracking
 from llmft.api.resource import Resource
+from llmft.workloads.entry import WorkloadError
 
 log = logging.getLogger("llmft.tracking")
 
@@ -31,7 +33,7 @@ LABEL_EXPERIMENT = "llmft.io/experiment"
 LABEL_TRIAL = "llmft.io/trial"
 
 
-class TrackingError(RuntimeError):
+class TrackingError(WorkloadError):
     """The MLflow server cannot be used as configured; the message names the field."""
 
 
@@ -194,6 +196,25 @@ class MlflowRun:
     def finish(self, status: str = "FINISHED") -> None:
         """End the run: FINISHED, FAILED or KILLED."""
         self._call("ending the run", self.client.set_terminated, self.run_id, status=status)
+
+
+@contextmanager
+def tracked_run(
+    cfg: MlflowTracking | None, res: Resource[Any], out: Path, params: Mapping[str, Any]
+) -> Iterator[MlflowRun | None]:
+    """The resource's MLflow run with `params` logged (None when the spec sets no MLflow);
+    ended FAILED, or KILLED on an interrupt, when the block raises. Ending it on success is
+    the block's job: each workload logs its own final scores first."""
+    if cfg is None:
+        yield None
+        return
+    run = MlflowRun.start(cfg, res, out)
+    run.log_params(params)
+    try:
+        yield run
+    except BaseException as err:
+        run.finish("KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED")
+        raise
 
 
 def find_runs(run: MlflowRun, tag: str, values: Iterable[str]) -> dict[str, str]:

@@ -57,6 +57,7 @@ from llmft.workloads.datagen.splitting import (
 from llmft.workloads.datagen.worklog import ChunkRecord, WorkLog, fingerprint
 from llmft.workloads.entry import WorkloadError
 from llmft.workloads.hubpush import push_folder
+from llmft.workloads.recipe import output_dir
 
 log = logging.getLogger("llmft.datagen")
 
@@ -299,7 +300,8 @@ class DatasetGenerator:
         return now
 
     def run(self) -> dict[str, Any]:
-        """Generate the dataset and return its manifest."""
+        """Generate the dataset, write it with its manifest and card, and return the manifest;
+        a WorkloadError when no pair survived the filters."""
         spec, gen = self.spec, self.spec.generator
         t0 = t = time.monotonic()
         prompts = PromptSet.from_spec(gen)
@@ -355,44 +357,6 @@ class DatasetGenerator:
                 f"no question/answer pairs survived the filters ({', '.join(why) or 'no replies'})"
                 f"; see {self.out_dir / DATASET_MANIFEST}"
             )
-        outputs: dict[str, Any] = {"path": str(self.out_dir), **files}
-        outputs["manifest"] = str(self.out_dir / DATASET_MANIFEST)
-        target = spec.output.hugging_face
-        if target is not None:
-            pushed = push_folder(
-                target,
-                self.out_dir,
-                f"llmft DatasetGeneration {self.name}: {total} pairs from {len(chunks)} chunks",
-                repo_type="dataset",
-                allow_patterns=hub.PUSHED_FILES,
-            )
-            outputs["huggingFace"] = pushed
-            manifest["hub"] = pushed
-            write_json(self.out_dir / DATASET_MANIFEST, manifest)
-        counts = manifest["counts"]
-        self.reporter.progress(
-            force=True,
-            step=len(chunks),
-            total=len(chunks),
-            unit="chunks",
-            pairsKept=total,
-            message=f"done: {total} pairs ({counts['trainPairs']} train, "
-            f"{counts['evalPairs']} eval, {counts['closedBookPairs']} closed-book), "
-            f"{counts['dropped']} dropped",
-        )
-        self.reporter.result(
-            {
-                "documents": counts["documents"],
-                "chunks": counts["chunks"],
-                "pairs": total,
-                "trainPairs": counts["trainPairs"],
-                "evalPairs": counts["evalPairs"],
-                "closedBookPairs": counts["closedBookPairs"],
-                "dropped": counts["dropped"],
-                "pairsPerSecond": manifest["pairsPerSecond"],
-            },
-            outputs,
-        )
         return manifest
 
     def _generate(
@@ -599,10 +563,46 @@ class DatasetGenerator:
 
 
 def main(resource: Resource[Any], reporter: Reporter) -> None:
-    """The workload entrypoint: generate the dataset the resolved spec describes."""
+    """Generate the dataset the DatasetGeneration describes, push it when asked, report it."""
     spec: DatasetGenerationSpec = resource.spec
-    if not spec.output.path:
-        raise WorkloadError("spec.output.path: not set (the runner or operator resolves it)")
-    out_dir = Path(spec.output.path)
+    out = output_dir(spec)
+    name = resource.metadata.name
     base_dir = resource.source_file.parent if resource.source_file else None
-    DatasetGenerator(spec, out_dir, reporter, resource.metadata.name, base_dir).run()
+    manifest = DatasetGenerator(spec, out, reporter, name, base_dir).run()
+    outputs: dict[str, Any] = {"path": str(out)}
+    outputs |= {key: str(out / file) for key, file in manifest["files"].items()}
+    outputs["manifest"] = str(out / DATASET_MANIFEST)
+    if spec.output.hugging_face is not None:
+        counts = manifest["counts"]
+        manifest["hub"] = outputs["huggingFace"] = push_folder(
+            spec.output.hugging_face,
+            out,
+            f"llmft DatasetGeneration {name}: {counts['pairs']} pairs from {counts['chunks']} "
+            "chunks",
+            repo_type="dataset",
+            allow_patterns=hub.PUSHED_FILES,
+        )
+        write_json(out / DATASET_MANIFEST, manifest)
+    reporter.progress(force=True, **done_progress(manifest))
+    reporter.result(result_metrics(manifest), outputs)
+
+
+def done_progress(manifest: dict[str, Any]) -> dict[str, Any]:
+    """The last progress report: every chunk done, and what the pairs came to."""
+    counts = manifest["counts"]
+    return {
+        "step": counts["chunks"],
+        "total": counts["chunks"],
+        "unit": "chunks",
+        "pairsKept": counts["pairs"],
+        "message": f"done: {counts['pairs']} pairs ({counts['trainPairs']} train, "
+        f"{counts['evalPairs']} eval, {counts['closedBookPairs']} closed-book), "
+        f"{counts['dropped']} dropped",
+    }
+
+
+def result_metrics(manifest: dict[str, Any]) -> dict[str, Any]:
+    """The final status.metrics: the manifest's counts and this run's throughput."""
+    counts = manifest["counts"]
+    keys = ("documents", "chunks", "pairs", "trainPairs", "evalPairs", "closedBookPairs", "dropped")
+    return {**{k: counts[k] for k in keys}, "pairsPerSecond": manifest["pairsPerSecond"]}

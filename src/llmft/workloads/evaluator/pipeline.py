@@ -30,6 +30,7 @@ from llmft.api.resource import Resource
 from llmft.api.status import DEGRADED_METRIC
 from llmft.jsonfiles import write_json, write_jsonl
 from llmft.reporting import Reporter
+from llmft.tracking import tracked_run
 from llmft.workloads import hubsource
 from llmft.workloads.entry import WorkloadError
 from llmft.workloads.evaluator.data import (
@@ -50,8 +51,9 @@ from llmft.workloads.evaluator.summary import (
     score_keys,
     status_metrics,
 )
-from llmft.workloads.evaluator.tracking import log_scores, start_run
+from llmft.workloads.evaluator.tracking import log_scores, run_params
 from llmft.workloads.rag import load_embedder
+from llmft.workloads.recipe import output_dir, with_sources
 
 log = logging.getLogger("llmft.evaluator")
 
@@ -90,6 +92,17 @@ class ProgressTracker:
 
     def arm_finished(self) -> None:
         self.base += self.n_items * self.per_item
+
+    def finished(self, message: str) -> None:
+        self.reporter.progress(
+            force=True,
+            step=self.total,
+            total=self.total,
+            unit="items",
+            itemsDone=self.n_items,
+            itemsTotal=self.n_items,
+            message=message,
+        )
 
 
 @dataclass
@@ -319,53 +332,89 @@ def arm_scores(arm: Arm, records: Sequence[dict[str, Any]], keys: Sequence[str])
     return scores
 
 
-def run_evaluation(res: Resource[Any], reporter: Reporter) -> dict[str, Any]:
-    """Evaluate every arm of `res` and write the results; returns the summary."""
+def main(res: Resource[Any], reporter: Reporter) -> None:
+    """Evaluate every arm of the Evaluation and report its summary (see the module's doc)."""
     spec: EvaluationSpec = res.spec
-    if not spec.output.path:
-        raise WorkloadError("spec.output.path: not set (the resolved spec must name a directory)")
-    out = Path(spec.output.path)
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_dir(spec)
     hubsource.start_recording()
-    mlflow_run = start_run(res, out)
-    try:
-        summary = _evaluate(res, reporter, out)
-    except BaseException as err:
+    with tracked_run(spec.tracking.mlflow, res, out, run_params(spec)) as mlflow_run:
+        questions = load_questions(spec)
+        fingerprints, saved = saved_arms(spec, questions, out)
+        todo = [a for a, prior in zip(spec.arms, saved, strict=True) if prior is None]
+        scorers = open_scorers(res, questions, todo)
+        progress = ProgressTracker(
+            reporter, len(spec.arms), len(questions.items), scorers.judge is not None
+        )
+        scored = score_arms(spec, questions, scorers, fingerprints, saved, progress, out)
+        summary = summarise(spec, questions, scorers, scored)
+        write_jsonl(out / EVAL_ITEMS, scored.records)
+        # The one contract: what summary.json, status.summary and `llmft report` hold.
+        typed = EvaluationSummary.model_validate(summary)
+        write_json(out / EVAL_SUMMARY, typed.model_dump(by_alias=True, mode="json"))
+        progress.finished(f"done: {summary['verdict']['reason']}")
         if mlflow_run is not None:
-            mlflow_run.finish("KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED")
-        raise
-    if mlflow_run is not None:
-        log_scores(mlflow_run, spec, summary)
-    return summary
+            log_scores(mlflow_run, spec, summary)
+    outputs = {"items": str(out / EVAL_ITEMS), "summary": str(out / EVAL_SUMMARY)}
+    reporter.result(
+        result_metrics(spec, summary), with_sources(outputs), status={"summary": typed.to_wire()}
+    )
 
 
-def _evaluate(res: Resource[Any], reporter: Reporter, out: Path) -> dict[str, Any]:
-    spec: EvaluationSpec = res.spec
-    name, namespace = res.metadata.name, res.metadata.namespace
+@dataclass
+class Questions:
+    """The eval questions an Evaluation asks every arm, and what its saved arms depend on."""
+
+    directory: Path
+    items: list[EvalItem]
+    available: int  # questions in the split, before maxItems sampled them
+    fingerprint: str
+    chunks_fingerprint: str | None  # of chunks.jsonl, when an arm retrieves from it
+
+
+def load_questions(spec: EvaluationSpec) -> Questions:
+    """The split's questions (sampled down to maxItems, per source document)."""
     directory = dataset_dir(spec.dataset.path)
     all_items = load_eval_items(directory, split=spec.split)
     items = all_items
     if spec.generation.max_items is not None:
         items = stratified_sample(all_items, spec.generation.max_items, spec.generation.seed)
-    data_fp = items_fingerprint(items)
-    keys = score_keys(spec.metrics)
-    text_metrics = [m for m in spec.metrics if m in TEXT_METRICS]
-    judge_metrics = [m for m in spec.metrics if m in JUDGE_METRICS]
-    rag_arms = [a for a in spec.arms if a.rag.enabled]
-    log.info("evaluating %d arms on %d questions from %s", len(spec.arms), len(items), directory)
-
-    # Work out which arms are already done before loading anything heavy.
     chunks_fp: str | None = None
-    if rag_arms:
-        chunks_file = chunks_path(directory)
-        chunks_fp = hashlib.sha256(chunks_file.read_bytes()).hexdigest()[:16]
-    fingerprints = [arm_fingerprint(spec, a, data_fp, chunks_fp) for a in spec.arms]
+    if any(a.rag.enabled for a in spec.arms):
+        chunks_fp = hashlib.sha256(chunks_path(directory).read_bytes()).hexdigest()[:16]
+    log.info("evaluating %d arms on %d questions from %s", len(spec.arms), len(items), directory)
+    return Questions(directory, items, len(all_items), items_fingerprint(items), chunks_fp)
+
+
+def saved_arms(
+    spec: EvaluationSpec, questions: Questions, out: Path
+) -> tuple[list[str], list[list[dict[str, Any]] | None]]:
+    """Each arm's fingerprint, and its records where an earlier run saved them under it."""
+    fingerprints = [
+        arm_fingerprint(spec, a, questions.fingerprint, questions.chunks_fingerprint)
+        for a in spec.arms
+    ]
     saved = [
         _load_saved_arm(out / ARMS_DIR / f"{a.name}.json", fp)
         for a, fp in zip(spec.arms, fingerprints, strict=True)
     ]
-    todo = [a for a, s in zip(spec.arms, saved, strict=True) if s is None]
+    return fingerprints, saved
 
+
+@dataclass
+class Scorers:
+    """What the arms still to run need besides their models: the judge and the retrieved
+    context (retrieved once for all RAG arms, at the largest topK)."""
+
+    judge_metrics: list[str]
+    judge: Any = None
+    retrieval: Retrieval | None = None
+
+
+def open_scorers(res: Resource[Any], questions: Questions, todo: Sequence[Arm]) -> Scorers:
+    """Load the embedders, the judge and the retrieval that the arms in `todo` need."""
+    spec: EvaluationSpec = res.spec
+    judge_metrics = [m for m in spec.metrics if m in JUDGE_METRICS]
+    scorers = Scorers(judge_metrics)
     embedder = None
     needs_rag = any(a.rag.enabled for a in todo)
     needs_judge = bool(judge_metrics) and bool(todo)
@@ -376,33 +425,53 @@ def _evaluate(res: Resource[Any], reporter: Reporter, out: Path) -> dict[str, An
     if needs_judge and judge_model and judge_model != spec.retrieval.embedding_model:
         judge_embedder = load_embedder(judge_model, "spec.judge.embeddingModel")
 
-    judge = None
     if needs_judge:
         assert spec.judge is not None
         from llmft.workloads.evaluator.judge import RagasJudge, check_judge
 
         check_judge(spec.judge)
-        judge = RagasJudge(spec.judge, judge_metrics, judge_embedder)
+        scorers.judge = RagasJudge(spec.judge, judge_metrics, judge_embedder)
 
-    retrieval: Retrieval | None = None
-    retrieval_backend: str | None = None
     if needs_rag:
         from llmft.workloads.evaluator.rag import open_index, retrieve_all
 
         assert embedder is not None
-        retriever = open_index(spec, namespace, name, embedder, chunks_path(directory))
+        name, namespace = res.metadata.name, res.metadata.namespace
+        retriever = open_index(spec, namespace, name, embedder, chunks_path(questions.directory))
         try:
-            k = max(a.rag.top_k for a in rag_arms)
-            retrieval = retrieve_all(retriever, [i.question for i in items], k)
-            retrieval_backend = retrieval.backend
+            k = max(a.rag.top_k for a in spec.arms if a.rag.enabled)
+            scorers.retrieval = retrieve_all(retriever, [i.question for i in questions.items], k)
         finally:
             retriever.close()
+    return scorers
 
-    progress = ProgressTracker(reporter, len(spec.arms), len(items), judge is not None)
-    models = ModelCache()
-    all_records: list[dict[str, Any]] = []
-    arms_scores: list[ArmScores] = []
-    timings: dict[str, dict[str, float]] = {}
+
+@dataclass
+class ScoredArms:
+    """Every arm's records (answers and scores) and per-arm means, timings and precision."""
+
+    records: list[dict[str, Any]] = field(default_factory=list)
+    scores: list[ArmScores] = field(default_factory=list)
+    timings: dict[str, dict[str, float]] = field(default_factory=dict)
+    models: ModelCache = field(default_factory=ModelCache)
+
+
+def score_arms(
+    spec: EvaluationSpec,
+    questions: Questions,
+    scorers: Scorers,
+    fingerprints: Sequence[str],
+    saved: Sequence[list[dict[str, Any]] | None],
+    progress: ProgressTracker,
+    out: Path,
+) -> ScoredArms:
+    """Answer and score every question with every arm, reusing the arms saved by an earlier
+    run with the same fingerprint; each new arm is saved as soon as it is scored."""
+    items = questions.items
+    keys = score_keys(spec.metrics)
+    text_metrics = [m for m in spec.metrics if m in TEXT_METRICS]
+    scored = ScoredArms()
+    models, judge = scored.models, scorers.judge
     for index, (arm, fp, prior) in enumerate(zip(spec.arms, fingerprints, saved, strict=True)):
         if prior is not None:
             log.info("arm %s: reusing the records of a previous run", arm.name)
@@ -415,13 +484,13 @@ def _evaluate(res: Resource[Any], reporter: Reporter, out: Path) -> dict[str, An
                 index,
                 spec,
                 items,
-                retrieval,
+                scorers.retrieval,
                 models,
                 on_batch=lambda done, a=arm.name: progress.update(a, "answering", done),
             )
             if arm.name in models.formats:
-                reporter.record(models=dict(models.formats))
-            timings[arm.name] = {
+                progress.reporter.record(models=dict(models.formats))
+            scored.timings[arm.name] = {
                 "generationSeconds": round(seconds, 3),
                 "itemsPerSecond": round(len(items) / seconds, 4) if seconds > 0 else 0.0,
             }
@@ -440,61 +509,60 @@ def _evaluate(res: Resource[Any], reporter: Reporter, out: Path) -> dict[str, An
             records = arm_records(arm, items, answers, contexts, text_metrics, judged)
             _save_arm(out / ARMS_DIR / f"{arm.name}.json", fp, records)
         progress.arm_finished()
-        all_records.extend(records)
-        arms_scores.append(arm_scores(arm, records, keys))
+        scored.records.extend(records)
+        scored.scores.append(arm_scores(arm, records, keys))
+    return scored
 
-    summary = build_summary(arms_scores, keys, spec.primary_metric, spec.bootstrap, spec.comparison)
+
+def summarise(
+    spec: EvaluationSpec, questions: Questions, scorers: Scorers, scored: ScoredArms
+) -> dict[str, Any]:
+    """summary.json: per-arm means and intervals, paired differences, ranking and verdict, and
+    how the evaluation ran (split, sample, judge budget, retrieval backend)."""
+    keys = score_keys(spec.metrics)
+    summary = build_summary(
+        scored.scores, keys, spec.primary_metric, spec.bootstrap, spec.comparison
+    )
     endpoints = {a.name: a.endpoint for a in spec.arms if a.endpoint is not None}
     for arm_out in summary["arms"]:
-        arm_out.update(timings.get(arm_out["name"], {}))
+        arm_out.update(scored.timings.get(arm_out["name"], {}))
         if arm_out["name"] in endpoints:
             from llmft.workloads.evaluator.endpoint import describe
 
             arm_out["endpoint"] = describe(endpoints[arm_out["name"]])
         else:
             arm = next(a for a in spec.arms if a.name == arm_out["name"])
-            four_bit = models.four_bit.get(arm.name, base_in_4bit(arm))
+            four_bit = scored.models.four_bit.get(arm.name, base_in_4bit(arm))
             arm_out["basePrecision"] = "4bit" if four_bit else "full"
-    summary["items"] = len(items)
+    summary["items"] = len(questions.items)
     summary["split"] = {
         "name": spec.split,
         "file": SPLIT_FILES[spec.split],
         "meaning": SPLIT_MEANING[spec.split],
     }
-    if len(items) < len(all_items):
+    if len(questions.items) < questions.available:
         summary["sample"] = {
-            "of": len(all_items),
+            "of": questions.available,
             "maxItems": spec.generation.max_items,
             "seed": spec.generation.seed,
             "stratifiedBy": "source document",
         }
-    if judge_metrics:
+    if scorers.judge_metrics:
         from llmft.workloads.evaluator.judge import judge_budget
 
         assert spec.judge is not None
-        budget = judge_budget(all_records, spec.judge.max_missing_share)
+        budget = judge_budget(scored.records, spec.judge.max_missing_share)
         summary["judge"] = budget
         if "degraded" in budget:
             summary["degraded"] = budget["degraded"]
             log.warning("%s", budget["degraded"])
-    if retrieval_backend:
-        summary["retrievalBackend"] = retrieval_backend
-    write_jsonl(out / EVAL_ITEMS, all_records)
-    # The one contract: what summary.json, status.summary and `llmft report` hold.
-    typed = EvaluationSummary.model_validate(summary)
-    write_json(out / EVAL_SUMMARY, typed.model_dump(by_alias=True, mode="json"))
-    progress.reporter.progress(
-        force=True,
-        step=progress.total,
-        total=progress.total,
-        unit="items",
-        itemsDone=len(items),
-        itemsTotal=len(items),
-        message=f"done: {summary['verdict']['reason']}",
-    )
-    outputs: dict[str, Any] = {"items": str(out / EVAL_ITEMS), "summary": str(out / EVAL_SUMMARY)}
-    if hubsource.fetched_sources():
-        outputs["sources"] = hubsource.fetched_sources()
+    if scorers.retrieval is not None and scorers.retrieval.backend:
+        summary["retrievalBackend"] = scorers.retrieval.backend
+    return summary
+
+
+def result_metrics(spec: EvaluationSpec, summary: dict[str, Any]) -> dict[str, Any]:
+    """The flat status.metrics: per-arm means and differences, verdict, split, judge budget."""
     metrics = status_metrics(summary)
     metrics["split"] = spec.split
     for key in ("judgeMissingShare", "judgeMissing"):
@@ -502,10 +570,4 @@ def _evaluate(res: Resource[Any], reporter: Reporter, out: Path) -> dict[str, An
             metrics[key] = summary["judge"][key]
     if summary.get("degraded"):
         metrics[DEGRADED_METRIC] = summary["degraded"]
-    reporter.result(metrics, outputs, status={"summary": typed.to_wire()})
-    return summary
-
-
-def main(res: Resource[Any], reporter: Reporter) -> None:
-    """The workload's entry (see `python -m llmft.workloads.evaluator`)."""
-    run_evaluation(res, reporter)
+    return metrics

@@ -8,33 +8,19 @@ compares trials by ROUGE or judge accuracy, not only by eval loss.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 from llmft.api.evaluation import EvaluationSpec
-from llmft.api.resource import Resource
-from llmft.tracking import MlflowRun, TrackingError, find_runs
-from llmft.workloads.entry import WorkloadError
+from llmft.tracking import MlflowRun, find_runs
 
 
-def start_run(res: Resource[Any], out: Path) -> MlflowRun | None:
-    """The Evaluation's MLflow run, or None when MLflow is not set (fails fast if unusable)."""
-    spec: EvaluationSpec = res.spec
-    cfg = spec.tracking.mlflow
-    if cfg is None:
-        return None
-    try:
-        run = MlflowRun.start(cfg, res, out)
-    except TrackingError as err:
-        raise WorkloadError(str(err)) from None
-    run.log_params(
-        {
-            "arms": [a.name for a in spec.arms],
-            "metrics": list(spec.metrics),
-            "primaryMetric": spec.primary_metric,
-        }
-    )
-    return run
+def run_params(spec: EvaluationSpec) -> dict[str, Any]:
+    """What an evaluation is, as MLflow params: its arms, metrics and primary metric."""
+    return {
+        "arms": [a.name for a in spec.arms],
+        "metrics": list(spec.metrics),
+        "primaryMetric": spec.primary_metric,
+    }
 
 
 def log_scores(run: MlflowRun, spec: EvaluationSpec, summary: Mapping[str, Any]) -> None:

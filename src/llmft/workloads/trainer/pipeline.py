@@ -11,6 +11,7 @@ import os
 import resource
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,11 +29,12 @@ from llmft.api.layout import (
 from llmft.api.resource import Resource
 from llmft.jsonfiles import write_json
 from llmft.reporting import Reporter
-from llmft.tracking import MlflowRun
+from llmft.tracking import MlflowRun, tracked_run
 from llmft.workloads import hubsource, modeling
 from llmft.workloads.chatformat import ChatFormat
 from llmft.workloads.entry import WorkloadError
 from llmft.workloads.rag import default_collection
+from llmft.workloads.recipe import output_dir, with_sources
 from llmft.workloads.stopping import STOP, Stopped
 from llmft.workloads.trainer.card import model_card, write_model_card
 from llmft.workloads.trainer.data import TrainingData, load_training_data
@@ -49,20 +51,12 @@ from llmft.workloads.trainer.speed import (
     size_micro_batch,
 )
 from llmft.workloads.trainer.tokens import tokenize_training_data
-from llmft.workloads.trainer.tracking import MlflowCallback, finish_run, start_run
+from llmft.workloads.trainer.tracking import MlflowCallback, finish_run, training_params
 
 log = logging.getLogger("llmft.trainer")
 
 TENSORBOARD_DIR = "tensorboard"
 RUN_FILE = "run.json"  # in checkpoints/: what the checkpoints were trained on
-
-
-def output_dir(spec: FineTuneJobSpec) -> Path:
-    if not spec.output.path:
-        raise WorkloadError("spec.output.path: unset; the resolved spec must name the output dir")
-    out = Path(spec.output.path)
-    out.mkdir(parents=True, exist_ok=True)
-    return out
 
 
 def run_fingerprint(spec: FineTuneJobSpec, data: TrainingData) -> dict[str, Any]:
@@ -323,6 +317,15 @@ def final_eval_loss(trainer: Any) -> float | None:
     return float(value) if value is not None else None
 
 
+def quiet_progress_bars() -> None:
+    """Progress goes out as structured lines (and to status); bars would only garble the log."""
+    import datasets
+    import transformers
+
+    datasets.disable_progress_bars()
+    transformers.utils.logging.disable_progress_bar()
+
+
 def peak_memory_bytes(device: str) -> int:
     """Peak memory of the training process: allocated GPU memory, or resident CPU memory."""
     if device.startswith("cuda"):
@@ -346,17 +349,24 @@ def save_merged(spec: FineTuneJobSpec, adapter_dir: Path, merged_dir: Path) -> N
     tmp.rename(merged_dir)
 
 
+@dataclass
+class TrainedAdapter:
+    """What training left in the output directory: the adapter, its metrics and model card."""
+
+    adapter_dir: Path
+    metrics: dict[str, Any]
+    outputs: dict[str, Any]
+    card_data: dict[str, Any]
+    target_modules: Any
+
+
 def main(res: Resource[Any], reporter: Reporter) -> None:
     """Train the adapter the FineTuneJob describes and report its metrics and locations."""
-    import datasets
-    import transformers
     from transformers import set_seed
 
     spec: FineTuneJobSpec = res.spec
     out = output_dir(spec)
-    # Progress goes out as structured lines (and to status); bars would only garble the log.
-    datasets.disable_progress_bars()
-    transformers.utils.logging.disable_progress_bar()
+    quiet_progress_bars()
     set_seed(spec.hyperparameters.seed)
     reporter.progress(force=True, message="reading the dataset")
     hubsource.start_recording()
@@ -372,20 +382,18 @@ def main(res: Resource[Any], reporter: Reporter) -> None:
     reporter.record(model=fmt.describe(), hyperparameters=shape(spec))
     # Rows longer than maxSeqLength are counted (answerless ones dropped) before any weight loads;
     # above maxTruncatedShare the job fails here, naming maxSeqLength.
-    train_rows, eval_rows = tokenize_training_data(spec, data, fmt)
+    rows = tokenize_training_data(spec, data, fmt)
     report_to = report_integrations(spec, out)
-    has_eval = bool(data.eval)
-    check_evaluation_settings(spec, has_eval)
-    mlflow_run = start_run(spec, res, out, data)
-    try:
-        _train(res, spec, reporter, data, (train_rows, eval_rows), fmt, out, report_to, mlflow_run)
-    except BaseException as err:
+    check_evaluation_settings(spec, bool(data.eval))
+    with tracked_run(spec.tracking.mlflow, res, out, training_params(spec, data)) as mlflow_run:
+        trained = train_adapter(res, spec, reporter, data, rows, fmt, out, report_to, mlflow_run)
+        outputs = publish(spec, res.metadata.name, reporter, trained)
         if mlflow_run is not None:
-            mlflow_run.finish("KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED")
-        raise
+            finish_run(mlflow_run, trained.metrics, outputs, int(trained.metrics["steps"]))
+    reporter.result(trained.metrics, with_sources(outputs))
 
 
-def _train(
+def train_adapter(
     res: Resource[Any],
     spec: FineTuneJobSpec,
     reporter: Reporter,
@@ -395,8 +403,8 @@ def _train(
     out: Path,
     report_to: list[str],
     mlflow_run: MlflowRun | None,
-) -> None:
-    """Train, save and push the adapter; the MLflow run (if any) is open.
+) -> TrainedAdapter:
+    """Train (resuming from the last checkpoint of this run), save the adapter and its card.
 
     `spec` is resolved (family preset filled in); `rows` are the tokenized train and eval rows.
     """
@@ -553,23 +561,33 @@ def _train(
         "logHistory": str(log_file),
     }
 
-    targets = tm.target_modules
+    trained = TrainedAdapter(adapter_dir, metrics, outputs, card_data, tm.target_modules)
     device = tm.device
     del trainer, tm
     gc.collect()
     if device.startswith("cuda"):
         import torch
 
-        torch.cuda.empty_cache()  # the merge loads an unquantised base next to nothing else
+        torch.cuda.empty_cache()  # a merge loads an unquantised base next to nothing else
+    return trained
+
+
+def publish(
+    spec: FineTuneJobSpec, name: str, reporter: Reporter, trained: TrainedAdapter
+) -> dict[str, Any]:
+    """Merge the adapter (when asked), serve it with Ollama and push it to the Hub, as the
+    spec's output says; returns the outputs with where each copy went."""
+    outputs = dict(trained.outputs)
+    adapter_dir, metrics = trained.adapter_dir, trained.metrics
     serving = spec.output.ollama
     merged_dir: Path | None = None
     if spec.output.merge_adapter or (serving is not None and serving.method == "merged"):
         reporter.progress(force=True, message="merging the adapter into the base model")
-        merged_dir = out / MERGED_DIR
+        merged_dir = adapter_dir.parent / MERGED_DIR
         save_merged(spec, adapter_dir, merged_dir)
         write_model_card(
             merged_dir,
-            model_card(spec, name, card_data, metrics, targets, merged=True),
+            model_card(spec, name, trained.card_data, metrics, trained.target_modules, merged=True),
         )
         outputs["merged"] = str(merged_dir)
 
@@ -591,8 +609,4 @@ def _train(
             adapter_dir,
             f"llmft FineTuneJob {name}: step {metrics['steps']}",
         )
-    if hubsource.fetched_sources():
-        outputs["sources"] = hubsource.fetched_sources()
-    if mlflow_run is not None:
-        finish_run(mlflow_run, metrics, outputs, int(metrics["steps"]))
-    reporter.result(metrics, outputs)
+    return outputs

@@ -3,15 +3,12 @@ where the adapter went (llmft.tracking does the talking to MLflow)."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
 from llmft.api.finetunejob import FineTuneJobSpec
-from llmft.api.resource import Resource
-from llmft.tracking import MlflowRun, TrackingError
-from llmft.workloads.entry import WorkloadError
+from llmft.tracking import MlflowRun
 from llmft.workloads.trainer.data import TrainingData
 
 
@@ -44,21 +41,6 @@ def training_params(spec: FineTuneJobSpec, data: TrainingData) -> dict[str, Any]
         "trainExamples": len(data.train),
         "evalExamples": len(data.eval),
     }
-
-
-def start_run(
-    spec: FineTuneJobSpec, res: Resource[Any], out: Path, data: TrainingData
-) -> MlflowRun | None:
-    """The FineTuneJob's MLflow run with its params logged, or None when MLflow is not set."""
-    cfg = spec.tracking.mlflow
-    if cfg is None:
-        return None
-    try:
-        run = MlflowRun.start(cfg, res, out)
-    except TrackingError as err:
-        raise WorkloadError(str(err)) from None
-    run.log_params(training_params(spec, data))
-    return run
 
 
 def finish_run(run: MlflowRun, metrics: dict[str, Any], outputs: dict[str, Any], step: int) -> None:
