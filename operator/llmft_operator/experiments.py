@@ -20,7 +20,7 @@ from kubernetes.client.rest import ApiException
 from llmft.api.common import Condition, Phase
 from llmft.api.experiment import ExperimentSpec
 from llmft.api.resource import ManifestError, parse_resource
-from llmft.api.status import COMPLETE, FAILED, READY, RUNNING, now_rfc3339, set_condition
+from llmft.api.status import now_rfc3339, set_phase_conditions
 from llmft.experiments.children import (
     ANNOTATION_STOP,
     ANNOTATION_STOP_REASON,
@@ -68,22 +68,7 @@ def status_patch(current: dict[str, Any], out: Step, generation: int, now: str) 
     """The Experiment's status patch: the step's status, phase, conditions and times."""
     conds = [Condition.model_validate(c) for c in current.get("conditions") or []]
     done = out.phase in FINISHED
-    ok = out.phase == Phase.SUCCEEDED.value
-    conds = set_condition(conds, READY, ok, out.reason, out.message, generation, now)
-    conds = set_condition(
-        conds, RUNNING, out.phase == Phase.RUNNING.value, out.reason, out.message, generation, now
-    )
-    conds = set_condition(conds, COMPLETE, ok, out.reason, out.message, generation, now)
-    failed = out.phase == Phase.FAILED.value
-    conds = set_condition(
-        conds,
-        FAILED,
-        failed,
-        out.reason if failed else "NotFailed",
-        out.message if failed else "",
-        generation,
-        now,
-    )
+    conds = set_phase_conditions(conds, out.phase, out.reason, out.message, generation, now)
     patch: dict[str, Any] = {
         **out.status,
         "phase": out.phase,

@@ -15,12 +15,10 @@ from typing import Any
 
 from llmft.api.common import Condition, Phase
 from llmft.api.status import (
-    COMPLETE,
     DEGRADED,
     FAILED,
     INPUTS_READY,
     READY,
-    RUNNING,
     SPEC_OUT_OF_DATE,
     degraded_condition,
     drop_condition,
@@ -28,6 +26,7 @@ from llmft.api.status import (
     model_family_condition,
     read_status,
     set_condition,
+    set_phase_conditions,
 )
 from llmft.api.status import clip as _clip
 from llmft_operator.resolve import Problem
@@ -370,25 +369,7 @@ def job_status(
     conds = set_condition(
         conds, INPUTS_READY, True, "InputsReady", "all inputs are ready", job_generation, now
     )
-    conds = set_condition(
-        conds, READY, obs.phase == Phase.SUCCEEDED, obs.reason, obs.message, job_generation, now
-    )
-    conds = set_condition(
-        conds, RUNNING, obs.phase == Phase.RUNNING, obs.reason, obs.message, job_generation, now
-    )
-    conds = set_condition(
-        conds, COMPLETE, obs.phase == Phase.SUCCEEDED, obs.reason, obs.message, job_generation, now
-    )
-    failed = obs.phase == Phase.FAILED
-    conds = set_condition(
-        conds,
-        FAILED,
-        failed,
-        obs.reason if failed else "NotFailed",
-        obs.message if failed else "",
-        job_generation,
-        now,
-    )
+    conds = set_phase_conditions(conds, obs.phase, obs.reason, obs.message, job_generation, now)
     conds = model_family_condition(conds, current, job_generation, now)
     if generation != job_generation:
         reason, message = spec_change_message(phase, job_generation, generation)

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from llmft.api.common import BaseStatus, Condition, ResourceStatus
+from llmft.api.common import BaseStatus, Condition, Phase, ResourceStatus
 
 StatusT = TypeVar("StatusT", bound=BaseStatus)
 
@@ -92,6 +92,32 @@ def set_condition(
     others = [c for c in conditions if c.type != type_]
     rank = {t: i for i, t in enumerate(CONDITION_ORDER)}
     return sorted([*others, cond], key=lambda c: rank.get(c.type, len(rank)))
+
+
+def set_phase_conditions(
+    conditions: Sequence[Condition],
+    phase: Phase | str,
+    reason: str,
+    message: str,
+    generation: int | None,
+    now: str,
+) -> list[Condition]:
+    """`conditions` with Ready, Running, Complete and Failed set from the phase: Ready and
+    Complete when it succeeded, Running while it runs, Failed (with the reason) when it failed."""
+    ok = phase == Phase.SUCCEEDED
+    failed = phase == Phase.FAILED
+    conds = set_condition(conditions, READY, ok, reason, message, generation, now)
+    conds = set_condition(conds, RUNNING, phase == Phase.RUNNING, reason, message, generation, now)
+    conds = set_condition(conds, COMPLETE, ok, reason, message, generation, now)
+    return set_condition(
+        conds,
+        FAILED,
+        failed,
+        reason if failed else "NotFailed",
+        message if failed else "",
+        generation,
+        now,
+    )
 
 
 def model_family_condition(

@@ -19,7 +19,7 @@ from typing import Any
 from llmft.api.common import Condition, MlflowTracking, Phase
 from llmft.api.experiment import ExperimentSpec
 from llmft.api.resource import Resource, parse_resource
-from llmft.api.status import COMPLETE, FAILED, READY, now_rfc3339, set_condition
+from llmft.api.status import now_rfc3339, set_phase_conditions
 from llmft.experiments.children import (
     GROUP,
     LABEL_EXPERIMENT,
@@ -173,13 +173,7 @@ class ExperimentRun:
             current = {}
         now = now_rfc3339()
         conds = [Condition.model_validate(c) for c in current.get("conditions") or []]
-        ok = out.phase == Phase.SUCCEEDED.value
-        failed = out.phase == Phase.FAILED.value
-        conds = set_condition(conds, READY, ok, out.reason, out.message, None, now)
-        conds = set_condition(conds, COMPLETE, ok, out.reason, out.message, None, now)
-        conds = set_condition(
-            conds, FAILED, failed, out.reason if failed else "NotFailed", out.message, None, now
-        )
+        conds = set_phase_conditions(conds, out.phase, out.reason, out.message, None, now)
         status = {
             **out.status,
             "phase": out.phase,
@@ -188,7 +182,7 @@ class ExperimentRun:
             "startTime": current.get("startTime") or now,
             "conditions": [c.to_wire() for c in conds],
         }
-        if ok or failed:
+        if out.phase in (Phase.SUCCEEDED, Phase.FAILED):
             status["completionTime"] = current.get("completionTime") or now
         self.state.write_spec(
             self.key,
