@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -272,3 +273,26 @@ class DatasetGenerationSpec(ApiModel):
             "Compute for the generation pod (the LLM runs in Ollama, so no GPU by default)."
         ),
     )
+
+
+def generator_notes(
+    spec: DatasetGenerationSpec, manifest: Mapping[str, Any], metrics: Mapping[str, Any]
+) -> list[str]:
+    """Which generator wrote the pairs (from the dataset manifest), and why that one when the
+    spec said `auto`: the line `llmft run` prints after a DatasetGeneration."""
+    generator = manifest.get("generator") or {}
+    backend, model = generator.get("backend"), generator.get("model")
+    if not backend:
+        return []
+    asked = spec.generator
+    if backend == "ollama":
+        where = f"Ollama at {generator.get('ollamaHost') or asked.ollama_host}"
+        why = " (it answered; spec.generator.backend auto)" if asked.backend == "auto" else ""
+    else:
+        where = f"in-process {backend}"
+        why = (
+            f" (no Ollama answered at {asked.ollama_host}; spec.generator.backend auto)"
+            if asked.backend == "auto"
+            else ""
+        )
+    return [f"generator: {where}, model {model}{why}"]

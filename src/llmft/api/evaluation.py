@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -468,3 +469,25 @@ class EvaluationStatus(ResourceStatus):
         default_factory=dict,
         description="Per arm name: the model family and chat rules the evaluator applied.",
     )
+
+
+def summary_notes(
+    spec: EvaluationSpec, summary: Mapping[str, Any], metrics: Mapping[str, Any]
+) -> list[str]:
+    """What `llmft run` prints after an Evaluation, from its summary.json: where the context
+    came from, which split was scored, the verdict and any caveat."""
+    notes: list[str] = []
+    if summary.get("retrievalBackend") == "embedded":
+        notes.append("retrieval: in-process vector store (no Weaviate answered)")
+    elif summary.get("retrievalBackend"):
+        notes.append(f"retrieval: {summary['retrievalBackend']}")
+    split = summary.get("split") or {}
+    if split.get("name"):
+        notes.append(f"scored the {split['name']} split: {split.get('meaning', '')}".rstrip(": "))
+    verdict = (summary.get("verdict") or {}).get("reason") or metrics.get("verdict")
+    if verdict:
+        notes.append(verdict)
+    if summary.get("degraded"):
+        notes.append(f"degraded: {summary['degraded']}")
+    notes.append("see the comparison with `llmft report`")
+    return notes

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import types
 import typing
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any
@@ -20,8 +20,8 @@ from pydantic import BaseModel
 
 from llmft.api import layout
 from llmft.api.common import GROUP, ApiModel, BaseStatus, Ref, ResourceStatus
-from llmft.api.datasetgeneration import DatasetGenerationSpec
-from llmft.api.evaluation import EvaluationSpec, EvaluationStatus
+from llmft.api.datasetgeneration import DatasetGenerationSpec, generator_notes
+from llmft.api.evaluation import EvaluationSpec, EvaluationStatus, summary_notes
 from llmft.api.experiment import ExperimentSpec, ExperimentStatus
 from llmft.api.finetunejob import FineTuneJobSpec, FineTuneJobStatus
 
@@ -72,6 +72,9 @@ class Workload:
         return f"LLMFT_IMAGE_{self.name.upper()}"
 
 
+ResultNotes = Callable[[Any, Mapping[str, Any], Mapping[str, Any]], list[str]]
+
+
 @dataclass(frozen=True)
 class KindEntry:
     """One llmft kind."""
@@ -89,8 +92,15 @@ class KindEntry:
     # Files or directories (relative to the output directory) that a succeeded run leaves;
     # a run whose outputs are gone is run again.
     outputs: tuple[str, ...]
-    # Final metrics worth a line after a local run, in this order.
+    # What `llmft run` prints after a succeeded run: the lines `result_notes` makes from the
+    # spec, the output file `result_file` (a JSON object; {} when absent) and the final
+    # metrics, then the metrics named here, in this order.
     result_metrics: tuple[str, ...] = ()
+    result_file: str | None = None
+    result_notes: ResultNotes | None = None
+    # Kinds the operator creates for one of these (an Experiment's trials and Evaluation); the
+    # chart grants it `create` on those and nothing else.
+    creates: tuple[str, ...] = ()
     status_model: type[BaseStatus] = ResourceStatus
 
     @property
@@ -169,6 +179,8 @@ DATASET_GENERATION = KindEntry(
     ),
     outputs=(layout.INSTRUCT_TRAIN, layout.INSTRUCT_EVAL, layout.DATASET_MANIFEST),
     result_metrics=("chunks", "pairs", "trainPairs", "evalPairs", "dropped"),
+    result_file=layout.DATASET_MANIFEST,
+    result_notes=generator_notes,
 )
 
 FINE_TUNE_JOB = KindEntry(
@@ -234,6 +246,8 @@ EVALUATION = KindEntry(
         MESSAGE,
     ),
     outputs=(layout.EVAL_SUMMARY, layout.EVAL_ITEMS),
+    result_file=layout.EVAL_SUMMARY,
+    result_notes=summary_notes,
 )
 
 
@@ -309,6 +323,7 @@ EXPERIMENT = KindEntry(
     ),
     outputs=(),
     status_model=ExperimentStatus,
+    creates=("FineTuneJob", "Evaluation"),
 )
 
 KINDS = KindRegistry(DATASET_GENERATION, FINE_TUNE_JOB, EVALUATION, EXPERIMENT)
