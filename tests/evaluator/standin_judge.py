@@ -1,5 +1,6 @@
 """A stand-in LLM judge: a real HTTP server speaking the OpenAI chat-completions API (and
-Ollama's /api/tags), whose replies are scripted, so the judge path can be tested exactly.
+Ollama's /api/tags), whose replies are scripted, so the judge path can be tested exactly;
+`ChatCompletionsServer`, under it, also serves the endpoint arms' tests.
 
 It recognises which RAGAS output the request asks for from the JSON schema instructor puts in
 the prompt, and answers with fixed valid JSON, unless the answer under judgement carries a
@@ -13,7 +14,7 @@ import json
 import threading
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Self
 
 RELEVANCY_QUESTION = "How many days of annual leave do full-time employees get?"
 STATEMENTS = ["Employees get 27 days.", "Plus 8 public holidays.", "Leave grows.", "It is sunny."]
@@ -46,15 +47,15 @@ KINDS = (
 )
 
 
-class StandInJudge:
-    """Start with `start()`; `calls` counts requests per (kind, marker)."""
+class ChatCompletionsServer:
+    """A real HTTP server speaking the OpenAI chat-completions API (and Ollama's /api/tags),
+    serving `model`; replies come from `reply(request)`. With an `api_key`, requests without
+    it as a Bearer token get a 401. Start with `start()`."""
 
     def __init__(self, api_key: str | None = None, model: str = "stand-in") -> None:
         self.api_key = api_key
         self.model = model
-        self.calls: Counter[tuple[str, str]] = Counter()
-        self.lock = threading.Lock()
-        judge = self
+        server = self
 
         class Handler(BaseHTTPRequestHandler):
             def log_message(self, *args: Any) -> None:
@@ -69,17 +70,17 @@ class StandInJudge:
                 self.wfile.write(data)
 
             def _authorised(self) -> bool:
-                if judge.api_key is None:
+                if server.api_key is None:
                     return True
-                return self.headers.get("Authorization") == f"Bearer {judge.api_key}"
+                return self.headers.get("Authorization") == f"Bearer {server.api_key}"
 
             def do_GET(self) -> None:
                 if not self._authorised():
                     self._send(401, {"error": {"message": "bad key"}})
                 elif self.path.endswith("/api/tags"):
-                    self._send(200, {"models": [{"name": f"{judge.model}:latest"}]})
+                    self._send(200, {"models": [{"name": f"{server.model}:latest"}]})
                 elif self.path.endswith("/models"):
-                    self._send(200, {"object": "list", "data": [{"id": judge.model}]})
+                    self._send(200, {"object": "list", "data": [{"id": server.model}]})
                 else:
                     self._send(404, {"error": "not found"})
 
@@ -89,23 +90,14 @@ class StandInJudge:
                 if not self._authorised():
                     self._send(401, {"error": {"message": "bad key"}})
                     return
-                prompt = "\n".join(str(m.get("content", "")) for m in request["messages"])
-                kind = next((k for k in KINDS if k in prompt), "unknown")
-                marker = next((m for m in ("UNUSABLE", "FLAKY", "EVASIVE") if m in prompt), "")
-                with judge.lock:
-                    judge.calls[(kind, marker)] += 1
-                    first = judge.calls[(kind, marker)] == 1
-                if marker == "UNUSABLE" or (marker == "FLAKY" and first):
-                    content = "I am not sure what you mean."
-                else:
-                    content = json.dumps(_reply(kind, prompt))
+                content = server.reply(request)
                 self._send(
                     200,
                     {
                         "id": "chatcmpl-standin",
                         "object": "chat.completion",
                         "created": 0,
-                        "model": request.get("model", judge.model),
+                        "model": request.get("model", server.model),
                         "choices": [
                             {
                                 "index": 0,
@@ -120,15 +112,38 @@ class StandInJudge:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
+    def reply(self, request: dict[str, Any]) -> str:
+        raise NotImplementedError
+
     @property
     def url(self) -> str:
         host, port = self.server.server_address[:2]
         return f"http://{host}:{port}"
 
-    def start(self) -> StandInJudge:
+    def start(self) -> Self:
         self.thread.start()
         return self
 
     def stop(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+class StandInJudge(ChatCompletionsServer):
+    """The scripted judge; `calls` counts requests per (kind, marker)."""
+
+    def __init__(self, api_key: str | None = None, model: str = "stand-in") -> None:
+        super().__init__(api_key, model)
+        self.calls: Counter[tuple[str, str]] = Counter()
+        self.lock = threading.Lock()
+
+    def reply(self, request: dict[str, Any]) -> str:
+        prompt = "\n".join(str(m.get("content", "")) for m in request["messages"])
+        kind = next((k for k in KINDS if k in prompt), "unknown")
+        marker = next((m for m in ("UNUSABLE", "FLAKY", "EVASIVE") if m in prompt), "")
+        with self.lock:
+            self.calls[(kind, marker)] += 1
+            first = self.calls[(kind, marker)] == 1
+        if marker == "UNUSABLE" or (marker == "FLAKY" and first):
+            return "I am not sure what you mean."
+        return json.dumps(_reply(kind, prompt))

@@ -4,88 +4,42 @@ scored by the same metrics; its key comes from its own Secret-backed variable.""
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
 from evaluator.conftest import QUESTIONS, evaluation_manifest
+from evaluator.standin_judge import ChatCompletionsServer
 from llmft.api.evaluation import Arm
 from llmft.api.layout import arm_api_key_env
 from llmft.workloads.entry import run_workload
 from llmft.workloads.evaluator.pipeline import main
 
 
-class ChatServer:
-    """An OpenAI chat-completions server that answers with the reference of the question asked,
-    so an endpoint arm that sends the right messages scores perfectly."""
+class ChatServer(ChatCompletionsServer):
+    """A served model that answers with the reference of the question asked, so an endpoint
+    arm that sends the right messages scores perfectly."""
 
     def __init__(self, api_key: str, answers: dict[str, str]) -> None:
-        self.api_key = api_key
+        super().__init__(api_key, model="served")
         self.answers = answers
         self.requests: list[dict[str, Any]] = []
-        server = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                return None
-
-            def _send(self, code: int, body: dict[str, Any]) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def do_GET(self) -> None:
-                ok = self.headers.get("Authorization") == f"Bearer {server.api_key}"
-                self._send(200 if ok else 401, {"data": [{"id": "served", "object": "model"}]})
-
-            def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                if self.headers.get("Authorization") != f"Bearer {server.api_key}":
-                    self._send(401, {"error": {"message": "bad key"}})
-                    return
-                server.requests.append(body)
-                user = body["messages"][-1]["content"]
-                answer = next((a for q, a in server.answers.items() if q in user), "no idea")
-                self._send(
-                    200,
-                    {
-                        "id": "x",
-                        "object": "chat.completion",
-                        "created": 0,
-                        "model": body["model"],
-                        "choices": [
-                            {
-                                "index": 0,
-                                "finish_reason": "stop",
-                                "message": {"role": "assistant", "content": answer},
-                            }
-                        ],
-                    },
-                )
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
+    def reply(self, request: dict[str, Any]) -> str:
+        self.requests.append(request)
+        user = request["messages"][-1]["content"]
+        return next((a for q, a in self.answers.items() if q in user), "no idea")
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-
-    def stop(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        return f"{super().url}/v1"
 
 
 @pytest.fixture
 def chat_server() -> Iterator[ChatServer]:
-    server = ChatServer("k-123", {q: a for _, q, a, _ in QUESTIONS})
+    server = ChatServer("k-123", {q: a for _, q, a, _ in QUESTIONS}).start()
     yield server
     server.stop()
 
