@@ -1,18 +1,28 @@
-"""The operator's cluster-specific settings, read once from environment variables (Helm values)."""
+"""The operator's cluster-specific settings, read once from LLMFT_* environment variables (the
+chart's values) by pydantic-settings."""
 
 from __future__ import annotations
 
 import functools
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from importlib import metadata
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 from llmft.api.common import DEFAULT_GPU_PRODUCT, GPU_PRODUCT_LABEL, GPU_RESOURCE
 from llmft.api.kinds import KINDS
 
-PULL_POLICIES = ("Always", "IfNotPresent", "Never")
+PREFIX = "LLMFT_"
 
 
 class SettingsError(ValueError):
@@ -27,29 +37,73 @@ def _version() -> str:
         return "latest"
 
 
-@dataclass(frozen=True)
-class OperatorSettings:
-    """Everything cluster-specific the operator needs; the defaults suit a plain A10 cluster."""
+def _comma_list(value: Any) -> Any:
+    if isinstance(value, str):
+        return tuple(item.strip() for item in value.split(",") if item.strip())
+    return value
+
+
+class OperatorSettings(BaseSettings):
+    """Everything cluster-specific the operator needs; the defaults suit a plain A10 cluster.
+
+    Each field is the variable LLMFT_<FIELD> (LLMFT_JOB_TTL_SECONDS, ...); an unset or empty
+    one keeps its default. `images` comes from each workload's LLMFT_IMAGE_<NAME>.
+    """
+
+    model_config = SettingsConfigDict(env_prefix=PREFIX, env_ignore_empty=True, frozen=True)
 
     namespace: str | None = None
-    images: Mapping[str, str] = field(default_factory=dict)
-    image_pull_policy: str = "IfNotPresent"
-    image_pull_secrets: tuple[str, ...] = ()
+    images: Mapping[str, str] = Field(default_factory=dict)
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
+    image_pull_secrets: Annotated[tuple[str, ...], NoDecode] = ()
     gpu_product: str = DEFAULT_GPU_PRODUCT
     gpu_product_label: str = GPU_PRODUCT_LABEL
     gpu_toleration_key: str = GPU_RESOURCE
     artifact_pvc: str = "llmft-artifacts"
     artifact_mount: str = "/artifacts"
     workload_service_account: str = "llmft-workload"
-    job_ttl_seconds: int = 86400
+    job_ttl_seconds: int = Field(default=86400, ge=0)
     # Cluster-wide cap on a Job's run time when a resource sets none (0: no cap).
-    job_deadline_seconds: int = 0
+    job_deadline_seconds: int = Field(default=0, ge=0)
     ollama_host: str | None = None
     weaviate_url: str | None = None
     kueue_queue: str | None = None
-    metrics_port: int = 9090
+    metrics_port: int = Field(default=9090, ge=0)
     # Endpoints a referenced secret may be sent to (URL prefixes); empty allows any.
-    allowed_endpoints: tuple[str, ...] = ()
+    allowed_endpoints: Annotated[tuple[str, ...], NoDecode] = ()
+
+    _split_lists = field_validator("image_pull_secrets", "allowed_endpoints", mode="before")(
+        _comma_list
+    )
+
+    @field_validator("artifact_mount")
+    @classmethod
+    def _absolute(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError("must be an absolute path")
+        return value.rstrip("/") or "/"
+
+    @field_validator("allowed_endpoints")
+    @classmethod
+    def _urls(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for endpoint in value:
+            parts = urlsplit(endpoint)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError(f"{endpoint!r} is not an http(s)://host[:port] URL")
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Constructed directly (tests, tools), the settings are the arguments and defaults;
+        # the environment is read by from_env only.
+        return (init_settings,)
 
     def image_for(self, kind: str) -> str:
         """The workload image of a kind: as configured, else ghcr.io/llmft/<name>:<version>."""
@@ -57,68 +111,55 @@ class OperatorSettings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> OperatorSettings:
-        """Read the LLMFT_* variables; unset or empty ones keep their defaults."""
-        env = os.environ if env is None else env
+        """Read the LLMFT_* variables (of `env`, else the process's); SettingsError names the
+        variable whose value cannot be used."""
+        values = _Environment(cls, os.environ if env is None else env)()
+        try:
+            return cls(**values)
+        except ValidationError as err:
+            first = err.errors()[0]
+            name = PREFIX + str(first["loc"][0]).upper() if first["loc"] else PREFIX
+            given = values.get(str(first["loc"][0])) if first["loc"] else None
+            raise SettingsError(f"{name}={given!r}: {_plain(first)}") from None
 
-        def get(name: str) -> str | None:
-            value = env.get(name, "").strip()
-            return value or None
 
-        def integer(name: str, default: int, minimum: int) -> int:
-            raw = get(name)
-            if raw is None:
-                return default
-            try:
-                value = int(raw)
-            except ValueError:
-                raise SettingsError(f"{name}={raw!r}: expected an integer") from None
-            if value < minimum:
-                raise SettingsError(f"{name}={value}: must be at least {minimum}")
-            return value
+def _plain(error: Any) -> str:
+    """A pydantic error as the operator's log says it."""
+    kind, ctx = error["type"], error.get("ctx") or {}
+    if kind in ("int_parsing", "int_type", "int_from_float"):
+        return "expected an integer"
+    if kind == "greater_than_equal":
+        return f"must be at least {ctx['ge']}"
+    if kind == "literal_error":
+        return f"expected one of {ctx['expected']}"
+    return str(error["msg"]).removeprefix("Value error, ")
 
+
+class _Environment(EnvSettingsSource):
+    """The LLMFT_* variables of a given environment, plus the per-kind images."""
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
+        self.environ = environ
+        super().__init__(settings_cls)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        # Each variable is asked for by name (the chart's test records which ones are read).
+        names = [
+            PREFIX + name.upper() for name in OperatorSettings.model_fields if name != "images"
+        ]
+        names += [entry.workload.image_setting for entry in KINDS.with_workload() if entry.workload]
+        found = {name.lower(): (self.environ.get(name) or "").strip() for name in names}
+        return {name: value for name, value in found.items() if value}
+
+    def __call__(self) -> dict[str, Any]:
+        values = super().__call__()
+        values.pop("images", None)
         images = {
             entry.kind: image
             for entry in KINDS.with_workload()
-            if (image := get(KINDS.workload(entry.kind).image_setting))
+            if (image := self.env_vars.get(KINDS.workload(entry.kind).image_setting.lower()))
         }
-        pull_policy = get("LLMFT_IMAGE_PULL_POLICY") or "IfNotPresent"
-        if pull_policy not in PULL_POLICIES:
-            raise SettingsError(
-                f"LLMFT_IMAGE_PULL_POLICY={pull_policy!r}: "
-                f"expected one of {', '.join(PULL_POLICIES)}"
-            )
-        mount = get("LLMFT_ARTIFACT_MOUNT") or "/artifacts"
-        if not mount.startswith("/"):
-            raise SettingsError(f"LLMFT_ARTIFACT_MOUNT={mount!r}: must be an absolute path")
-        pull_secrets = tuple(s.strip() for s in (get("LLMFT_IMAGE_PULL_SECRETS") or "").split(","))
-        endpoints = tuple(
-            e for e in (s.strip() for s in (get("LLMFT_ALLOWED_ENDPOINTS") or "").split(",")) if e
-        )
-        for endpoint in endpoints:
-            parts = urlsplit(endpoint)
-            if parts.scheme not in ("http", "https") or not parts.hostname:
-                raise SettingsError(
-                    f"LLMFT_ALLOWED_ENDPOINTS: {endpoint!r} is not an http(s)://host[:port] URL"
-                )
-        return cls(
-            namespace=get("LLMFT_NAMESPACE"),
-            images=images,
-            image_pull_policy=pull_policy,
-            image_pull_secrets=tuple(s for s in pull_secrets if s),
-            gpu_product=get("LLMFT_GPU_PRODUCT") or DEFAULT_GPU_PRODUCT,
-            gpu_product_label=get("LLMFT_GPU_PRODUCT_LABEL") or GPU_PRODUCT_LABEL,
-            gpu_toleration_key=get("LLMFT_GPU_TOLERATION_KEY") or GPU_RESOURCE,
-            artifact_pvc=get("LLMFT_ARTIFACT_PVC") or "llmft-artifacts",
-            artifact_mount=mount.rstrip("/") or "/",
-            workload_service_account=get("LLMFT_WORKLOAD_SERVICE_ACCOUNT") or "llmft-workload",
-            job_ttl_seconds=integer("LLMFT_JOB_TTL_SECONDS", 86400, 0),
-            job_deadline_seconds=integer("LLMFT_JOB_DEADLINE_SECONDS", 0, 0),
-            ollama_host=get("LLMFT_OLLAMA_HOST"),
-            weaviate_url=get("LLMFT_WEAVIATE_URL"),
-            kueue_queue=get("LLMFT_KUEUE_QUEUE"),
-            metrics_port=integer("LLMFT_METRICS_PORT", 9090, 0),
-            allowed_endpoints=endpoints,
-        )
+        return {**values, "images": images} if images else values
 
 
 def reconcile_interval(env: Mapping[str, str] | None = None) -> float:

@@ -19,6 +19,13 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 import httpx
+from tenacity import (
+    RetryCallState,
+    RetryError,
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+)
 
 from llmft.api.common import ModelSource
 from llmft.api.datasetgeneration import Generator
@@ -99,6 +106,10 @@ def _http_transient(err: Exception) -> bool:
     return isinstance(err, httpx.TransportError)
 
 
+class _Transient(Exception):
+    """A failure worth another attempt: a 5xx or 429, a broken connection, a timeout."""
+
+
 class OllamaBackend:
     """Chat requests to an Ollama server with a JSON-schema `format` and retries."""
 
@@ -163,48 +174,64 @@ class OllamaBackend:
             raise self._unreachable(err) from None
 
     def generate(self, request: GenerationRequest) -> tuple[str, int]:
-        last: str = ""
-        for attempt in range(self.max_retries + 1):
-            if attempt:
-                delay = backoff_delay(attempt - 1, self.backoff_base)
-                log.warning(
-                    "chunk %s: %s; retry %d in %.1fs", request.chunk_id, last, attempt, delay
-                )
-                self.sleep(delay)
-            try:
-                resp = self.client.chat(
-                    model=self.model,
-                    messages=request.messages,
-                    format=request.schema,
-                    options=self.options,
-                    stream=False,
-                )
-                return resp.message.content or "", attempt + 1
-            except self._ollama.ResponseError as err:
-                if err.status_code == 404:
-                    raise self._missing() from None
-                if "invalid JSON schema" in str(err.error):
-                    # Ollama answers 500, but the same schema fails the same way every time.
-                    raise WorkloadError(
-                        f"Ollama at {self.host} cannot use the reply schema as `format`: "
-                        f"{err.error}; upgrade Ollama (structured outputs need 0.5 or later)"
-                    ) from None
-                if err.status_code != 429 and err.status_code < 500:
-                    raise RequestRejected(
-                        f"Ollama at {self.host} rejected the request for chunk "
-                        f"{request.chunk_id}: {err.error} (HTTP {err.status_code})"
-                    ) from None
-                last = f"server error {err.status_code}: {err.error}"
-            except ConnectionError as err:
-                last = f"connection failed: {err}"
-            except httpx.TimeoutException as err:
-                last = f"timed out ({type(err).__name__})"
-            except httpx.TransportError as err:
-                last = f"transport error: {type(err).__name__}: {err}"
-        raise BackendUnavailable(
-            f"Ollama at {self.host} failed chunk {request.chunk_id} after "
-            f"{self.max_retries + 1} attempt(s): {last}"
+        """The reply, retried with growing back-off on server errors, throttling and broken
+        connections; a refused request (4xx) is not retried."""
+
+        def before_sleep(state: RetryCallState) -> None:
+            error = state.outcome.exception() if state.outcome else None
+            log.warning(
+                "chunk %s: %s; retry %d in %.1fs",
+                request.chunk_id, error, state.attempt_number, state.upcoming_sleep,
+            )  # fmt: skip
+
+        retrying = Retrying(
+            stop=stop_after_attempt(self.max_retries + 1),
+            wait=lambda state: backoff_delay(state.attempt_number - 1, self.backoff_base),
+            retry=retry_if_exception_type(_Transient),
+            sleep=self.sleep,
+            before_sleep=before_sleep,
         )
+        try:
+            reply = retrying(self._chat, request)
+        except RetryError as err:
+            raise BackendUnavailable(
+                f"Ollama at {self.host} failed chunk {request.chunk_id} after "
+                f"{self.max_retries + 1} attempt(s): {err.last_attempt.exception()}"
+            ) from None
+        return reply, int(retrying.statistics["attempt_number"])
+
+    def _chat(self, request: GenerationRequest) -> str:
+        """One chat request; _Transient for a failure worth another attempt."""
+        try:
+            resp = self.client.chat(
+                model=self.model,
+                messages=request.messages,
+                format=request.schema,
+                options=self.options,
+                stream=False,
+            )
+            return resp.message.content or ""
+        except self._ollama.ResponseError as err:
+            if err.status_code == 404:
+                raise self._missing() from None
+            if "invalid JSON schema" in str(err.error):
+                # Ollama answers 500, but the same schema fails the same way every time.
+                raise WorkloadError(
+                    f"Ollama at {self.host} cannot use the reply schema as `format`: "
+                    f"{err.error}; upgrade Ollama (structured outputs need 0.5 or later)"
+                ) from None
+            if err.status_code != 429 and err.status_code < 500:
+                raise RequestRejected(
+                    f"Ollama at {self.host} rejected the request for chunk "
+                    f"{request.chunk_id}: {err.error} (HTTP {err.status_code})"
+                ) from None
+            raise _Transient(f"server error {err.status_code}: {err.error}") from None
+        except ConnectionError as err:
+            raise _Transient(f"connection failed: {err}") from None
+        except httpx.TimeoutException as err:
+            raise _Transient(f"timed out ({type(err).__name__})") from None
+        except httpx.TransportError as err:
+            raise _Transient(f"transport error: {type(err).__name__}: {err}") from None
 
     def close(self) -> None:
         self.client.close()

@@ -42,6 +42,7 @@ from ragas.metrics.collections import (
     AnswerRelevancy,
     Faithfulness,
 )
+from tenacity import AsyncRetrying, RetryCallState, RetryError, stop_after_attempt
 
 from llmft.api.evaluation import Judge
 from llmft.api.layout import ENV_JUDGE_API_KEY
@@ -161,6 +162,15 @@ def _reason(err: Exception) -> str:
     return f"{type(err).__name__}: {detail}"[:300]
 
 
+def _log_attempt(key: str) -> Callable[[RetryCallState], None]:
+    def log_failure(state: RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome else None
+        cause = _reason(error) if error is not None else "no outcome"
+        log.info("judge %s attempt %d failed: %s", key, state.attempt_number, cause)
+
+    return log_failure
+
+
 def _usable(value: Any, key: str) -> float:
     if value is None or not isinstance(value, int | float) or math.isnan(float(value)):
         raise UnusableJudgeOutput(UNSCORED.get(key, "the judge's output could not be scored"))
@@ -233,16 +243,16 @@ class RagasJudge:
                 kwargs["retrieved_contexts"] = list(item.contexts)
             # accuracy retries inside RAGAS; the others get our attempts
             attempts = 1 if key == "accuracy" else self.cfg.max_retries + 1
-            last = ""
-            for attempt in range(attempts):
-                try:
-                    result.scores[key] = _usable((await metric.ascore(**kwargs)).value, key)
-                    result.errors.pop(key, None)
-                    break
-                except Exception as err:  # judge output, transport or validation: all "missing"
-                    last = _reason(err)
-                    log.info("judge %s attempt %d failed: %s", key, attempt + 1, last)
-            else:
+            # Any failure (judge output, transport, validation) costs an attempt.
+            retrying = AsyncRetrying(stop=stop_after_attempt(attempts), after=_log_attempt(key))
+            try:
+                async for attempt in retrying:
+                    with attempt:
+                        value = _usable((await metric.ascore(**kwargs)).value, key)
+                result.scores[key] = value
+                result.errors.pop(key, None)
+            except RetryError as err:  # every attempt failed: the score is missing
+                last = _reason(err.last_attempt.exception() or err)
                 result.scores[key], result.errors[key] = None, last
                 await asyncio.to_thread(self._still_answering, last)
         return result
