@@ -8,7 +8,14 @@ from typing import Any
 import pytest
 import yaml
 
-from llmft.api.crdgen import crd_file_name, main, rendered_files, stale_files
+from llmft.api.crdgen import (
+    CHART_KINDS_FILE,
+    chart_kinds_template,
+    crd_file_name,
+    main,
+    rendered_files,
+    stale_files,
+)
 from llmft.api.kinds import KINDS
 
 CRDS = Path(__file__).resolve().parents[2] / "crds"
@@ -32,6 +39,15 @@ def test_committed_crds_match_the_api_models() -> None:
     stale = stale_files(CRDS)
 
     assert stale == [], f"stale CRDs {stale}: run `python -m llmft.api.crdgen --out crds/`"
+
+
+def test_the_charts_kind_plurals_are_generated_from_the_registry() -> None:
+    # The chart's RBAC rules range over these lists (templates/_kinds.tpl).
+    assert CHART_KINDS_FILE.read_text() == chart_kinds_template(), (
+        "stale charts/llmft-operator/templates/_kinds.tpl: run `python -m llmft.api.crdgen`"
+    )
+    for entry in KINDS:
+        assert f'"{entry.plural}"' in chart_kinds_template()
 
 
 def test_check_mode_fails_on_a_stale_file(tmp_path: Path) -> None:

@@ -1,8 +1,9 @@
 """Generate the CustomResourceDefinitions in crds/ from the pydantic models of each kind.
 
-`python -m llmft.api.crdgen` rewrites crds/ and the chart's crds/ (Helm installs those verbatim);
-`--check` exits non-zero when the committed YAML differs from what the models say. The models
-stay the single source of truth: the API server then refuses, at `kubectl apply`, what the
+`python -m llmft.api.crdgen` rewrites crds/ and the chart's crds/ (Helm installs those verbatim)
+and the chart's templates/_kinds.tpl (the plurals its RBAC rules grant); `--check` exits
+non-zero when the committed files differ from what the models say. The models stay the single
+source of truth: the API server then refuses, at `kubectl apply`, what the
 operator and the workloads would refuse later.
 
 The pydantic JSON schema is turned into a Kubernetes *structural* schema: `$ref`s inlined,
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -31,6 +33,8 @@ ROOT = Path(__file__).resolve().parents[3]
 CRD_DIR = ROOT / "crds"
 # Helm installs a chart's crds/ verbatim, so the chart gets its own generated copy.
 CHART_CRD_DIR = ROOT / "charts" / "llmft-operator" / "crds"
+# The kinds' plurals as Helm named templates, which the chart's RBAC rules range over.
+CHART_KINDS_FILE = ROOT / "charts" / "llmft-operator" / "templates" / "_kinds.tpl"
 CATEGORY = "llmft"
 
 
@@ -345,6 +349,25 @@ def rendered_files() -> dict[str, str]:
     return {crd_file_name(info): render(info) for info in KINDS}
 
 
+def chart_kinds_template() -> str:
+    """_kinds.tpl: each list of plurals the chart's RBAC needs, as a JSON array in a named
+    template (`include "llmft.kinds.all" . | fromJsonArray`)."""
+    created = {kind for entry in KINDS for kind in entry.creates}
+    lists = {
+        "llmft.kinds.all": [e.plural for e in KINDS],
+        "llmft.kinds.created": [e.plural for e in KINDS if e.kind in created],
+        # What a workload pod may patch: its own kind's status.
+        "llmft.kinds.workloadStatus": [f"{e.plural}/status" for e in KINDS.with_workload()],
+    }
+    lines = [
+        "{{- /* Generated from the kind registry (llmft.api.kinds) by "
+        "`python -m llmft.api.crdgen`; do not edit. */ -}}"
+    ]
+    for name, plurals in lists.items():
+        lines.append(f'{{{{- define "{name}" -}}}}{json.dumps(plurals)}{{{{- end }}}}')
+    return "\n".join(lines) + "\n"
+
+
 def stale_files(out_dir: Path) -> list[str]:
     """Files in out_dir that differ from, are missing against or are not among the models' CRDs."""
     files = rendered_files()
@@ -371,8 +394,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     out_dirs: list[Path] = args.out or [CRD_DIR, CHART_CRD_DIR]
     files = rendered_files()
+    # Writing the chart's CRDs writes the chart's list of kinds too.
+    chart = any(out.resolve() == CHART_CRD_DIR.resolve() for out in out_dirs)
+    kinds_tpl = chart_kinds_template()
     if args.check:
         stale_anywhere = False
+        if chart and (not CHART_KINDS_FILE.exists() or CHART_KINDS_FILE.read_text() != kinds_tpl):
+            stale_anywhere = True
+            print(f"stale {CHART_KINDS_FILE}; run `python -m llmft.api.crdgen`")
         for out in out_dirs:
             stale = stale_files(out)
             for name in stale:
@@ -393,6 +422,9 @@ def main(argv: list[str] | None = None) -> int:
         for name, text in files.items():
             (out / name).write_text(text)
             print(f"wrote {out / name}")
+    if chart:
+        CHART_KINDS_FILE.write_text(kinds_tpl)
+        print(f"wrote {CHART_KINDS_FILE}")
     return 0
 
 
