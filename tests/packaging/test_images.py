@@ -39,6 +39,8 @@ REACHED_ONLY_AFTER_A_GUARD = {
     ("datagen", "transformers"): "the same: TransformersBackend._fill, after check()",
     ("trainer", "weaviate"): "llmft.retrieval's WeaviateRetriever; the trainer builds only the "
     "embedded retriever (FineTuneJob has no Weaviate setting)",
+    ("trainer", "liger_kernel"): "speed.liger_model_types runs only after "
+    "resolve_fused_kernels found a GPU and liger-kernel installed (an optional GPU add-on)",
 }
 ML_STACK = {"torch", "transformers", "peft", "trl", "bitsandbytes", "accelerate", "datasets"}
 
