@@ -24,6 +24,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -433,6 +434,9 @@ def main() -> int:
                     operator.wait(5)
         finally:
             cluster.stop()
+            # etcd's data is 100-200 MiB a run; the operator's log stays for a look afterwards.
+            shutil.rmtree(workdir / "kube", ignore_errors=True)
+            print(f"operator log: {workdir / 'operator.log'}", file=sys.stderr)
 
 
 if __name__ == "__main__":
