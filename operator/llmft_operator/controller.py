@@ -228,9 +228,11 @@ class Reconciler:
                 # A watch event older than the status already written: this resource has one
                 # Job (its owner uid was checked), and a finished phase never goes back.
                 return DONE
-            if trigger == "job" and not job.get("status") and status.get("jobName") == jname:
+            fresh = not job.get("status") and not (job.get("spec") or {}).get("suspend")
+            if trigger == "job" and fresh and status.get("jobName") == jname:
                 # The Job as just created (the Job controller has not looked at it yet): the
                 # status written at its creation says all there is; its first update follows.
+                # (A suspended Job may get none until Kueue admits it: it is shown Queued.)
                 return DONE
             pods = self.kube.job_pods(namespace, jname)
             refused = None

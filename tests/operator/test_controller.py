@@ -134,6 +134,18 @@ def test_a_just_created_job_without_status_costs_no_call() -> None:
     assert kube.reads == [] and kube.patches == []
 
 
+def test_a_just_created_suspended_job_is_shown_queued_at_once() -> None:
+    pending = {"phase": "Pending", "jobName": "tune-ftj", "artifacts": ARTIFACTS}
+    queued = {**job(), "spec": {"suspend": True}, "status": {}}
+    kube = CountingKube(pending, queued)
+    reconciler = Reconciler(cast(Kube, kube), OperatorSettings(), lambda *_: None, lambda *_: None)
+    reconciler.bodies.remember("FineTuneJob", kube.body)
+
+    reconciler.reconcile("FineTuneJob", "ns", "tune", "job", job=queued)
+
+    assert [p["conditions"][0]["reason"] for p in kube.patches] == ["Queued"]
+
+
 def test_a_stop_reads_the_resource_from_the_api_server() -> None:
     # The stop annotation was just written: a watch event may not have brought it yet.
     running = {"phase": "Running", "jobName": "tune-ftj", "artifacts": ARTIFACTS}
