@@ -19,10 +19,13 @@ import time
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--model", required=True)
-    parser.add_argument("--train", required=True, help="JSON lines of prompt/completion messages")
+    parser.add_argument(
+        "--train", required=True, help="JSON lines of prompt/completion messages, or of text"
+    )
     parser.add_argument("--method", choices=["lora", "qlora"], default="lora")
     parser.add_argument("--steps", type=int, required=True)
     parser.add_argument("--batch-size", type=int, required=True)
+    parser.add_argument("--gradient-accumulation", type=int, default=1)
     parser.add_argument("--seq-len", type=int, required=True)
     parser.add_argument("--lr", type=float, default=2e-4)
     parser.add_argument("--r", type=int, default=16)
@@ -71,7 +74,7 @@ def main() -> int:
     config = SFTConfig(
         output_dir=args.out,
         per_device_train_batch_size=args.batch_size,
-        gradient_accumulation_steps=1,
+        gradient_accumulation_steps=args.gradient_accumulation,
         learning_rate=args.lr,
         max_steps=args.steps,
         max_length=args.seq_len,

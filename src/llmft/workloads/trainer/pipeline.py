@@ -259,6 +259,7 @@ def training_config(
     grouped = bool(plan and plan.group_by_length.on)
     no_padding = padding_free or (causal and hp.packing)
     return SFTConfig(
+        **sampling_arguments(SFTConfig, grouped),
         output_dir=str(out / CHECKPOINTS_DIR),
         run_name=name,
         per_device_train_batch_size=hp.batch_size,
@@ -292,7 +293,6 @@ def training_config(
         disable_tqdm=True,
         # Without padding every token is real (counting by pad id would miss pad-valued EOS).
         include_num_input_tokens_seen="all" if no_padding else "non_padding",
-        train_sampling_strategy="group_by_length" if grouped else "random",
         dataloader_num_workers=0,
         max_length=None if padding_free else hp.max_seq_length,
         padding_free=padding_free,
@@ -302,6 +302,16 @@ def training_config(
         packing_strategy="bfd_split",
         completion_only_loss=None if causal else True,
     )
+
+
+def sampling_arguments(config_class: Any, grouped: bool) -> dict[str, Any]:
+    """Length-grouped or random sampling, in the words of the installed transformers (its
+    train_sampling_strategy replaced the group_by_length flag)."""
+    import dataclasses
+
+    if "train_sampling_strategy" in {f.name for f in dataclasses.fields(config_class)}:
+        return {"train_sampling_strategy": "group_by_length" if grouped else "random"}
+    return {"group_by_length": grouped}
 
 
 def final_eval_loss(trainer: Any) -> float | None:

@@ -406,11 +406,14 @@ def size_micro_batch(
             trainer.model.gradient_checkpointing_enable(
                 gradient_checkpointing_kwargs=trainer.args.gradient_checkpointing_kwargs
             )
+        import torch
+
         search = largest_micro_batch(
             effective,
             lambda micro: probe_step_memory(trainer, micro, hp.max_seq_length or 0),
             gpu_budget_bytes(),
         )
+        torch.cuda.reset_peak_memory_stats()  # the run's peak is training's, not the probes
     if not search.fits:
         what = (
             f"not even a micro-batch of 1 x {hp.max_seq_length} tokens fits "
