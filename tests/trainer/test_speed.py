@@ -150,3 +150,49 @@ def test_a_run_sized_from_the_memory_estimate_trains_the_same_effective_batch_in
     assert status["hyperparameters"]["gradientAccumulationSteps"] == 1
     state = json.loads((out / "checkpoints" / "checkpoint-2" / "trainer_state.json").read_text())
     assert state["train_batch_size"] == 4 and state["global_step"] == 2
+
+
+def test_a_memory_probe_step_trains_nothing(
+    tiny_model: Path, dataset_dir: Path, tmp_path: Path
+) -> None:
+    """The probe's forward and backward leave no gradient, no changed weight, no used-up
+    random numbers: training after the search is training without it."""
+    import datasets
+    import torch
+    from trl import SFTTrainer
+
+    from llmft.api.common import ModelSource
+    from llmft.workloads import modeling
+    from llmft.workloads.trainer.model import build_trainable_model
+    from llmft.workloads.trainer.pipeline import training_config
+    from llmft.workloads.trainer.speed import probe_step
+
+    fmt = modeling.load_chat_format(ModelSource(name=str(tiny_model)))
+    spec = resolve_hyperparameters(
+        FineTuneJobSpec.model_validate(
+            finetune_manifest(tiny_model, dataset_dir, tmp_path / "out")["spec"]
+        ),
+        fmt.family,
+    )
+    tm = build_trainable_model(spec, fmt.tokenizer, fmt.family, "cpu")
+    plan = resolve_speed(spec, fmt.family, "cpu", False, "llama")
+    config = training_config(spec, tmp_path, "probe", tm, False, [], plan)
+    rows = [{"input_ids": [1, 2, 3], "completion_mask": [0, 1, 1]}]
+    trainer = SFTTrainer(
+        model=tm.model,
+        args=config,
+        train_dataset=datasets.Dataset.from_list(rows),
+        processing_class=tm.tokenizer,
+    )
+    before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
+    rng = torch.random.get_rng_state()
+    seen: list[float] = []
+    lora_b = next(p for n, p in trainer.model.named_parameters() if "lora_B" in n)
+    lora_b.register_hook(lambda grad: seen.append(float(grad.abs().sum())))
+
+    probe_step(trainer, 2, 32)
+
+    assert seen and seen[0] > 0  # a real backward pass ran
+    assert torch.equal(torch.random.get_rng_state(), rng)
+    for name, param in trainer.model.named_parameters():
+        assert param.grad is None and torch.equal(param, before[name]), name

@@ -454,7 +454,7 @@ def train_adapter(
         attn_implementation=plan.attn_implementation,
         fused_kernels=plan.fused_kernels.on,
     )
-    check_rows_stay_apart(plan, tm.model, tm.tokenizer.pad_token_id, spec)
+    check_rows_stay_apart(plan, tm.model, tm.tokenizer.pad_token_id or 0, spec)
     set_seed(hp.seed)
     config = training_config(spec, out, name, tm, has_eval, report_to, plan)
     progress = ProgressCallback(reporter, log_file, resumed_from)

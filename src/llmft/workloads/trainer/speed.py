@@ -332,7 +332,8 @@ def gpu_budget_bytes() -> int:
 
     index = torch.cuda.current_device()
     free, total = torch.cuda.mem_get_info(index)
-    capped = int(total * torch.cuda.get_per_process_memory_fraction(index))
+    fraction = getattr(torch.cuda, "get_per_process_memory_fraction", lambda _: 1.0)(index)
+    capped = int(total * fraction)
     usable = min(capped, free + torch.cuda.memory_allocated(index))
     return int(usable * GPU_HEADROOM)
 
@@ -342,47 +343,58 @@ def optimizer_state_bytes(model: Any) -> int:
     return sum(2 * p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
 
 
-def probe_step_memory(trainer: Any, micro_batch: int, seq_len: int) -> int | None:
-    """Peak GPU memory of one forward and backward pass at `micro_batch` full-length rows,
-    through the trainer's collator and trl's loss, plus the optimizer state; None on OOM.
-
-    Gradients are cleared and the random state restored afterwards: the probe trains nothing.
-    """
+def probe_step(trainer: Any, micro_batch: int, seq_len: int) -> None:
+    """One forward and backward pass at `micro_batch` full-length rows, as training computes
+    it (the trainer's collator, trl's loss, its autocast); gradients are cleared and the random
+    state restored afterwards, so the probe trains nothing."""
     import torch
 
     model = trainer.model
     vocab = int(model.get_input_embeddings().weight.shape[0])
+    device = next(p.device for p in model.parameters())
     gen = torch.Generator().manual_seed(micro_batch)
     rows = [
         {"input_ids": [int(t) for t in torch.randint(1, vocab, (seq_len,), generator=gen)]}
         for _ in range(micro_batch)
     ]
-    batch = trainer._prepare_inputs(trainer.data_collator(rows))
-    device = torch.cuda.current_device()
+    batch = {
+        k: v.to(device) if isinstance(v, torch.Tensor) else v
+        for k, v in trainer.data_collator(rows).items()
+    }
+    args = trainer.args
+    half = torch.bfloat16 if args.bf16 else torch.float16 if args.fp16 else None
     autocast = (
-        torch.autocast("cuda", dtype=torch.bfloat16)
-        if trainer.args.bf16
-        else torch.autocast("cuda", dtype=torch.float16)
-        if trainer.args.fp16
-        else contextlib.nullcontext()
+        torch.autocast(device.type, dtype=half) if half is not None else contextlib.nullcontext()
     )
+    was_training = model.training
     model.train()
-    torch.cuda.empty_cache()
-    torch.cuda.reset_peak_memory_stats(device)
-    peak: int | None
-    with torch.random.fork_rng(devices=[device]):
+    cuda = [device.index or 0] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda):
         try:
             with autocast:
                 out = model(**batch, use_cache=False, fused_lm_head=True)
             out.loss.backward()
-            peak = int(torch.cuda.max_memory_allocated(device)) + optimizer_state_bytes(model)
-        except torch.cuda.OutOfMemoryError:
-            peak = None
         finally:
             out = None
             model.zero_grad(set_to_none=True)
-            torch.cuda.empty_cache()
-    return peak
+            model.train(was_training)
+
+
+def probe_step_memory(trainer: Any, micro_batch: int, seq_len: int) -> int | None:
+    """Peak GPU memory of `probe_step` plus the optimizer state it does not allocate; None when
+    it runs out of memory."""
+    import torch
+
+    device = torch.cuda.current_device()
+    torch.cuda.empty_cache()
+    torch.cuda.reset_peak_memory_stats(device)
+    try:
+        probe_step(trainer, micro_batch, seq_len)
+    except torch.cuda.OutOfMemoryError:
+        return None
+    finally:
+        torch.cuda.empty_cache()
+    return int(torch.cuda.max_memory_allocated(device)) + optimizer_state_bytes(trainer.model)
 
 
 def size_micro_batch(
