@@ -24,6 +24,7 @@ from chart.helm import CHART, helm, values_file
 from datagen.conftest import create_single_thread_model
 from servers.launch import KubeCluster, OllamaServer, smollm2_gguf, start_ollama, wait_for
 from servers.node import NODE_NAME
+from trainer.conftest import write_dataset
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(3600)]
 
@@ -332,3 +333,103 @@ def test_workload_pods_wrote_status_through_their_service_account(
         assert writers, f"{obj['kind']}: no status manager wrote progress: {sorted(managers)}"
         pod = job_pod(installed, obj["metadata"]["name"])
         assert pod["spec"]["serviceAccountName"] == "llmft-workload"
+
+
+def handmade_dataset(inst: Install, name: str) -> None:
+    """Pairs written straight to the volume (what a DatasetGeneration writes): no generation."""
+    data = write_dataset(inst.volume / "datasets" / name, repeat=8)
+    for path in [data, *data.rglob("*")]:
+        path.chmod(0o777 if path.is_dir() else 0o666)
+
+
+def stoppable_finetune(name: str, **resources: Any) -> dict[str, Any]:
+    """A FineTuneJob on a hand-made dataset with no periodic checkpoint (saveSteps past
+    maxSteps): a checkpoint a retry resumes from can only be one written on SIGTERM. The test
+    signals once training has started (step 0 reported), so the signal lands within a step or
+    two of the start, ten steps before the end."""
+    return {
+        "apiVersion": "llmft.io/v1alpha1",
+        "kind": "FineTuneJob",
+        "metadata": {"name": name, "namespace": TEAM_NS},
+        "spec": {
+            "baseModel": model(),
+            "dataset": {"path": f"datasets/{name}"},
+            "method": "lora",
+            "mode": "instruct",
+            "hyperparameters": {
+                "maxSteps": 12, "batchSize": 2, "gradientAccumulationSteps": 1,
+                "maxSeqLength": 128, "learningRate": 0.001, "gradientCheckpointing": False,
+                "loggingSteps": 1, "evalSteps": 1000, "saveSteps": 1000,
+                "lora": {"r": 4, "alpha": 8},
+            },
+            "resources": {
+                "gpuCount": 1, "cpu": "1", "memory": "6Gi", "terminationGracePeriodSeconds": 300,
+                **resources,
+            },
+        },
+    }  # fmt: skip
+
+
+def training_started(inst: Install, name: str) -> int:
+    """The step the trainer pod reported when its training loop began (sent at once)."""
+
+    def started() -> dict[str, Any] | None:
+        progress = get(inst.cluster, "FineTuneJob", name).get("status", {}).get("progress") or {}
+        return progress if progress.get("unit") == "steps" else None
+
+    step: int = wait_for(started, 900, 1, f"{name}: training started")["step"]
+    return step
+
+
+def sigterm_checkpoints(inst: Install, name: str) -> set[str]:
+    return {p.name for p in inst.volume.rglob("checkpoint-*") if f"/{name}/" in str(p)}
+
+
+def pods_of(inst: Install, name: str) -> list[dict[str, Any]]:
+    pods: list[dict[str, Any]] = json.loads(
+        inst.cluster.kubectl(
+            "get", "pods", "-n", TEAM_NS, "-l", f"llmft.io/name={name}", "-o", "json"
+        ).stdout
+    )["items"]
+    return pods
+
+
+def test_trainer_and_operator_pods_deleted_mid_training_resume_from_the_sigterm_checkpoint(
+    installed: Install,
+) -> None:
+    """Deleting the trainer's pod (as a drain or a preemption does) sends SIGTERM: the trainer
+    checkpoints the step in progress and the Job's next pod resumes there; deleting the operator's
+    pod meanwhile makes no second Job and loses no status."""
+    cluster = installed.cluster
+    name = "handbook-stopped"
+    handmade_dataset(installed, name)
+    cluster.kubectl("apply", "-f", "-", input=json.dumps(stoppable_finetune(name)))
+
+    reported = training_started(installed, name)
+    first = pods_of(installed, name)
+    assert len(first) == 1
+    job_uid = json.loads(
+        cluster.kubectl("get", "job", f"{name}-ftj", "-n", TEAM_NS, "-o", "json").stdout
+    )["metadata"]["uid"]
+    cluster.kubectl("delete", "pod", first[0]["metadata"]["name"], "-n", TEAM_NS, "--wait=false")
+    cluster.kubectl(
+        "delete", "pod", "-n", SYSTEM_NS, "-l", "app.kubernetes.io/component=operator",
+        "--wait=false",
+    )  # fmt: skip
+
+    done = wait_phase(installed, "FineTuneJob", name, timeout=1500)
+
+    status = done["status"]
+    resumed = status["metrics"]["resumedFromStep"]
+    assert max(reported, 1) <= resumed < 12, status["progress"]
+    assert status["progress"]["resumedFromStep"] == resumed and status["metrics"]["steps"] == 12
+    checkpoints = sigterm_checkpoints(installed, name)
+    assert f"checkpoint-{resumed}" in checkpoints, checkpoints  # written at SIGTERM
+    jobs = json.loads(
+        cluster.kubectl(
+            "get", "jobs", "-n", TEAM_NS, "-l", f"llmft.io/name={name}", "-o", "json"
+        ).stdout
+    )["items"]
+    assert [j["metadata"]["uid"] for j in jobs] == [job_uid]  # no second Job
+    assert len(pods_of(installed, name)) == 1  # the first pod replaced by one retry
+    assert status["observedGeneration"] == done["metadata"]["generation"]
