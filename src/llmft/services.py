@@ -1,6 +1,6 @@
 """Calls to a service a workload depends on (Ollama, Weaviate) while it may be down or restarting:
-retried with exponential backoff and jitter for a bounded time, then one error naming the
-service, how long it was tried and the last error.
+retried by tenacity with exponential backoff and jitter for a bounded time, then one error naming
+the service, how long it was tried and the last error.
 
 The bound is `LLMFT_SERVICE_WAIT_SECONDS` (default 60): long enough for a pod that starts before
 the chart's Ollama or Weaviate is ready, or a server restarted mid-run; short enough that a
@@ -16,6 +16,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
+
+from tenacity import RetryCallState, RetryError, Retrying, retry_if_exception
 
 log = logging.getLogger("llmft.services")
 
@@ -61,24 +63,34 @@ def call_service(
     ("Weaviate at http://weaviate:8080").
     """
     wait = wait or Wait.from_env()
-    start = time.monotonic()
-    attempt = 0
-    slept = 0.0
-    while True:
-        try:
-            return call()
-        except Exception as err:
-            if not transient(err):
-                raise
-            elapsed = max(time.monotonic() - start, slept)
-            delay = backoff_delay(attempt, wait.base)
-            attempt += 1
-            if elapsed + delay > wait.seconds:
-                raise ServiceUnavailable(
-                    f"{what} did not answer for {elapsed:.0f}s ({attempt} attempts; "
-                    f"{ENV_SERVICE_WAIT}={wait.seconds:g}): {type(err).__name__}: {err}"
-                ) from err
-            name = type(err).__name__
-            log.warning("%s: %s: %s; retry %d in %.1fs", what, name, err, attempt, delay)
-            sleep(delay)
-            slept += delay
+
+    def elapsed(state: RetryCallState) -> float:
+        # The time passed, or slept: a test's sleep lets none pass.
+        return max(state.seconds_since_start or 0.0, state.idle_for)
+
+    def out_of_time(state: RetryCallState) -> bool:
+        return elapsed(state) + (state.upcoming_sleep or 0.0) > wait.seconds
+
+    def before_sleep(state: RetryCallState) -> None:
+        err = state.outcome.exception() if state.outcome else None
+        name, attempt, delay = type(err).__name__, state.attempt_number, state.upcoming_sleep
+        log.warning("%s: %s: %s; retry %d in %.1fs", what, name, err, attempt, delay)
+
+    retrying = Retrying(
+        stop=out_of_time,
+        wait=lambda state: backoff_delay(state.attempt_number - 1, wait.base),
+        retry=retry_if_exception(lambda err: isinstance(err, Exception) and transient(err)),
+        sleep=sleep,
+        before_sleep=before_sleep,
+    )
+    try:
+        return retrying(call)
+    except RetryError as failed:
+        last = failed.last_attempt
+        err = last.exception()
+        state = retrying.statistics
+        seconds = max(state["delay_since_first_attempt"], state["idle_for"])
+        raise ServiceUnavailable(
+            f"{what} did not answer for {seconds:.0f}s ({last.attempt_number} attempts; "
+            f"{ENV_SERVICE_WAIT}={wait.seconds:g}): {type(err).__name__}: {err}"
+        ) from err
