@@ -125,14 +125,15 @@ class OperatorSettings(BaseSettings):
 
 def _plain(error: Any) -> str:
     """A pydantic error as the operator's log says it."""
-    kind, ctx = error["type"], error.get("ctx") or {}
-    if kind in ("int_parsing", "int_type", "int_from_float"):
-        return "expected an integer"
-    if kind == "greater_than_equal":
-        return f"must be at least {ctx['ge']}"
-    if kind == "literal_error":
-        return f"expected one of {ctx['expected']}"
-    return str(error["msg"]).removeprefix("Value error, ")
+    ctx = error.get("ctx") or {}
+    plain = {
+        "int_parsing": "expected an integer",
+        "int_type": "expected an integer",
+        "int_from_float": "expected an integer",
+        "greater_than_equal": f"must be at least {ctx.get('ge')}",
+        "literal_error": f"expected one of {ctx.get('expected')}",
+    }
+    return plain.get(error["type"]) or str(error["msg"]).removeprefix("Value error, ")
 
 
 class _Environment(EnvSettingsSource):
