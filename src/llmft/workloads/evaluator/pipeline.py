@@ -79,28 +79,26 @@ class ProgressTracker:
 
     def update(self, arm: str, stage: str, done: int, force: bool = False) -> None:
         offset = self.n_items if stage == "judging" else 0
-        self.reporter.progress(
-            force=force,
-            step=self.base + offset + done,
-            total=self.total,
-            unit="items",
-            itemsDone=done,
-            itemsTotal=self.n_items,
-            arm=arm,
-            message=f"arm {arm}: {stage} {done}/{self.n_items}",
-        )
+        step = self.base + offset + done
+        self._report(step, done, f"arm {arm}: {stage} {done}/{self.n_items}", force, arm)
 
     def arm_finished(self) -> None:
         self.base += self.n_items * self.per_item
 
     def finished(self, message: str) -> None:
+        self._report(self.total, self.n_items, message, True)
+
+    def _report(
+        self, step: int, done: int, message: str, force: bool, arm: str | None = None
+    ) -> None:
         self.reporter.progress(
-            force=True,
-            step=self.total,
+            force=force,
+            step=step,
             total=self.total,
             unit="items",
-            itemsDone=self.n_items,
+            itemsDone=done,
             itemsTotal=self.n_items,
+            arm=arm,
             message=message,
         )
 
