@@ -56,6 +56,8 @@ from urllib.parse import unquote, urlsplit
 
 import yaml
 
+from llmft.api.common import HuggingFaceRepo
+
 REPO_TYPES = {"models": "model", "datasets": "dataset", "spaces": "space"}
 URL_PREFIX = {"model": "", "dataset": "datasets/", "space": "spaces/"}
 # As the Hub's default .gitattributes: binary weights and data go to LFS storage.
@@ -620,6 +622,27 @@ def running_hub(**kwargs: Any) -> Iterator[HubServer]:
         yield hub
     finally:
         hub.stop()
+
+
+@contextmanager
+def hub_for_pushes(monkeypatch: Any, push_token: str, **tokens: str) -> Iterator[HubServer]:
+    """A running stand-in Hub with namespace `acme` that one test may reach, pushes authorised
+    by `push_token` (a write token, as LLMFT_HF_PUSH_TOKEN), `tokens` other tokens' roles."""
+    allow_hub_requests(monkeypatch)
+    monkeypatch.setenv("LLMFT_HF_PUSH_TOKEN", push_token)
+    with running_hub(tokens={push_token: "write", **tokens}, namespaces=("acme",)) as server:
+        yield server
+
+
+def push_target(hub: HubServer, repo: str, **fields: object) -> HuggingFaceRepo:
+    """spec.output.huggingFace for `repo` on the stand-in, token by its Secret reference."""
+    body = {
+        "repo": repo,
+        "tokenSecretRef": {"name": "hf-push", "key": "token"},
+        "endpoint": hub.url,
+        **fields,
+    }
+    return HuggingFaceRepo.model_validate(body)
 
 
 def allow_hub_requests(monkeypatch: Any) -> None:

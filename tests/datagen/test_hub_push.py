@@ -15,7 +15,7 @@ import yaml
 
 from datagen.conftest import make_mixed_docs
 from datagen.test_entrypoint import write_spec
-from hubserver import HubServer, allow_hub_requests, running_hub, stand_in_token
+from hubserver import HubServer, hub_for_pushes, push_target, stand_in_token
 from llmft.api.common import HuggingFaceRepo
 from llmft.workloads.datagen import hub
 from llmft.workloads.entry import WorkloadError
@@ -27,20 +27,12 @@ WRONG_TOKEN = stand_in_token()
 
 @pytest.fixture
 def hub_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[HubServer]:
-    allow_hub_requests(monkeypatch)
-    monkeypatch.setenv("LLMFT_HF_PUSH_TOKEN", TOKEN)
-    with running_hub(tokens={TOKEN: "write"}, namespaces=("acme",)) as server:
+    with hub_for_pushes(monkeypatch, TOKEN) as server:
         yield server
 
 
 def target(server: HubServer, **fields: object) -> HuggingFaceRepo:
-    body = {
-        "repo": "acme/hr-qa",
-        "tokenSecretRef": {"name": "hf-push", "key": "token"},
-        "endpoint": server.url,
-        **fields,
-    }
-    return HuggingFaceRepo.model_validate(body)
+    return push_target(server, "acme/hr-qa", **fields)
 
 
 def dataset_dir(root: Path) -> Path:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from hubserver import HubServer, allow_hub_requests, running_hub, stand_in_token
+from hubserver import HubServer, hub_for_pushes, push_target, stand_in_token
 from llmft.api.common import HuggingFaceRepo
 from llmft.workloads.entry import WorkloadError
 from llmft.workloads.hubpush import push_folder
@@ -24,20 +24,12 @@ ADAPTER_FILES = {"adapter_model.safetensors", "adapter_config.json", "README.md"
 
 @pytest.fixture
 def hub(monkeypatch: pytest.MonkeyPatch) -> Iterator[HubServer]:
-    allow_hub_requests(monkeypatch)
-    monkeypatch.setenv("LLMFT_HF_PUSH_TOKEN", TOKEN)
-    with running_hub(tokens={TOKEN: "write", READ_TOKEN: "read"}, namespaces=("acme",)) as server:
+    with hub_for_pushes(monkeypatch, TOKEN, **{READ_TOKEN: "read"}) as server:
         yield server
 
 
 def target(hub: HubServer, **fields: object) -> HuggingFaceRepo:
-    body = {
-        "repo": "acme/hr-adapter",
-        "tokenSecretRef": {"name": "hf-push", "key": "token"},
-        "endpoint": hub.url,
-        **fields,
-    }
-    return HuggingFaceRepo.model_validate(body)
+    return push_target(hub, "acme/hr-adapter", **fields)
 
 
 def small_adapter(root: Path) -> Path:
