@@ -311,7 +311,7 @@ def on_experiment_child(
         log.exception("reconciling Experiment %s/%s after a child event failed", namespace, parent)
 
 
-for _child in ("FineTuneJob", "Evaluation"):
+for _child in EXPERIMENT.creates:  # its trials and its Evaluation
     kopf.on.event(
         GROUP,
         VERSION,
