@@ -433,3 +433,42 @@ def test_trainer_and_operator_pods_deleted_mid_training_resume_from_the_sigterm_
     assert [j["metadata"]["uid"] for j in jobs] == [job_uid]  # no second Job
     assert len(pods_of(installed, name)) == 1  # the first pod replaced by one retry
     assert status["observedGeneration"] == done["metadata"]["generation"]
+
+
+def test_node_drained_mid_training_stops_the_trainer_at_a_checkpoint_without_counting_a_failure(
+    installed: Install,
+) -> None:
+    """A drain evicts the trainer's pod: SIGTERM, a checkpoint of the step in progress, and (the
+    pod marked DisruptionTarget) no failure counted, so even backoffLimit 0 survives it; the
+    retry waits for the node to be uncordoned and resumes there."""
+    cluster = installed.cluster
+    name = "handbook-drained"
+    handmade_dataset(installed, name)
+    cluster.kubectl("apply", "-f", "-", input=json.dumps(stoppable_finetune(name, backoffLimit=0)))
+    reported = training_started(installed, name)
+
+    try:
+        cluster.kubectl(
+            "drain", NODE_NAME, "--ignore-daemonsets", "--delete-emptydir-data", "--force",
+            "--timeout=600s", timeout=660,
+        )  # fmt: skip
+        waiting = wait_for(
+            lambda: [
+                p for p in pods_of(installed, name) if p["status"].get("phase") == "Pending"
+            ],
+            180, 2, f"{name}: the retry pod waiting for a schedulable node",
+        )  # fmt: skip
+        assert len(waiting) == 1
+    finally:
+        cluster.kubectl("uncordon", NODE_NAME)
+
+    done = wait_phase(installed, "FineTuneJob", name, timeout=1500)
+
+    status = done["status"]
+    resumed = status["metrics"]["resumedFromStep"]
+    assert max(reported, 1) <= resumed < 12, status["progress"]
+    assert f"checkpoint-{resumed}" in sigterm_checkpoints(installed, name)
+    job = json.loads(
+        cluster.kubectl("get", "job", f"{name}-ftj", "-n", TEAM_NS, "-o", "json").stdout
+    )
+    assert job["spec"]["backoffLimit"] == 0  # so the evicted pod did not count as a failure
