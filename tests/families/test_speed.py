@@ -11,6 +11,7 @@ that trains something else.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,7 +48,9 @@ def family_model(tmp_path_factory: pytest.TempPathFactory) -> Any:
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_dataset(tmp_path_factory.mktemp("speed-data") / "dataset", repeat=2)
+    # The four pairs once: four rows of different lengths (the LM head over a 256k vocabulary
+    # dominates the time on a CPU, so every row counts).
+    return write_dataset(tmp_path_factory.mktemp("speed-data") / "dataset", repeat=1)
 
 
 def _spec(model: Path, dataset: Path, mode: str, hyper: dict[str, Any], speed: dict[str, Any]):
@@ -80,6 +83,15 @@ def _rows(spec: Any, fmt: Any) -> list[dict[str, Any]]:
     return rows
 
 
+@functools.cache
+def _chat_format(model_dir: str) -> Any:
+    """One chat format (tokenizer, template) per model: loading Gemma's takes seconds."""
+    from llmft.api.common import ModelSource
+    from llmft.workloads import modeling
+
+    return modeling.load_chat_format(ModelSource(name=model_dir))
+
+
 @dataclass
 class Run:
     loss: float
@@ -107,13 +119,12 @@ def loss_and_grads(
     from transformers import set_seed
     from trl import SFTTrainer
 
-    from llmft.api.common import ModelSource
     from llmft.workloads import modeling
     from llmft.workloads.trainer.model import build_trainable_model, resolve_hyperparameters
     from llmft.workloads.trainer.pipeline import training_config
     from llmft.workloads.trainer.speed import check_rows_stay_apart, resolve_speed
 
-    fmt = modeling.load_chat_format(ModelSource(name=str(model_dir)))
+    fmt = _chat_format(str(model_dir))
     spec = resolve_hyperparameters(_spec(model_dir, dataset, mode, hyper, speed), fmt.family)
     rows = _rows(spec, fmt)
     model_type = modeling.load_config(spec.base_model).model_type

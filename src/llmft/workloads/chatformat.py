@@ -169,8 +169,12 @@ class ChatFormat:
 
 
 def _token_id(tokenizer: Any, token: str) -> int | None:
-    vocab = tokenizer.get_vocab()
-    return int(vocab[token]) if token in vocab else None
+    """The token's id, None when the vocabulary lacks it (looked up, not by copying the whole
+    vocabulary: get_vocab() builds a 256k-entry dict for Gemma, seconds per call)."""
+    found = tokenizer.convert_tokens_to_ids(token)
+    if found is None or (found == tokenizer.unk_token_id and token != tokenizer.unk_token):
+        return None
+    return int(found)
 
 
 def _choose_pad(tokenizer: Any, family: Family) -> None:
