@@ -4,9 +4,10 @@ One prepared run for a GPU session (GPU time is short): for each case (a 1B Llam
 seed architectures at full size, random weights from their real configs, their real
 tokenizers), both trainers run in fresh processes in both orders, each process capped to
 `--memory-gib` of GPU memory (torch.cuda.set_per_process_memory_fraction, 24 GiB standing for
-an A10). llmft runs with its defaults (spec.speed: auto); the baseline is bench/baseline_sft.py,
-what a user writes with trl. Printed per run: tokens/s, peak GPU memory, MFU; per case: the
-ratio llmft / baseline of tokens/s and of peak memory, in each order. Results go to --out as
+an A10). llmft runs with its defaults (spec.speed: auto, or --speed); the baseline is
+bench/baseline_sft.py, what a user writes with trl. Printed per run: tokens/s, peak GPU
+memory, MFU; per case: the ratio llmft / baseline of tokens/s and of peak memory, in each
+order. Results go to --out as
 JSON lines, one per finished run, so a run cut short keeps what it measured.
 
 MFU = tokens/s x FLOPs per token / the GPU's peak dense bf16 FLOP/s, with the usual convention
@@ -102,6 +103,12 @@ def build_model(name: str, out: Path, smoke: bool) -> tuple[Path, dict[str, Any]
         model = AutoModelForCausalLM.from_config(config, dtype=dtype)
     model.save_pretrained(out)
     tokenizer = AutoTokenizer.from_pretrained(source)
+    if not tokenizer.chat_template and config.model_type == "phi":
+        # Phi-2 ships no chat template; a trl user must bring one: the model card's format,
+        # the one llmft uses, so both sides train on the same text.
+        from llmft.families import PHI2_TEMPLATE
+
+        tokenizer.chat_template = PHI2_TEMPLATE
     tokenizer.save_pretrained(out)
     info = describe(model, config)
     del model
@@ -162,6 +169,32 @@ def write_data(root: Path, rows: int, max_words: int, seed: int = 0) -> dict[str
         "instruct": dump("baseline_instruct.jsonl", conversations),
         "causal": root / "corpus_train.jsonl",
     }
+
+
+def baseline_conversations(paths: dict[str, Path], model: Path) -> Path:
+    """The baseline's prompt/completion rows for this model: as written, or with the system
+    prompt folded into the question where the template refuses a system role (Gemma), as a
+    user of plain trl has to."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model)
+    probe = [{"role": "system", "content": "s"}, {"role": "user", "content": "u"}]
+    try:
+        tokenizer.apply_chat_template(probe, tokenize=False)
+        return paths["instruct"]
+    except Exception:  # jinja2's TemplateError: "System role not supported"
+        pass
+    folded = []
+    for line in paths["instruct"].read_text().splitlines():
+        row = json.loads(line)
+        system = [m["content"] for m in row["prompt"] if m["role"] == "system"]
+        rest = [dict(m) for m in row["prompt"] if m["role"] != "system"]
+        if system and rest:
+            rest[0]["content"] = "\n\n".join([*system, rest[0]["content"]])
+        folded.append(json.dumps({"prompt": rest, "completion": row["completion"]}))
+    out = model.parent / f"{model.name}-baseline.jsonl"
+    out.write_text("\n".join(folded) + "\n")
+    return out
 
 
 def capped(argv: list[str], fraction: float | None) -> list[str]:
@@ -239,10 +272,14 @@ def run_llmft(case: dict[str, Any], paths: dict[str, Path], work: Path, env: dic
 
 def run_baseline(case: dict[str, Any], paths: dict[str, Path], work: Path, env: dict[str, str]):
     script = str(ROOT / "bench" / "baseline_sft.py")
+    if case["mode"] == "causal":
+        train = paths["causal"]
+    else:
+        train = baseline_conversations(paths, case["model"])
     argv = [
         script,
         "--model", str(case["model"]),
-        "--train", str(paths[case["mode"]]),
+        "--train", str(train),
         "--method", case["method"],
         "--steps", str(case["steps"]),
         "--batch-size", str(case["batch"]),

@@ -190,9 +190,9 @@ def test_padding_free_instruct_batches_give_the_padded_loss_and_gradients(
     # Short enough that the longest rows are cut (both paths must cut them alike).
     hyper = {"maxSeqLength": 64}
     plain = loss_and_grads(model, dataset, "instruct", hyper, {"paddingFree": "off"}, tmp_path)
-    fast = loss_and_grads(model, dataset, "instruct", hyper, {}, tmp_path)
+    fast = loss_and_grads(model, dataset, "instruct", hyper, {"paddingFree": "on"}, tmp_path)
 
-    assert not plain.plan.padding_free.on and fast.plan.padding_free.on  # auto turns it on
+    assert not plain.plan.padding_free.on and fast.plan.padding_free.on
     assert "attention_mask" in plain.batch and "attention_mask" not in fast.batch
     assert fast.batch["input_ids"].shape[0] == 1  # one row, no padding
     assert (plain.batch["attention_mask"] == 0).any()  # the plain batch did pad
@@ -234,7 +234,8 @@ def test_a_fast_path_whose_rows_attend_to_each_other_is_caught(
     model = family_model("llama3")
     hyper = {"maxSeqLength": 64}
     plain = loss_and_grads(model, dataset, "instruct", hyper, {"paddingFree": "off"}, tmp_path)
-    leaky = loss_and_grads(model, dataset, "instruct", hyper, {}, tmp_path, leaky_attention, False)
+    on = {"paddingFree": "on"}
+    leaky = loss_and_grads(model, dataset, "instruct", hyper, on, tmp_path, leaky_attention, False)
 
     with pytest.raises(AssertionError):  # the comparison sees it
         assert_same_training(plain, leaky)
@@ -266,15 +267,16 @@ GPU_GRAD_TOLERANCE = 5e-2
 def test_on_a_gpu_the_default_fast_paths_give_the_plain_loss_and_gradients(
     family: str, family_model: Any, dataset: Path, tmp_path: Path
 ) -> None:
-    """Padding-free rows, Liger's kernels (not Phi-2) and the attention auto picks, against
-    padded batches with neither, in the GPU's bf16."""
+    """Padding-free rows, Liger's kernels (not Phi-2, auto) and the attention auto picks,
+    against padded batches with neither, in the GPU's bf16."""
     if not _cuda():
         pytest.skip("needs a GPU (Liger's kernels and bf16 run on CUDA)")
     model = family_model(family)
     hyper = {"maxSeqLength": 64}
     off = {"paddingFree": "off", "fusedKernels": "off", "attention": "sdpa"}
     plain = loss_and_grads(model, dataset, "instruct", hyper, off, tmp_path, device="cuda")
-    fast = loss_and_grads(model, dataset, "instruct", hyper, {}, tmp_path, device="cuda")
+    on = {"paddingFree": "on"}
+    fast = loss_and_grads(model, dataset, "instruct", hyper, on, tmp_path, device="cuda")
 
     assert fast.plan.padding_free.on
     assert fast.plan.fused_kernels.on == (family != "phi2"), fast.plan.fused_kernels.reason

@@ -31,11 +31,12 @@ def _plan(device: str = "cpu", family: str = "llama3", mode: str = "instruct", *
     return resolve_speed(_spec(mode, family, **speed), get_family(family), device, False, "llama")
 
 
-def test_on_a_cpu_auto_takes_padding_free_rows_and_sdpa_and_leaves_the_gpu_paths_off() -> None:
+def test_on_a_cpu_auto_takes_sdpa_and_length_grouped_padded_batches() -> None:
     plan = _plan()
 
     assert plan.attn_implementation == "sdpa"
-    assert plan.padding_free.on and not plan.group_by_length.on
+    assert not plan.padding_free.on and "quadratic" in plan.padding_free.reason
+    assert plan.group_by_length.on
     assert not plan.fused_kernels.on and "CUDA only" in plan.fused_kernels.reason
     assert not plan.auto_batch_size.on and "no GPU" in plan.auto_batch_size.reason
     status = plan.to_status()
@@ -43,11 +44,11 @@ def test_on_a_cpu_auto_takes_padding_free_rows_and_sdpa_and_leaves_the_gpu_paths
     assert status["attention"]["value"] == "sdpa"
 
 
-def test_padded_instruct_batches_are_grouped_by_length() -> None:
-    plan = _plan(paddingFree="off")
+def test_padding_free_rows_are_not_grouped_by_length() -> None:
+    plan = _plan(paddingFree="on")
 
-    assert not plan.padding_free.on and plan.group_by_length.on
-    assert not _plan(paddingFree="off", groupByLength="off").group_by_length.on
+    assert plan.padding_free.on and not plan.group_by_length.on
+    assert not _plan(groupByLength="off").group_by_length.on
 
 
 def test_causal_rows_are_padding_free_exactly_when_packed() -> None:
@@ -117,7 +118,7 @@ def test_the_sft_config_follows_the_plan(tmp_path: Path) -> None:
     from llmft.workloads.trainer.pipeline import training_config
 
     placement = SimpleNamespace(device="cpu", dtype=torch.float32)
-    fast = training_config(_spec(), tmp_path, "j", placement, False, [], _plan())
+    fast = training_config(_spec(), tmp_path, "j", placement, False, [], _plan(paddingFree="on"))
     padded = training_config(_spec(), tmp_path, "j", placement, False, [], _plan(paddingFree="off"))
 
     assert fast.padding_free and fast.max_length is None

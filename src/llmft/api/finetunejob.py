@@ -210,7 +210,8 @@ class Speed(ApiModel):
             "Instruct: the micro-batch's rows concatenated into one row without padding, "
             "attention kept within each row by position ids (block-diagonal mask, or "
             "FlashAttention's variable-length kernel); checked on the loaded model at start. "
-            "auto: on (SDPA, eager and FlashAttention all keep rows apart)."
+            "auto: on with flash_attention_2; off with sdpa/eager, which compute attention "
+            "over the whole concatenated row (on: the same loss, more attention work)."
         ),
     )
     fused_kernels: Switch = Field(

@@ -152,10 +152,21 @@ def resolve_speed(
         )
     elif speed.padding_free == "off":
         padding_free = Choice(False, "off in the spec")
-    elif impl in ROW_SEPARATING_ATTENTION:
-        padding_free = Choice(True, f"{speed.padding_free}: {impl} keeps the rows apart")
-    else:  # pragma: no cover - every implementation offered keeps rows apart
+    elif impl not in ROW_SEPARATING_ATTENTION:  # pragma: no cover - all offered ones do
         padding_free = Choice(False, f"{impl} cannot keep concatenated rows apart")
+    elif speed.padding_free == "on":
+        padding_free = Choice(True, f"on: {impl} keeps the rows apart")
+    elif impl == "flash_attention_2":
+        padding_free = Choice(True, "auto: FlashAttention's varlen kernel, no work across rows")
+    else:
+        # The block-diagonal mask keeps the loss exact, but sdpa and eager still compute the
+        # whole (micro-batch x length)^2 score matrix: more attention work than padding saves
+        # once micro-batches grow. Length-grouped padded batches save most of the padding.
+        padding_free = Choice(
+            False,
+            f"auto: {impl} would score the whole concatenated micro-batch (quadratic in its "
+            "tokens); padded batches grouped by length instead (on: exact as well)",
+        )
     fused = resolve_fused_kernels(speed.fused_kernels, device, family, model_type)
     padded = not padding_free.on
     if speed.group_by_length == "off":
