@@ -292,16 +292,10 @@ class TransformersBackend:
         """The model's continuation of `prefix` up to the first of `stops` (kept when it is a
         question mark) or the token budget."""
         import torch
-        from transformers import StoppingCriteria, StoppingCriteriaList
 
         tokenizer = self._tokenizer
         inputs = tokenizer(prefix, return_tensors="pt", add_special_tokens=False)
         prompt_len = inputs["input_ids"].shape[1]
-
-        class _StringClosed(StoppingCriteria):
-            def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> bool:
-                new = tokenizer.decode(input_ids[0, prompt_len:], skip_special_tokens=True)
-                return any(stop in new for stop in stops)
 
         sample = self.generator.temperature > 0
         kwargs: dict[str, Any] = {
@@ -309,7 +303,9 @@ class TransformersBackend:
             "do_sample": sample,
             # Tiny models loop ("2022-01-01, 2022-01-01, ..."); a mild penalty breaks it.
             "repetition_penalty": 1.15,
-            "stopping_criteria": StoppingCriteriaList([_StringClosed()]),
+            # transformers stops at the first stop string (a tokenizer decodes the tokens).
+            "stop_strings": list(stops),
+            "tokenizer": tokenizer,
         }
         if sample:
             kwargs |= {"temperature": self.generator.temperature, "top_p": 0.95}
