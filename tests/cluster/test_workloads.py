@@ -472,3 +472,49 @@ def test_node_drained_mid_training_stops_the_trainer_at_a_checkpoint_without_cou
         cluster.kubectl("get", "job", f"{name}-ftj", "-n", TEAM_NS, "-o", "json").stdout
     )
     assert job["spec"]["backoffLimit"] == 0  # so the evicted pod did not count as a failure
+
+
+def test_helm_upgrade_to_another_operator_image_while_a_finetune_runs_lets_it_finish(
+    installed: Install,
+) -> None:
+    """`helm upgrade` replaces the operator's pod with one from another image tag (the same
+    build, tagged anew in containerd: no second build) while the trainer runs: the run goes on
+    and ends Succeeded, with its one Job."""
+    cluster = installed.cluster
+    assert cluster.node is not None
+    name = "handbook-upgraded"
+    handmade_dataset(installed, name)
+    cluster.kubectl("apply", "-f", "-", input=json.dumps(stoppable_finetune(name)))
+    training_started(installed, name)
+    job_uid = json.loads(
+        cluster.kubectl("get", "job", f"{name}-ftj", "-n", TEAM_NS, "-o", "json").stdout
+    )["metadata"]["uid"]
+    current = cluster.node.images["operator"]
+    upgraded = f"{current}-upgraded"
+    cluster.node.ctr("images", "tag", "--force", current, upgraded)
+
+    helm(
+        "upgrade", "llmft", str(CHART), "--namespace", SYSTEM_NS, "--reuse-values",
+        "--set", f"images.operator.tag={upgraded.rsplit(':', 1)[1]}",
+        "--kubeconfig", str(cluster.kubeconfig), timeout=180,
+    )  # fmt: skip
+    cluster.kubectl(
+        "rollout", "status", "deployment/llmft-operator", "-n", SYSTEM_NS,
+        "--timeout=600s", timeout=630,
+    )  # fmt: skip
+    done = wait_phase(installed, "FineTuneJob", name, timeout=1500)
+
+    operators = json.loads(
+        cluster.kubectl(
+            "get", "pods", "-n", SYSTEM_NS, "-l", "app.kubernetes.io/component=operator",
+            "-o", "json",
+        ).stdout
+    )["items"]  # fmt: skip
+    assert [p["spec"]["containers"][0]["image"] for p in operators] == [upgraded]
+    assert done["status"]["metrics"]["steps"] == 12
+    jobs = json.loads(
+        cluster.kubectl(
+            "get", "jobs", "-n", TEAM_NS, "-l", f"llmft.io/name={name}", "-o", "json"
+        ).stdout
+    )["items"]
+    assert [j["metadata"]["uid"] for j in jobs] == [job_uid]
