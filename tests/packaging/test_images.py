@@ -221,6 +221,15 @@ def test_shared_torch_layer_has_the_extras_torch_requirement() -> None:
     assert [s.name for s in lineage("trainer")][:-1] == [s.name for s in lineage("evaluator")][:-1]
 
 
+def test_gpu_images_share_a_stage_with_what_both_extras_require() -> None:
+    trainer, evaluator = lineage("trainer"), lineage("evaluator")
+    assert trainer[-2].name == evaluator[-2].name == "gpu-workload"
+    installs = [a for w, a in trainer[-2].body if w == "RUN" and "pip" in a]
+    assert len(installs) == 1 and "install --requirement /tmp/dist/gpu-shared.txt" in installs[0]
+    runs = " ".join(a for w, a in stages()["requirements"].body if w == "RUN")
+    assert "/requirements/{n}.txt" in runs and "w('gpu-shared'," in runs
+
+
 @pytest.mark.parametrize("image", sorted(IMAGES))
 def test_image_carries_the_oci_labels(image: str) -> None:
     own = lineage(image)[-1]

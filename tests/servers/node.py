@@ -30,6 +30,7 @@ import os
 import secrets
 import signal
 import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -563,6 +564,8 @@ def _image_refs(names: list[str], sock: Path | None = None) -> dict[str, str]:
     )
     if result.returncode != 0:
         raise ServerUnavailable(f"building the test images failed:\n{result.stderr[-3000:]}")
+    # What was built and imported, and how long it took (shown with -s, or beside a failure).
+    sys.stderr.write(result.stderr)
     refs = dict(line.split(" ", 1) for line in result.stdout.splitlines() if " " in line)
     missing = set(names) - set(refs)
     if missing:
