@@ -227,6 +227,12 @@ def attention_leak(model: Any, pad_token_id: int) -> float:
 
     was_training = model.training
     model.eval()
+    # A bitsandbytes 4-bit layer run in eval mode on a CPU repacks its weights for inference,
+    # and training cannot use them afterwards ("a view of a leaf Variable ... in-place"): those
+    # layers (no dropout of their own) stay in training mode while the rest is measured in eval.
+    for module in model.modules():
+        if type(module).__module__.startswith("bitsandbytes"):
+            module.train()
     try:
         with torch.no_grad():
             a, b = logits([first, second]), logits([other, second])
