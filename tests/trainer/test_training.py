@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -158,6 +159,23 @@ def test_causal_training_killed_mid_run_resumes_from_its_last_checkpoint(
     assert status["metrics"]["resumedFromStep"] == saved[-1] + 2
 
 
+def start_trainer(
+    manifest: dict[str, Any], tmp_path: Path, status_name: str
+) -> tuple[subprocess.Popen[bytes], Path]:
+    """The trainer's entrypoint as a pod runs it, in the background: (process, status file)."""
+    spec_file = tmp_path / "spec.json"
+    spec_file.write_text(json.dumps(manifest))
+    status_file = tmp_path / status_name
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "LLMFT_STATUS_FILE": str(status_file)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "llmft.workloads.trainer", "--spec", str(spec_file)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    return proc, status_file
+
+
 def test_sigterm_mid_training_checkpoints_the_step_and_the_next_attempt_resumes_there(
     tiny_model: Path, dataset_dir: Path, tmp_path: Path, run_trainer: RunTrainer
 ) -> None:
@@ -170,16 +188,7 @@ def test_sigterm_mid_training_checkpoints_the_step_and_the_next_attempt_resumes_
         out,
         hyperparameters={"maxSteps": 100000, "saveSteps": 100000, "evalSteps": 100000},
     )
-    spec_file = tmp_path / "spec.json"
-    spec_file.write_text(json.dumps(manifest))
-    status_file = tmp_path / "status-sigterm.json"
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "LLMFT_STATUS_FILE": str(status_file)}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "llmft.workloads.trainer", "--spec", str(spec_file)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
+    proc, status_file = start_trainer(manifest, tmp_path, "status-sigterm.json")
     deadline = time.monotonic() + 240
     reported = 0
     while reported < 2:  # a step reported: the training loop is running
@@ -252,16 +261,7 @@ def test_a_full_artefact_volume_fails_with_a_clear_reason_and_keeps_the_run_resu
         out,
         hyperparameters={"maxSteps": 100000, "saveSteps": 2, "evalSteps": 100000},
     )
-    spec_file = tmp_path / "spec.json"
-    spec_file.write_text(json.dumps(manifest))
-    status_file = tmp_path / "status-full.json"
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "LLMFT_STATUS_FILE": str(status_file)}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "llmft.workloads.trainer", "--spec", str(spec_file)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
+    proc, status_file = start_trainer(manifest, tmp_path, "status-full.json")
     _wait_for(out / "checkpoints" / "checkpoint-2" / "trainer_state.json", proc, timeout=240)
     filler = _fill(small_volume)  # the volume fills up while the trainer runs
     _, err = proc.communicate(timeout=240)
