@@ -11,7 +11,7 @@ from llmft.api.resource import load_manifests
 EXAMPLES = Path(__file__).parents[1] / "examples"
 
 
-@pytest.mark.parametrize("name", ["quickstart", "cluster"])
+@pytest.mark.parametrize("name", ["quickstart", "cluster", "cluster-quickstart"])
 def test_example_manifests_parse_as_the_three_kinds(name: str) -> None:
     kinds = {res.kind for res in load_manifests(EXAMPLES / name)}
     assert kinds == {"DatasetGeneration", "FineTuneJob", "Evaluation"}
@@ -22,6 +22,30 @@ def test_cluster_example_evaluates_every_fine_tune_job() -> None:
     jobs = {r.metadata.name for r in resources if r.kind == "FineTuneJob"}
     (evaluation,) = [r for r in resources if r.kind == "Evaluation"]
     assert jobs == {arm.fine_tune_job_ref for arm in evaluation.spec.arms} - {None}
+
+
+def test_cluster_quickstart_reads_only_what_a_cluster_has() -> None:
+    """No local path (a pod has none): documents from a ConfigMap, models from the artefact
+    volume, Ollama and Weaviate from the chart's settings; base and tuned, each with RAG."""
+    resources = {r.kind: r for r in load_manifests(EXAMPLES / "cluster-quickstart")}
+    dataset, job, evaluation = (
+        resources[k] for k in ("DatasetGeneration", "FineTuneJob", "Evaluation")
+    )
+
+    assert dataset.spec.source.config_map and dataset.spec.source.path is None
+    assert dataset.spec.generator.backend == "ollama"
+    assert "ollama_host" not in dataset.spec.generator.model_fields_set
+    assert job.spec.dataset.dataset_generation_ref == dataset.metadata.name
+    assert job.spec.base_model.name.startswith("/artifacts/")
+    arms = {a.name: a for a in evaluation.spec.arms}
+    assert list(arms) == ["base", "base-rag", "tuned", "tuned-rag"]
+    assert {n for n, a in arms.items() if a.rag and a.rag.enabled} == {"base-rag", "tuned-rag"}
+    assert {a.fine_tune_job_ref for a in arms.values()} == {None, job.metadata.name}
+    assert all(a.base_model.name.startswith("/artifacts/") for a in arms.values() if a.base_model)
+    retrieval = evaluation.spec.retrieval
+    assert retrieval.backend == "weaviate" and "weaviate_url" not in retrieval.model_fields_set
+    assert retrieval.embedding_model.startswith("/artifacts/")
+    assert set(evaluation.spec.metrics) == {"bleu", "chrf", "rouge", "ngram"}
 
 
 def _model_examples() -> list[Path]:
