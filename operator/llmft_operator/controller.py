@@ -36,7 +36,7 @@ from llmft.api.status import (
 from llmft.experiments.children import ANNOTATION_STOP, ANNOTATION_STOP_REASON
 from llmft_operator import metrics
 from llmft_operator.jobs import GENERATION_ANNOTATION, build_spec_configmap, build_workload_job
-from llmft_operator.kube import Kube, owner_uids
+from llmft_operator.kube import STALE_RETRIES, Kube, StaleObject, owner_uids
 from llmft_operator.naming import job_name
 from llmft_operator.resolve import (
     SPEC_KEY,
@@ -182,13 +182,30 @@ class Reconciler:
                     body = self.kube.get_resource(kind, namespace, name)
                     if body is not None:
                         self.bodies.remember(kind, body)
-                if body is None or body["metadata"].get("deletionTimestamp"):
-                    outcome_label = "gone"
-                    self.phases.forget(kind, namespace, name)
-                    if body is None:
-                        self.bodies.forget(kind, namespace, name)
-                    return DONE
-                outcome = self._reconcile(kind, body, job, trigger)
+                else:
+                    # A watch event may carry an older body than this operator's last patch
+                    # answered with: act on the newest.
+                    self.bodies.remember(kind, body)
+                    body = self.bodies.get(kind, namespace, name) or body
+                for attempt in range(STALE_RETRIES + 1):
+                    if body is None or body["metadata"].get("deletionTimestamp"):
+                        outcome_label = "gone"
+                        self.phases.forget(kind, namespace, name)
+                        if body is None:
+                            self.bodies.forget(kind, namespace, name)
+                        return DONE
+                    try:
+                        outcome = self._reconcile(kind, body, job, trigger)
+                        break
+                    except StaleObject:
+                        # Someone wrote the status since this body was read (another operator
+                        # pod overlapping this one, a workload's progress): read it and decide
+                        # again, so a transition another writer already made is not redone.
+                        if attempt == STALE_RETRIES:
+                            raise
+                        body = self.kube.get_resource(kind, namespace, name)
+                        if body is not None:
+                            self.bodies.remember(kind, body)
             outcome_label = (
                 "permanent" if outcome.permanent else "waiting" if outcome.retry_after else "ok"
             )
@@ -483,7 +500,11 @@ class Reconciler:
             if old.get("phase"):
                 self.phases.record(kind, namespace, name, old["phase"])
             return
-        patched = self.kube.patch_status(kind, namespace, name, patch)
+        # Conditioned on the version the decision was made from: of two writers deciding the
+        # same transition from the same version (two operator pods overlapping while one
+        # replaces the other), one writes it and posts its Event; the other reads again.
+        version = meta.get("resourceVersion")
+        patched = self.kube.patch_status(kind, namespace, name, patch, resource_version=version)
         if isinstance(patched, dict) and patched.get("metadata"):
             self.bodies.remember(kind, patched)
         new = merge_patch(old, patch)

@@ -38,7 +38,7 @@ from llmft.experiments.progress import (
     step,
     trial_view_of,
 )
-from llmft_operator.kube import Kube, owner_uids
+from llmft_operator.kube import STALE_RETRIES, Kube, StaleObject, owner_uids
 
 log = logging.getLogger("llmft.operator.experiments")
 
@@ -104,10 +104,16 @@ class ExperimentController:
         """Bring the Experiment's children and status up to date; returns an error to report
         permanently (an invalid spec), else None."""
         with self._lock(namespace, name):
-            body = self.kube.get_resource("Experiment", namespace, name)
-            if body is None or body["metadata"].get("deletionTimestamp"):
-                return None
-            return self._reconcile(body)
+            for attempt in range(STALE_RETRIES + 1):
+                body = self.kube.get_resource("Experiment", namespace, name)
+                if body is None or body["metadata"].get("deletionTimestamp"):
+                    return None
+                try:
+                    return self._reconcile(body)
+                except StaleObject:  # its status changed since it was read: read it again
+                    if attempt == STALE_RETRIES:
+                        raise
+            return None
 
     def _reconcile(self, body: dict[str, Any]) -> str | None:
         meta = body["metadata"]

@@ -38,6 +38,14 @@ def load_api_client(pool_size: int = 32) -> client.ApiClient:
     return client.ApiClient(configuration)
 
 
+# Times a reconcile whose status write met a newer version reads the object and tries again.
+STALE_RETRIES = 3
+
+
+class StaleObject(Exception):
+    """A write conditioned on an object's resourceVersion met a newer version of the object."""
+
+
 def _json(response: Any) -> dict[str, Any]:
     data: dict[str, Any] = json.loads(response.data)
     return data
@@ -74,20 +82,38 @@ class Kube:
             raise
 
     def patch_status(
-        self, kind: str, namespace: str, name: str, status: dict[str, Any]
+        self,
+        kind: str,
+        namespace: str,
+        name: str,
+        status: dict[str, Any],
+        resource_version: str | None = None,
     ) -> dict[str, Any]:
-        """Merge-patch the status subresource (maps merge; lists such as conditions replace)."""
-        return _json(
-            self.custom.patch_namespaced_custom_object_status(
-                GROUP,
-                VERSION,
-                namespace,
-                KINDS[kind].plural,
-                name,
-                {"status": status},
-                _preload_content=False,
+        """Merge-patch the status subresource (maps merge; lists such as conditions replace).
+
+        With `resource_version`, the API server applies the patch only to that version of the
+        object (optimistic concurrency); another version raises StaleObject.
+        """
+        body: dict[str, Any] = {"status": status}
+        if resource_version:
+            body["metadata"] = {"resourceVersion": resource_version}
+        try:
+            return _json(
+                self.custom.patch_namespaced_custom_object_status(
+                    GROUP,
+                    VERSION,
+                    namespace,
+                    KINDS[kind].plural,
+                    name,
+                    body,
+                    _preload_content=False,
+                )
             )
-        )
+        except ApiException as err:
+            if err.status == 409 and resource_version:
+                stale = f"{kind} {namespace}/{name} changed since {resource_version}"
+                raise StaleObject(stale) from err
+            raise
 
     def list_resources(
         self, kind: str, namespace: str, label_selector: str

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any, cast
 
 from operator_manifests import finetune
 
+from llmft.api.status import merge_patch
 from llmft.experiments.children import ANNOTATION_STOP, ANNOTATION_STOP_REASON
 from llmft_operator.controller import Bodies, Reconciler
-from llmft_operator.kube import Kube
+from llmft_operator.kube import Kube, StaleObject
 from llmft_operator.settings import OperatorSettings
 
 UID = "uid-1"
@@ -36,7 +38,9 @@ class RecordingKube:
     def failed_create(self, namespace: str, uid: str) -> str | None:
         return None
 
-    def patch_status(self, kind: str, namespace: str, name: str, status: dict[str, Any]) -> None:
+    def patch_status(
+        self, kind: str, namespace: str, name: str, status: dict[str, Any], **_: Any
+    ) -> None:
         self.patches.append(status)
 
 
@@ -211,3 +215,93 @@ def test_a_burst_of_existence_checks_of_one_name_costs_one_lookup() -> None:
         t.join(5)
 
     assert answers == [True] * 8 and reads == ["llmft-workload"]
+
+
+class VersionedKube(RecordingKube):
+    """One FineTuneJob as the API server holds it: each status patch bumps its resourceVersion,
+    and a patch conditioned on another version is refused (409), as the API server does."""
+
+    def __init__(self, status: dict[str, Any], job: dict[str, Any], pods: list[Any]) -> None:
+        super().__init__(status, job)
+        self.body["metadata"]["resourceVersion"] = "1"
+        self.pods = pods
+
+    def job_pods(self, namespace: str, name: str) -> list[dict[str, Any]]:
+        return self.pods
+
+    def get_resource(self, kind: str, namespace: str, name: str) -> dict[str, Any]:
+        return copy.deepcopy(self.body)
+
+    def patch_status(  # type: ignore[override]
+        self,
+        kind: str,
+        namespace: str,
+        name: str,
+        status: dict[str, Any],
+        resource_version: str | None = None,
+    ) -> dict[str, Any]:
+        current = self.body["metadata"]["resourceVersion"]
+        if resource_version and resource_version != current:
+            raise StaleObject(f"{resource_version} != {current}")
+        self.patches.append(status)
+        self.body["status"] = merge_patch(self.body.get("status") or {}, status)
+        self.body["metadata"]["resourceVersion"] = str(int(current) + 1)
+        return copy.deepcopy(self.body)
+
+
+def failed_attempt() -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """A Job whose first pod exited 143 (its pod deleted mid-training) and will be retried."""
+    retried = {**job(), "spec": {"backoffLimit": 2}, "status": {"failed": 1}}
+    stopped = {"terminated": {"exitCode": 143, "reason": "Error", "message": "stopped by SIGTERM"}}
+    pod = {
+        "metadata": {"name": "tune-ftj-a", "creationTimestamp": "2026-12-01T07:00:00Z"},
+        "status": {"phase": "Failed", "containerStatuses": [{"name": "trainer", "state": stopped}]},
+    }
+    return retried, [pod]
+
+
+def test_two_operators_deciding_the_same_transition_post_its_event_once() -> None:
+    """The old operator pod still running while its replacement starts: both see the same Job
+    event on the same version of the resource; one writes Retrying and posts the Event, the
+    other's write is refused as stale, it reads again and finds nothing left to do."""
+    running = {"phase": "Running", "jobName": "tune-ftj", "artifacts": ARTIFACTS}
+    retried, pods = failed_attempt()
+    kube = VersionedKube(running, retried, pods)
+    seen = kube.get_resource("FineTuneJob", "ns", "tune")  # both hold this version
+    events: list[tuple[str, str]] = []
+    operators = [
+        Reconciler(
+            cast(Kube, kube),
+            OperatorSettings(),
+            lambda _body, t: events.append((t.type, t.reason)),
+            lambda *_: None,
+        )
+        for _ in range(2)
+    ]
+
+    for reconciler in operators:
+        reconciler.reconcile("FineTuneJob", "ns", "tune", "job", job=retried, body=seen)
+
+    assert events == [("Warning", "Retrying")]
+    assert [p["phase"] for p in kube.patches] == ["Running"]
+    assert kube.body["status"]["conditions"][0]["reason"] == "Retrying"
+
+
+def test_a_watch_event_older_than_the_operators_own_patch_repeats_no_transition() -> None:
+    """After a restart kopf's resume handler may run on the body it listed, after the Job's
+    event already moved the resource on: the newer body the patch answered with wins."""
+    running = {"phase": "Running", "jobName": "tune-ftj", "artifacts": ARTIFACTS}
+    retried, pods = failed_attempt()
+    kube = VersionedKube(running, retried, pods)
+    listed = kube.get_resource("FineTuneJob", "ns", "tune")
+    events: list[str] = []
+    reconciler = Reconciler(
+        cast(Kube, kube), OperatorSettings(), lambda _b, t: events.append(t.reason), lambda *_: None
+    )
+    reconciler.bodies.remember("FineTuneJob", listed)
+
+    reconciler.reconcile("FineTuneJob", "ns", "tune", "job", job=retried)
+    reconciler.reconcile("FineTuneJob", "ns", "tune", "resume", body=listed)
+
+    assert events == ["Retrying"]
+    assert len(kube.patches) == 1

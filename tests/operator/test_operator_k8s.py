@@ -267,6 +267,7 @@ class Api:
         self.custom = client.CustomObjectsApi(api_client)
         self.core = client.CoreV1Api(api_client)
         self.batch = client.BatchV1Api(api_client)
+        self.cluster = cluster
         self.op = op
 
     def create(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -853,6 +854,28 @@ def test_operator_killed_during_a_burst_of_creates_makes_each_job_once_and_loses
         if seen[name].get("startTime"):  # what was recorded before the kill is still there
             assert done[name]["startTime"] == seen[name]["startTime"]
         assert done[name]["jobName"] == f"{name}-dsgen"
+
+
+def test_two_operators_overlapping_post_each_transition_once(
+    api: Api, operator: OperatorProcess, tmp_path: Path
+) -> None:
+    """A replaced operator pod runs on while its successor starts (a deleted pod's grace
+    period): both see every Job event, yet each transition is written and posted once."""
+    second = OperatorProcess(api.cluster, tmp_path, operator.kubeconfig)
+    second.start()
+    try:
+        fail = {"llmft.io/kwok-fail": "Error"}
+        api.create(finetune("overlap", dataset={"path": "datasets/o"}, resources={
+            "backoffLimit": 1, **run_ms(500, **fail)}))  # fmt: skip
+        api.wait_phase("FineTuneJob", "overlap", "Failed", timeout=90)
+        warnings = lambda: [  # noqa: E731
+            e.reason for e in api.events_for("overlap") if e.type == "Warning"
+        ]
+        # kopf posts events from a queue of its own: wait for the last transition's.
+        wait_for(lambda: "Error" in warnings(), 20, what="the failure's Warning event")
+    finally:
+        second.stop()
+    assert sorted(warnings()) == ["Error", "Retrying"], second.tail()
 
 
 def test_health_and_prometheus_metrics_are_served(api: Api, operator: OperatorProcess) -> None:
