@@ -51,9 +51,11 @@ from llmft_operator.resolve import (
 )
 from llmft_operator.settings import OperatorSettings
 from llmft_operator.status import (
+    CONTAINER_CONFIG_REASONS,
     FINISHED,
     Observation,
     Transition,
+    inputs_gone,
     invalid_spec_status,
     job_status,
     observe_job,
@@ -259,9 +261,14 @@ class Reconciler:
                 refused = self.kube.failed_create(namespace, job["metadata"].get("uid", ""))
             annotations = job["metadata"].get("annotations") or {}
             job_generation = int(annotations.get(GENERATION_ANNOTATION) or generation)
+            observed = observe_job(job, pods, refused)
+            if observed.reason in CONTAINER_CONFIG_REASONS:
+                # Why the kubelet cannot start it, told as the resource's inputs (a Secret
+                # deleted or changed after the Job was created): which Secret, which field.
+                observed = inputs_gone(observed, self._secret_problems(body))
             patch = job_status(
                 status,
-                observe_job(job, pods, refused),
+                observed,
                 generation=generation,
                 job_generation=job_generation,
                 job_name=jname,
@@ -452,6 +459,17 @@ class Reconciler:
         except ManifestError:
             return None
         return output_location(res, self.settings).to_wire()
+
+    def _secret_problems(self, body: dict[str, Any]) -> list[Problem]:
+        """What is wrong now with the Secrets the resource's pod reads (none when unreadable)."""
+        try:
+            res = parse_resource(body)
+        except ManifestError:
+            return []
+        needs = needs_of(res, self.settings)
+        namespace = body["metadata"]["namespace"]
+        secrets_only = Needs(secrets=needs.secrets)
+        return find_problems(secrets_only, self._fetch(secrets_only, namespace), namespace)
 
     def _fetch(self, needs: Needs, namespace: str) -> Fetched:
         fetched = Fetched()

@@ -34,6 +34,9 @@ from llmft_operator.resolve import Problem
 IMAGE_PULL_REASONS = frozenset(
     {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"}
 )
+# The kubelet alternates these two on every pull attempt (the error, then the wait before the
+# next): one reason, so the status does not flap and one Event is posted, not one per attempt.
+PULL_RETRY_REASON = "ImagePullBackOff"
 CONTAINER_CONFIG_REASONS = frozenset({"CreateContainerConfigError", "CreateContainerError"})
 FINISHED = (Phase.SUCCEEDED.value, Phase.FAILED.value)
 
@@ -48,6 +51,8 @@ class Observation:
     start_time: str | None = None
     completion_time: str | None = None
     result: dict[str, Any] | None = None
+    # False when the pod cannot start for an input gone since the Job was created.
+    inputs_ready: bool = True
 
 
 # --- reading Pods and Jobs -------------------------------------------------------------------
@@ -128,6 +133,8 @@ def pod_waiting_problem(pod: dict[str, Any]) -> tuple[str, str] | None:
         if reason in IMAGE_PULL_REASONS:
             image = cs.get("image") or "?"
             detail = waiting.get("message") or reason
+            if reason == "ErrImagePull":
+                reason = PULL_RETRY_REASON
             return reason, _clip(f"cannot pull image {image}: {detail}")
         if reason in CONTAINER_CONFIG_REASONS:
             return reason, _clip(waiting.get("message") or reason)
@@ -298,6 +305,31 @@ def observe_job(
     return Observation(Phase.PENDING, "PodPending", f"pod {pod_name(pod)} is pending", start)
 
 
+# Input problems the kubelet meets when it starts a container: a Secret (or its key) the
+# container's env reads, deleted after the Job was created.
+START_INPUT_REASONS = frozenset({"SecretNotFound", "SecretKeyNotFound"})
+
+
+def inputs_gone(obs: Observation, problems: list[Problem]) -> Observation:
+    """`obs` of a pod the kubelet cannot start (CreateContainerConfigError), told as the input
+    problems a resource without a Job would show (the Secret and the field that names it), with
+    the kubelet's own words after them. The kubelet retries, so it starts once they are fixed."""
+    found = [p for p in problems if p.reason in START_INPUT_REASONS]
+    if obs.reason not in CONTAINER_CONFIG_REASONS or not found:
+        return obs
+    message = "; ".join(p.message for p in found)
+    return Observation(
+        Phase.PENDING,
+        found[0].reason,
+        _clip(
+            f"the pod cannot start: {message}; it starts once that is fixed "
+            f"(kubelet: {obs.message})"
+        ),
+        obs.start_time,
+        inputs_ready=False,
+    )
+
+
 # --- writing status --------------------------------------------------------------------------
 
 
@@ -366,9 +398,14 @@ def job_status(
     """The status patch for a resource whose Job exists (or existed, for a finished one)."""
     phase = obs.phase.value
     conds = read_status(current).conditions
-    conds = set_condition(
-        conds, INPUTS_READY, True, "InputsReady", "all inputs are ready", job_generation, now
-    )
+    if obs.inputs_ready:
+        conds = set_condition(
+            conds, INPUTS_READY, True, "InputsReady", "all inputs are ready", job_generation, now
+        )
+    else:
+        conds = set_condition(
+            conds, INPUTS_READY, False, obs.reason, obs.message, job_generation, now
+        )
     conds = set_phase_conditions(conds, obs.phase, obs.reason, obs.message, job_generation, now)
     conds = model_family_condition(conds, current, job_generation, now)
     if generation != job_generation:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from typing import Any
 
@@ -10,6 +11,7 @@ from llmft_operator.resolve import Problem
 from llmft_operator.status import (
     Observation,
     condition,
+    inputs_gone,
     job_status,
     last_message,
     observe_job,
@@ -138,8 +140,56 @@ def test_image_pull_error_while_running_is_pending_with_the_reason() -> None:
 
     obs = observe_job(job(), [stuck])
 
-    assert (obs.phase, obs.reason) == (Phase.PENDING, "ErrImagePull")
+    assert (obs.phase, obs.reason) == (Phase.PENDING, "ImagePullBackOff")
     assert obs.message == "cannot pull image registry.example/trainer:1: not found"
+
+
+def test_image_pull_retries_keep_one_reason_so_one_event_is_posted() -> None:
+    """The kubelet alternates ErrImagePull and ImagePullBackOff on every attempt."""
+    first = observe_job(job(), [pod("Pending", waiting={"reason": "ErrImagePull"})])
+    backoff = observe_job(job(), [pod("Pending", waiting={"reason": "ImagePullBackOff"})])
+    statuses = [
+        job_status({}, o, generation=1, job_generation=1, job_name="j", artifacts=None, now=T1)
+        for o in (first, backoff, first)
+    ]
+
+    posted = [t for old, new in itertools.pairwise(statuses) for t in transitions(old, new)]
+    assert transitions({}, statuses[0])[0].type == "Warning"
+    assert posted == []
+
+
+def test_a_secret_deleted_after_the_job_was_created_is_named_with_its_field() -> None:
+    kubelet = 'secret "hub" not found'
+    stuck = pod("Pending", waiting={"reason": "CreateContainerConfigError", "message": kubelet})
+    gone = Problem(
+        "SecretNotFound",
+        "Secret 'hub' (spec.output.huggingFace.tokenSecretRef) not found in namespace team",
+    )
+
+    obs = inputs_gone(observe_job(job(), [stuck]), [gone])
+    status = job_status(
+        {}, obs, generation=1, job_generation=1, job_name="j", artifacts=None, now=T1
+    )
+
+    assert (status["phase"], obs.reason) == ("Pending", "SecretNotFound")
+    inputs = condition(status, "InputsReady") or {}
+    assert (inputs["status"], inputs["reason"]) == ("False", "SecretNotFound")
+    assert "Secret 'hub' (spec.output.huggingFace.tokenSecretRef) not found" in inputs["message"]
+    assert status["message"].endswith(f"(kubelet: {kubelet})")
+    assert [(t.type, t.reason) for t in transitions({}, status)] == [("Warning", "SecretNotFound")]
+
+
+def test_a_container_config_error_with_the_secrets_in_place_keeps_the_kubelets_words() -> None:
+    message = 'configmap "x" not found'
+    stuck = pod("Pending", waiting={"reason": "CreateContainerConfigError", "message": message})
+    allowed = Problem("SecretNotAllowed", "Secret 'hub' is not labelled")
+
+    obs = inputs_gone(observe_job(job(), [stuck]), [allowed])
+
+    assert (obs.phase, obs.reason, obs.message) == (
+        Phase.PENDING, "CreateContainerConfigError", message
+    )  # fmt: skip
+    assert obs.inputs_ready
 
 
 def test_unschedulable_pod_is_pending_with_the_scheduler_message() -> None:
