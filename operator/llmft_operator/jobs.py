@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from llmft.api.common import GPU_RESOURCE, GROUP
+from llmft.api.common import ENV_SERVICE_WAIT, GPU_RESOURCE, GROUP
 from llmft.api.kinds import KINDS
 from llmft.api.layout import CONFIGMAP_DOCUMENTS_MOUNT, PVC_DOCUMENTS_MOUNT, SPEC_FILE
 from llmft_operator.naming import KUEUE_QUEUE_LABEL, job_name, labels, spec_configmap_name
@@ -132,6 +132,7 @@ def _env(plan: WorkloadPlan, settings: OperatorSettings) -> list[dict[str, Any]]
         {"name": "HOME", "value": SCRATCH_MOUNT},
         {"name": "HF_HOME", "value": f"{settings.artifact_mount.rstrip('/')}/.cache/huggingface"},
         {"name": "PYTHONUNBUFFERED", "value": "1"},
+        {"name": ENV_SERVICE_WAIT, "value": str(plan.resource.spec.resources.service_wait_seconds)},
     ]
     seen: set[str] = set()
     for use in plan.secrets:

@@ -65,6 +65,8 @@ class OperatorSettings(BaseSettings):
     job_ttl_seconds: int = Field(default=86400, ge=0)
     # Cluster-wide cap on a Job's run time when a resource sets none (0: no cap).
     job_deadline_seconds: int = Field(default=0, ge=0)
+    # Default of spec.resources.serviceWaitSeconds (None: the API's built-in 60 s).
+    service_wait_seconds: int | None = Field(default=None, ge=1, le=3600)
     ollama_host: str | None = None
     weaviate_url: str | None = None
     kueue_queue: str | None = None

@@ -2,9 +2,10 @@
 retried by tenacity with exponential backoff and jitter for a bounded time, then one error naming
 the service, how long it was tried and the last error.
 
-The bound is `LLMFT_SERVICE_WAIT_SECONDS` (default 60): long enough for a pod that starts before
-the chart's Ollama or Weaviate is ready, or a server restarted mid-run; short enough that a
-service that is really gone fails the attempt, and the Job's own retries take over.
+The bound is `LLMFT_SERVICE_WAIT_SECONDS` (default 60), which the operator and `llmft run` set
+from the resource's `spec.resources.serviceWaitSeconds`: long enough for a pod that starts
+before the chart's Ollama or Weaviate is ready, or a server restarted mid-run; short enough that
+a service that is really gone fails the attempt, and the Job's own retries take over.
 """
 
 from __future__ import annotations
@@ -19,10 +20,11 @@ from typing import TypeVar
 
 from tenacity import RetryCallState, RetryError, Retrying, retry_if_exception
 
+from llmft.api.common import DEFAULT_SERVICE_WAIT_SECONDS, ENV_SERVICE_WAIT
+
 log = logging.getLogger("llmft.services")
 
-ENV_SERVICE_WAIT = "LLMFT_SERVICE_WAIT_SECONDS"
-DEFAULT_WAIT_SECONDS = 60.0
+DEFAULT_WAIT_SECONDS = float(DEFAULT_SERVICE_WAIT_SECONDS)
 MAX_BACKOFF_SECONDS = 30.0
 
 T = TypeVar("T")

@@ -24,7 +24,7 @@ EVERYTHING_ON: dict[str, Any] = {
         "extraEnv": [{"name": "EXTRA", "value": "1"}],
         "allowedEndpoints": ["https://huggingface.co"],
     },
-    "workloads": {"kueueQueue": "gpu-queue"},
+    "workloads": {"kueueQueue": "gpu-queue", "serviceWaitSeconds": 300},
     "artifacts": {"pvc": {"create": True, "storageClassName": "fast"}},
     "ollama": {"enabled": True, "persistence": {"enabled": True}},
     "weaviate": {"enabled": True, "persistence": {"enabled": True}},

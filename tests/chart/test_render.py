@@ -267,6 +267,7 @@ def test_operator_reads_the_configmap_it_is_given(tmp_path: Path) -> None:
     assert settings.job_ttl_seconds == 600
     assert settings.job_deadline_seconds == 7200
     assert settings.kueue_queue == "gpu-queue"
+    assert settings.service_wait_seconds == 300
     assert settings.ollama_host == "http://llmft-ollama.llmft-system.svc:11434"
     assert reconcile_interval(config) == 5
 

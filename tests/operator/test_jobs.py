@@ -249,6 +249,18 @@ def test_cluster_deadline_applies_when_the_spec_sets_none() -> None:
     assert "activeDeadlineSeconds" not in job_for(finetune())["spec"]
 
 
+def test_the_service_wait_comes_from_the_spec_then_the_cluster_then_the_default() -> None:
+    def wait(job: dict[str, Any]) -> str:
+        env = pod_spec(job)["containers"][0]["env"]
+        return str(next(e["value"] for e in env if e["name"] == "LLMFT_SERVICE_WAIT_SECONDS"))
+
+    cluster = OperatorSettings(service_wait_seconds=300)
+
+    assert wait(job_for(dataset(resources={"serviceWaitSeconds": 5}), cluster)) == "5"
+    assert wait(job_for(dataset(), cluster)) == "300"
+    assert wait(job_for(dataset())) == "60"
+
+
 def test_unusable_spec_exit_code_fails_the_job_without_retries() -> None:
     rules = job_for(finetune())["spec"]["podFailurePolicy"]["rules"]
 

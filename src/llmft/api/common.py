@@ -20,6 +20,10 @@ DEFAULT_GPU_PRODUCT = "NVIDIA-A10"
 # Between SIGTERM and SIGKILL: about four QLoRA steps of an 8B model at its A10 preset (16k
 # tokens per step) plus the checkpoint save.
 DEFAULT_GRACE_SECONDS = 120
+# How long a workload retries a service that does not answer (llmft.services): long enough for
+# a pod that starts before the chart's Ollama or Weaviate is ready, or a server restarting.
+DEFAULT_SERVICE_WAIT_SECONDS = 60
+ENV_SERVICE_WAIT = "LLMFT_SERVICE_WAIT_SECONDS"
 GPU_RESOURCE = "nvidia.com/gpu"
 GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
 # A Secret may be handed to a workload only if it carries this label with value "true": whoever
@@ -331,6 +335,18 @@ class Resources(ApiModel):
             "SIGKILL. A FineTuneJob's trainer finishes the step in progress and writes a "
             "checkpoint in that time, so it must cover one training step plus a save; other "
             "workloads stop at once."
+        ),
+    )
+    service_wait_seconds: Annotated[int, ClusterDefault("service_wait_seconds")] = Field(
+        default=DEFAULT_SERVICE_WAIT_SECONDS,
+        ge=0,
+        le=3600,
+        description=(
+            "Seconds the workload keeps retrying, with back-off, a service it needs (Ollama, "
+            "Weaviate) that does not answer, when it starts or mid-run, before the attempt "
+            "fails naming the service (LLMFT_SERVICE_WAIT_SECONDS in the pod); the Job's "
+            "backoffLimit then bounds the attempts. Unset: the cluster's value (Helm "
+            f"workloads.serviceWaitSeconds), else {DEFAULT_SERVICE_WAIT_SECONDS}."
         ),
     )
     pod_annotations: dict[QualifiedName, Annotated[str, Field(max_length=4096)]] = Field(

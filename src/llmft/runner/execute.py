@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from llmft.api.common import Condition, Phase
+from llmft.api.common import ENV_SERVICE_WAIT, Condition, Phase
 from llmft.api.kinds import KINDS
 from llmft.api.status import (
     COMPLETE,
@@ -224,6 +224,9 @@ def run_step(
         "LLMFT_NAMESPACE": step.resource.metadata.namespace,
         "PYTHONUNBUFFERED": "1",
     }
+    resources = step.resource.spec.resources
+    if "service_wait_seconds" in resources.model_fields_set or ENV_SERVICE_WAIT not in env:
+        env[ENV_SERVICE_WAIT] = str(resources.service_wait_seconds)  # the manifest's wins
     if placement.note:
         display.note(f"  [yellow]note[/yellow]: {key} {placement.note}")
     display.started(step, placement.device)
