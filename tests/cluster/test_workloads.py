@@ -518,3 +518,171 @@ def test_helm_upgrade_to_another_operator_image_while_a_finetune_runs_lets_it_fi
         ).stdout
     )["items"]
     assert [j["metadata"]["uid"] for j in jobs] == [job_uid]
+
+
+# --- faults a user meets when a pod starts (issue 14) -----------------------------------------
+
+
+def events_of(inst: Install, name: str) -> list[dict[str, Any]]:
+    """The Events on the llmft resource `name` (not on its Job or pod)."""
+    items: list[dict[str, Any]] = json.loads(
+        inst.cluster.kubectl(
+            "get", "events", "-n", TEAM_NS, "--field-selector",
+            f"involvedObject.name={name}", "-o", "json",
+        ).stdout
+    )["items"]  # fmt: skip
+    return [e for e in items if e["involvedObject"]["apiVersion"].startswith("llmft.io/")]
+
+
+def condition_of(obj: dict[str, Any], type_: str) -> dict[str, Any]:
+    conditions = obj.get("status", {}).get("conditions") or []
+    return next((c for c in conditions if c["type"] == type_), {})
+
+
+def light_generation(name: str, ollama_host: str, **resources: Any) -> dict[str, Any]:
+    """A DatasetGeneration on the light datagen image whose Ollama never answers: once its pod
+    starts, it fails within `serviceWaitSeconds` (a few seconds), so nothing is generated."""
+    return {
+        "apiVersion": "llmft.io/v1alpha1",
+        "kind": "DatasetGeneration",
+        "metadata": {"name": name, "namespace": TEAM_NS},
+        "spec": {
+            "source": {"configMap": "fault-docs"},
+            "generator": {"backend": "ollama", "ollamaHost": ollama_host, "model": "smollm2"},
+            "resources": {
+                "gpuCount": 0, "cpu": "500m", "memory": "1Gi", "sharedMemory": "64Mi",
+                "serviceWaitSeconds": 4, **resources,
+            },
+        },
+    }  # fmt: skip
+
+
+def fault_docs(inst: Install) -> None:
+    """The documents the fault tests' DatasetGenerations read (created once, or kept)."""
+    manifest = inst.cluster.kubectl(
+        "create", "configmap", "fault-docs", "-n", TEAM_NS,
+        f"--from-file={HANDBOOK / CHAPTERS[0]}", "--dry-run=client", "-o", "json",
+    ).stdout  # fmt: skip
+    inst.cluster.kubectl("apply", "-f", "-", input=manifest)
+
+
+def closed_address(inst: Install) -> str:
+    """An address on the node's host where nothing listens (a server that is down)."""
+    from servers.launch import free_port
+
+    assert inst.cluster.node is not None
+    return f"http://{inst.cluster.node.network.host_ip}:{free_port()}"
+
+
+def test_a_secret_deleted_after_its_job_was_created_is_named_until_it_is_back(
+    installed: Install,
+) -> None:
+    """The Job waits in a queue (Kueue's suspend) while the Secret its pod reads is deleted;
+    admitted, the pod cannot start (the kubelet's CreateContainerConfigError): the resource
+    names the Secret and the field, posts one Warning, the pod does not crash-loop; with the
+    Secret back, the kubelet starts it."""
+    cluster = installed.cluster
+    name = "secret-gone"
+    fault_docs(installed)
+    secret = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {
+            "name": "hub-read",
+            "namespace": TEAM_NS,
+            "labels": {"llmft.io/use-in-workloads": "true"},
+        },
+        "stringData": {"token": "hf_not_a_real_token"},
+    }
+    cluster.kubectl("apply", "-f", "-", input=json.dumps(secret))
+    manifest = light_generation(name, closed_address(installed), queueName="held", backoffLimit=0)
+    # The model `backend: auto` would fall back to, from a gated Hub repository: its token is
+    # handed to the pod as an environment variable from the Secret.
+    manifest["spec"]["generator"]["localModel"] = {
+        "name": "acme/gated-model",
+        "tokenSecretRef": {"name": "hub-read", "key": "token"},
+    }
+    cluster.kubectl("apply", "-f", "-", input=json.dumps(manifest))
+    wait_for(
+        lambda: condition_of(get(cluster, "DatasetGeneration", name), "Ready").get("reason")
+        == "Queued",
+        120, 1, f"{name}: its Job queued",
+    )  # fmt: skip
+
+    cluster.kubectl("delete", "secret", "hub-read", "-n", TEAM_NS)
+    # Admitted (as Kueue would): the Job controller makes the pod, the kubelet cannot start it.
+    cluster.kubectl(
+        "patch", "job", f"{name}-dsgen", "-n", TEAM_NS, "--type=merge",
+        "-p", '{"spec": {"suspend": false}}',
+    )  # fmt: skip
+
+    def secret_named() -> dict[str, Any] | None:
+        obj = get(cluster, "DatasetGeneration", name)
+        return obj if condition_of(obj, "InputsReady").get("reason") == "SecretNotFound" else None
+
+    waiting = wait_for(secret_named, 180, 2, f"{name}: SecretNotFound")
+    inputs = condition_of(waiting, "InputsReady")
+    assert waiting["status"]["phase"] == "Pending"
+    assert inputs["status"] == "False"
+    assert (
+        "Secret 'hub-read' (spec.generator.localModel.tokenSecretRef) not found"
+        in (inputs["message"])
+    )
+    assert "CreateContainerConfigError" not in inputs["reason"]
+    wait_for(
+        lambda: [e for e in events_of(installed, name) if e["reason"] == "SecretNotFound"],
+        60, 2, f"{name}: SecretNotFound event",
+    )  # fmt: skip
+    (pod,) = pods_of(installed, name)
+    (container,) = pod["status"]["containerStatuses"]
+    assert container["state"]["waiting"]["reason"] == "CreateContainerConfigError"
+    assert container["restartCount"] == 0  # waiting, not crash-looping
+
+    cluster.kubectl("apply", "-f", "-", input=json.dumps(secret))
+
+    def started() -> dict[str, Any] | None:
+        obj = get(cluster, "DatasetGeneration", name)
+        return obj if condition_of(obj, "InputsReady").get("status") == "True" else None
+
+    back = wait_for(started, 300, 2, f"{name}: the pod started once the Secret is back")
+    assert back["status"]["phase"] in ("Running", "Failed"), back["status"]  # it ran
+    (pod,) = pods_of(installed, name)
+    (container,) = pod["status"]["containerStatuses"]
+    assert (
+        "waiting" not in container["state"]
+        or container["state"]["waiting"].get("reason") != "CreateContainerConfigError"
+    )
+    warnings = [e for e in events_of(installed, name) if e["reason"] == "SecretNotFound"]
+    assert len(warnings) == 1 and warnings[0]["type"] == "Warning", warnings
+    assert "hf_not_a_real_token" not in json.dumps(back) + json.dumps(warnings)
+
+
+def test_ollama_unreachable_when_the_pod_starts_fails_after_the_bounded_wait_and_retries(
+    installed: Install,
+) -> None:
+    """Nothing listens at the generator's Ollama address: each attempt waits
+    `serviceWaitSeconds`, then fails naming the field, the address and the wait; the Job
+    retries `backoffLimit` times, then the resource is Failed, with a Warning event."""
+    cluster = installed.cluster
+    name = "ollama-gone"
+    fault_docs(installed)
+    address = closed_address(installed)
+    cluster.kubectl(
+        "apply", "-f", "-", input=json.dumps(light_generation(name, address, backoffLimit=1))
+    )
+
+    def failed() -> dict[str, Any] | None:
+        obj = get(cluster, "DatasetGeneration", name)
+        return obj if obj.get("status", {}).get("phase") == "Failed" else None
+
+    done = wait_for(failed, 600, 2, f"{name}: Failed")
+
+    message = condition_of(done, "Failed")["message"]
+    assert f"spec.generator.ollamaHost: Ollama server at {address} is unreachable" in message
+    assert "LLMFT_SERVICE_WAIT_SECONDS=4" in message, message
+    pods = pods_of(installed, name)
+    assert len(pods) == 2 and all(p["status"]["phase"] == "Failed" for p in pods)  # 1 + 1 retry
+    env = {e["name"]: e.get("value") for e in pods[0]["spec"]["containers"][0]["env"]}
+    assert env["LLMFT_SERVICE_WAIT_SECONDS"] == "4"
+    warnings = {e["reason"] for e in events_of(installed, name) if e["type"] == "Warning"}
+    assert {"Retrying", condition_of(done, "Failed")["reason"]} <= warnings, warnings

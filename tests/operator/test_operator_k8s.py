@@ -511,14 +511,17 @@ def test_chain_runs_in_dependency_order_on_gpu_nodes(api: Api, cluster: KubeClus
         )
     )
     api.wait_phase("DatasetGeneration", "chain-docs", "Running")
+    # The FineTuneJob's re-check (with back-off) may first have seen the DatasetGeneration
+    # Pending: wait for the one that sees it Running.
     not_ready = wait_for(
         lambda: (
             (s := api.status("FineTuneJob", "chain-tune"))
             and condition(s, "InputsReady")["reason"] != "ReferenceNotFound"
+            and "(phase Pending)" not in s["message"]
             and s
         ),
-        20,
-        what="ftj sees docs",
+        30,
+        what="ftj sees docs running",
     )
     assert condition(not_ready, "InputsReady")["reason"] == "UpstreamNotReady"
     assert "to succeed (phase Running)" in not_ready["message"]

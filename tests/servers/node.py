@@ -573,9 +573,21 @@ def _image_refs(names: list[str], sock: Path | None = None) -> dict[str, str]:
     return refs
 
 
+WORKLOAD_IMAGES = ("operator", "datagen", "trainer", "evaluator")
+
+
 def import_images(sock: Path) -> dict[str, str]:
-    """Build what is missing and import it into the node's containerd: image name -> ref."""
-    return _image_refs(["pause", "operator", "datagen", "trainer", "evaluator"], sock)
+    """Build what is missing and import it into the node's containerd: image name -> ref.
+
+    LLMFT_NODE_IMAGES (comma-separated, e.g. `operator,datagen`) limits a development run to
+    the images its tests use: after a source change every image is rebuilt, and the GPU ones
+    take most of the time. Unset: all of them, as CI runs.
+    """
+    wanted = [n.strip() for n in os.environ.get("LLMFT_NODE_IMAGES", "").split(",") if n.strip()]
+    unknown = set(wanted) - set(WORKLOAD_IMAGES)
+    if unknown:
+        raise ValueError(f"LLMFT_NODE_IMAGES: unknown images {sorted(unknown)}")
+    return _image_refs(["pause", *(wanted or WORKLOAD_IMAGES)], sock)
 
 
 def wait_ready(cluster: KubeCluster, timeout: float = 180) -> None:
