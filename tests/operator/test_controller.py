@@ -305,3 +305,41 @@ def test_a_watch_event_older_than_the_operators_own_patch_repeats_no_transition(
 
     assert events == ["Retrying"]
     assert len(kube.patches) == 1
+
+
+class SecretsKube(RecordingKube):
+    """A FineTuneJob whose pod the kubelet cannot start; its Secret now lacks the key."""
+
+    def __init__(self, status: dict[str, Any], job: dict[str, Any], keys: set[str]) -> None:
+        super().__init__(status, job)
+        self.body["spec"]["baseModel"]["tokenSecretRef"] = {"name": "hf-read", "key": "token"}
+        self.keys = keys
+
+    def job_pods(self, namespace: str, name: str) -> list[dict[str, Any]]:
+        waiting = {"reason": "CreateContainerConfigError", "message": "couldn't find key token"}
+        state = {"name": "trainer", "state": {"waiting": waiting}}
+        return [
+            {
+                "metadata": {"name": "tune-ftj-a", "creationTimestamp": "2026-12-01T07:00:00Z"},
+                "status": {"phase": "Pending", "containerStatuses": [state]},
+            }
+        ]
+
+    def secret_keys(self, namespace: str, name: str) -> tuple[frozenset[str], bool] | None:
+        return (frozenset(self.keys), True) if name == "hf-read" else None
+
+
+def test_a_pod_waiting_on_a_secrets_removed_key_names_the_secret_key_and_field() -> None:
+    pending = {"phase": "Pending", "jobName": "tune-ftj", "artifacts": ARTIFACTS}
+    kube = SecretsKube(pending, {**job(), "status": {"active": 1}}, keys={"other"})
+    reconciler = Reconciler(cast(Kube, kube), OperatorSettings(), lambda *_: None, lambda *_: None)
+
+    reconciler.reconcile("FineTuneJob", "ns", "tune", "timer")
+
+    (patch,) = kube.patches
+    inputs = next(c for c in patch["conditions"] if c["type"] == "InputsReady")
+    assert (patch["phase"], inputs["status"], inputs["reason"]) == (
+        "Pending", "False", "SecretKeyNotFound"
+    )  # fmt: skip
+    assert "Secret 'hf-read' has no key 'token' (spec.baseModel.tokenSecretRef)" in patch["message"]
+    assert patch["message"].endswith("(kubelet: couldn't find key token)")
