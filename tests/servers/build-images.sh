@@ -15,9 +15,10 @@
 # differs from what images/build.sh builds.
 #
 # Every image is tagged localhost/llmft/NAME:KEY, KEY being a hash of what goes into it (the
-# Dockerfile, the package sources, the base, the build arguments): an unchanged image is neither
-# rebuilt nor re-imported. Within a build, buildah's layer cache keeps the shared layers (torch
-# with its CUDA libraries, several GB) across source changes.
+# Dockerfile, pyproject.toml, the package sources, the base, the build arguments; not README.md,
+# see context_hash): an unchanged image is neither rebuilt nor re-imported. Within a build,
+# buildah's layer cache keeps the shared layers (torch with its CUDA libraries, several GB)
+# across source changes.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -40,7 +41,7 @@ selected=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --import) import_sock=${2:?--import needs the containerd socket}; shift 2 ;;
-    -h|--help) sed -n '2,20p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,21p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     -*) die "unknown option $1" ;;
     *) [[ " ${TARGETS[*]} " == *" $1 "* ]] || die "unknown image '$1' (one of: ${TARGETS[*]})"
        selected+=("$1"); shift ;;
@@ -110,9 +111,13 @@ build_pause() {
   echo "$ref"
 }
 
-# The files the Dockerfile copies, as the build context sees them (.dockerignore's exclusions).
+# The files the Dockerfile copies, as the build context sees them (.dockerignore's exclusions),
+# less README.md: it goes into the llmft wheel only as its long description (pyproject's
+# `readme`), which nothing in an image reads, and every commit that touches the docs would
+# otherwise rebuild and re-import the four images (minutes on the node). An image built before a
+# README-only change is reused; the next change to what runs rebuilds it with the new README.
 context_hash() {
-  (cd "$ROOT" && find pyproject.toml README.md src operator -type f \
+  (cd "$ROOT" && find pyproject.toml src operator -type f \
     ! -path '*/__pycache__/*' ! -name '*.pyc' ! -path '*.egg-info/*' -print0 |
     sort -z | xargs -0 sha256sum) | hash_of
 }
