@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import os
-import signal
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from types import FrameType
 
 import pytest
 
@@ -21,6 +19,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+import sigterm
 from servers.launch import (
     KubeCluster,
     MlflowServer,
@@ -33,18 +32,8 @@ from servers.launch import (
 )
 
 
-def _interrupt_on_sigterm(signum: int, frame: FrameType | None) -> None:
-    """SIGTERM (a CI runner's cancel, `kill`, tests/run.sh passing on an interrupt) stops the
-    run as Ctrl-C does, so the session fixtures' teardown stops the servers and the real node
-    instead of leaving them running. A second SIGTERM is ignored while they stop."""
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    raise KeyboardInterrupt("SIGTERM")
-
-
 def pytest_configure(config: pytest.Config) -> None:
-    # Only where nothing else chose what SIGTERM does (the default kills without teardown).
-    if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
-        signal.signal(signal.SIGTERM, _interrupt_on_sigterm)
+    sigterm.install()
 
 
 @pytest.fixture(scope="session")
