@@ -63,6 +63,8 @@ pids+=("$rest")
 rest_rc=0
 reap "$rest" || rest_rc=$?
 rest_s=$(($(date +%s) - start))
+! kill -0 "$cluster" 2>/dev/null ||
+  echo "tests/run.sh: waiting for the cluster tier (tail -f $cluster_log)"
 cluster_rc=0
 reap "$cluster" || cluster_rc=$?
 cluster_s=$(($(date +%s) - start))
