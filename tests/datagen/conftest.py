@@ -32,15 +32,16 @@ def handbook() -> Path:
 SINGLE_THREAD_MODEL = "smollm2-1thread"
 
 
-def create_single_thread_model(url: str, base: str) -> str:
-    """A variant of `base` on the server that runs with num_thread 1 (created once, cheaply:
-    it shares the base model's weights)."""
+def create_single_thread_model(url: str, base: str, name: str = SINGLE_THREAD_MODEL) -> str:
+    """A variant of `base` on the server, called `name`, that runs with num_thread 1 (created
+    once, cheaply: it shares the base model's weights)."""
     import ollama
 
     client = ollama.Client(host=url)
-    if not any(m.model.split(":")[0] == SINGLE_THREAD_MODEL for m in client.list().models):
-        client.create(model=SINGLE_THREAD_MODEL, from_=base, parameters={"num_thread": 1})
-    return SINGLE_THREAD_MODEL
+    tagged = name if ":" in name else f"{name}:latest"
+    if not any(m.model == tagged for m in client.list().models):
+        client.create(model=name, from_=base, parameters={"num_thread": 1})
+    return name
 
 
 @pytest.fixture(scope="session")

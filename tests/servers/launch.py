@@ -649,12 +649,19 @@ class WeaviateServer:
     def restart(self) -> WeaviateServer:
         """The same server again (same ports and data), after `stop`."""
         assert self.workdir is not None
-        return start_weaviate(self.workdir, self.ports)
+        return start_weaviate(self.workdir, self.ports, self.host)
 
 
-def start_weaviate(workdir: Path, ports: tuple[int, ...] = ()) -> WeaviateServer:
+def start_weaviate(
+    workdir: Path, ports: tuple[int, ...] = (), address: str = "127.0.0.1", grpc_port: int = 0
+) -> WeaviateServer:
+    """Weaviate's HTTP API on `address` (loopback, or the host's end of the real node's veth
+    pair, so the node's pods reach it) and free ports (or `ports`: the same server again, after a
+    stop). gRPC listens on every interface, on `grpc_port` when given."""
     workdir.mkdir(parents=True, exist_ok=True)
     ports = ports or tuple(free_port() for _ in range(6))
+    if grpc_port:
+        ports = (ports[0], grpc_port, *ports[2:])
     http_port, grpc_port, gossip, data, raft, raft_rpc = ports
     env = {
         "PERSISTENCE_DATA_PATH": str(workdir / "data"),
@@ -679,7 +686,7 @@ def start_weaviate(workdir: Path, ports: tuple[int, ...] = ()) -> WeaviateServer
         [
             binary("weaviate-server"),
             "--host",
-            "127.0.0.1",
+            address,
             "--port",
             str(http_port),
             "--scheme",
@@ -691,11 +698,11 @@ def start_weaviate(workdir: Path, ports: tuple[int, ...] = ()) -> WeaviateServer
     try:
         wait_until(
             proc,
-            lambda: http_ok(f"http://127.0.0.1:{http_port}/v1/.well-known/ready"),
+            lambda: http_ok(f"http://{address}:{http_port}/v1/.well-known/ready"),
             90,
             "/v1/.well-known/ready",
         )
-        return WeaviateServer("127.0.0.1", http_port, grpc_port, proc, workdir, ports)
+        return WeaviateServer(address, http_port, grpc_port, proc, workdir, ports)
     except BaseException:
         proc.stop()
         raise
