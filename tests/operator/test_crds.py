@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ from llmft.api.crdgen import (
     CHART_KINDS_FILE,
     chart_kinds_template,
     crd_file_name,
+    crd_for,
     main,
     rendered_files,
     stale_files,
@@ -39,6 +41,34 @@ def test_committed_crds_match_the_api_models() -> None:
     stale = stale_files(CRDS)
 
     assert stale == [], f"stale CRDs {stale}: run `python -m llmft.api.crdgen --out crds/`"
+
+
+class GoYamlLoader(yaml.SafeLoader):
+    """YAML as kubectl and helm read it (sigs.k8s.io/yaml over go-yaml v2): besides PyYAML's
+    YAML 1.1 booleans, a plain y, Y, n or N is a boolean too."""
+
+
+GoYamlLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool",
+    re.compile(r"^(?:[yYnN]|yes|Yes|YES|no|No|NO|true|True|TRUE|false|False|FALSE"
+               r"|on|On|ON|off|Off|OFF)$"),
+    list("yYnNtTfFoO"),
+)  # fmt: skip
+GoYamlLoader.add_constructor(
+    "tag:yaml.org,2002:bool",
+    lambda loader, node: loader.construct_scalar(node).lower() in {"y", "yes", "true", "on"},
+)
+
+
+@pytest.mark.parametrize("info", list(KINDS), ids=lambda i: i.kind)
+def test_kubectl_and_helm_read_the_committed_crds_as_generated(info: Any) -> None:
+    """A bare `n:` property (an item count in an Evaluation's summary) once reached the API
+    server as a property named "false": the cluster then pruned every count and defaulted a
+    "false": 0 in its place, which `llmft report --cluster` refused."""
+    generated = crd_for(info)
+    for root in (CRDS, CHART_KINDS_FILE.parents[1] / "crds"):
+        text = (root / crd_file_name(info)).read_text()
+        assert yaml.load(text, Loader=GoYamlLoader) == generated, root / crd_file_name(info)
 
 
 def test_the_charts_kind_plurals_are_generated_from_the_registry() -> None:
