@@ -13,6 +13,7 @@ them back, the artefacts from the volume, `kubectl get`'s table and `llmft repor
 
 from __future__ import annotations
 
+import errno
 import itertools
 import json
 import os
@@ -21,9 +22,10 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -794,3 +796,333 @@ def test_ollama_unreachable_when_the_pod_starts_fails_after_the_bounded_wait_and
     assert env["LLMFT_SERVICE_WAIT_SECONDS"] == "4"
     warnings = {e["reason"] for e in events_of(installed, name) if e["type"] == "Warning"}
     assert {"Retrying", condition_of(done, "Failed")["reason"]} <= warnings, warnings
+
+
+def delete_quietly(inst: Install, *what: str, timeout: int = 180) -> None:
+    """Delete objects of the team namespace (kind/name ...), waiting for them to be gone, so a
+    later test sees nothing of this one's (a failure here does not hide the test's own)."""
+    inst.cluster.kubectl(
+        "delete", *what, "-n", TEAM_NS, "--ignore-not-found", "--wait=true",
+        f"--timeout={timeout}s", timeout=timeout + 30, check=False,
+    )  # fmt: skip
+
+
+def test_weaviate_unreachable_when_the_evaluator_starts_fails_naming_it_after_the_bounded_wait(
+    installed: Install,
+) -> None:
+    """An Evaluation whose RAG arm retrieves from a Weaviate address where nothing listens: the
+    evaluator pod waits `serviceWaitSeconds` for it, then fails naming the field, the address
+    and the wait; with backoffLimit 0 that is the one attempt, and the resource is Failed."""
+    from servers.launch import free_port
+
+    cluster = installed.cluster
+    name = "weaviate-gone"
+    handmade_dataset(installed, name)
+    address, grpc_port = closed_address(installed), free_port()
+    manifest = {
+        "apiVersion": "llmft.io/v1alpha1",
+        "kind": "Evaluation",
+        "metadata": {"name": name, "namespace": TEAM_NS},
+        "spec": {
+            "dataset": {"path": f"datasets/{name}"},
+            # One arm, the base model with retrieval: Weaviate is opened before any model loads.
+            "arms": [{"name": "base-rag", "baseModel": model(), "rag": {"enabled": True}}],
+            "metrics": ["rouge"],
+            "primaryMetric": "rouge",
+            "generation": {"maxNewTokens": 8, "batchSize": 1, "maxItems": 1},
+            "retrieval": {
+                "backend": "weaviate", "weaviateUrl": address, "weaviateGrpcPort": grpc_port,
+                "embeddingModel": f"/artifacts/{EMBEDDING_DIR}",
+            },
+            "bootstrap": {"samples": 100},
+            "resources": {
+                "gpuCount": 0, "cpu": "1", "memory": "3Gi", "sharedMemory": "64Mi",
+                "serviceWaitSeconds": 4, "backoffLimit": 0,
+            },
+        },
+    }  # fmt: skip
+    try:
+        cluster.kubectl("apply", "-f", "-", input=json.dumps(manifest))
+
+        def failed() -> dict[str, Any] | None:
+            obj = get(cluster, "Evaluation", name)
+            return obj if obj.get("status", {}).get("phase") == "Failed" else None
+
+        done = wait_for(failed, 600, 2, f"{name}: Failed")
+
+        message = condition_of(done, "Failed")["message"]
+        where = f"Weaviate at {address} (gRPC port {grpc_port}) did not answer for"
+        assert f"spec.retrieval: retrieval.weaviateUrl: {where}" in message, message
+        assert "LLMFT_SERVICE_WAIT_SECONDS=4" in message, message
+        pods = pods_of(installed, name)
+        assert len(pods) == 1 and pods[0]["status"]["phase"] == "Failed"  # no retry (limit 0)
+        env = {e["name"]: e.get("value") for e in pods[0]["spec"]["containers"][0]["env"]}
+        assert env["LLMFT_SERVICE_WAIT_SECONDS"] == "4"
+        reason = condition_of(done, "Failed")["reason"]
+        wait_for(
+            lambda: [
+                e for e in events_of(installed, name)
+                if e["type"] == "Warning" and e["reason"] == reason
+            ],
+            60, 2, f"{name}: the failure's Warning event",
+        )  # fmt: skip
+    finally:
+        delete_quietly(installed, f"evaluation/{name}")
+
+
+def test_operator_pod_deleted_during_a_burst_of_creates_makes_each_job_once_and_loses_no_status(
+    installed: Install,
+) -> None:
+    """Twelve DatasetGenerations applied at once, their Jobs held in a Kueue queue (no pod
+    runs); the operator's pod is deleted as soon as the first Job appears. The new operator pod
+    adopts what the old one made: one Job and one spec ConfigMap each, none re-created, every
+    status names its Job, no phase goes backwards, no transition Event is posted twice."""
+    from kubernetes import client, watch
+
+    from llmft_operator.status import NORMAL_REASONS
+
+    cluster = installed.cluster
+    fault_docs(installed)
+    names = [f"burst-{i}" for i in range(12)]
+    address = closed_address(installed)
+    items = [light_generation(n, address, queueName="held", backoffLimit=0) for n in names]
+    custom = client.CustomObjectsApi(cluster.api_client())
+    group = ("llmft.io", "v1alpha1", TEAM_NS, "datasetgenerations")
+    since = custom.list_namespaced_custom_object(*group)["metadata"]["resourceVersion"]
+    seen: dict[str, list[tuple[str, str]]] = {n: [] for n in names}  # (phase, jobName) in order
+    watcher = watch.Watch()
+
+    def follow() -> None:
+        stream = watcher.stream(
+            custom.list_namespaced_custom_object, *group, resource_version=since,
+            timeout_seconds=900,
+        )  # fmt: skip
+        for event in stream:
+            obj = event["object"]
+            status = obj.get("status") or {}
+            if obj["metadata"]["name"] in seen and event["type"] != "DELETED":
+                seen[obj["metadata"]["name"]].append(
+                    (status.get("phase") or "", status.get("jobName") or "")
+                )
+
+    follower = threading.Thread(target=follow, daemon=True)
+    follower.start()
+
+    def burst_objects(kind: str) -> dict[str, str]:
+        listed = json.loads(
+            cluster.kubectl("get", kind, "-n", TEAM_NS, "-l", "llmft.io/name", "-o", "json").stdout
+        )["items"]
+        return {
+            o["metadata"]["name"]: o["metadata"]["uid"]
+            for o in listed
+            if o["metadata"]["labels"]["llmft.io/name"] in seen
+        }
+
+    def operator_pods() -> list[dict[str, Any]]:
+        pods: list[dict[str, Any]] = json.loads(
+            cluster.kubectl(
+                "get", "pods", "-n", SYSTEM_NS, "-l", "app.kubernetes.io/component=operator",
+                "-o", "json",
+            ).stdout
+        )["items"]  # fmt: skip
+        return pods
+
+    try:
+        old = {p["metadata"]["name"] for p in operator_pods()}
+        cluster.kubectl(
+            "apply",
+            "-f",
+            "-",
+            input=json.dumps({"apiVersion": "v1", "kind": "List", "items": items}),
+        )
+        wait_for(lambda: burst_objects("jobs"), 120, 0.1, "the burst's first Job")
+        cluster.kubectl(
+            "delete", "pod", "-n", SYSTEM_NS, "-l", "app.kubernetes.io/component=operator",
+            "--wait=false",
+        )  # fmt: skip
+        at_kill = burst_objects("jobs")
+        print(f"{len(at_kill)} of {len(names)} Jobs existed when the operator pod was deleted")
+
+        def new_operator_ready() -> bool:
+            return any(
+                p["metadata"]["name"] not in old
+                and all(c.get("ready") for c in p["status"].get("containerStatuses") or [{}])
+                and p["status"].get("phase") == "Running"
+                for p in operator_pods()
+            )
+
+        wait_for(new_operator_ready, 300, 1, "the new operator pod ready")
+
+        def all_queued() -> dict[str, dict[str, Any]] | None:
+            objs = {n: get(cluster, "DatasetGeneration", n) for n in names}
+            queued = all(condition_of(o, "Ready").get("reason") == "Queued" for o in objs.values())
+            return objs if queued else None
+
+        done = wait_for(all_queued, 300, 2, "every burst DatasetGeneration Queued")
+
+        jobs = burst_objects("jobs")
+        assert sorted(jobs) == sorted(f"{n}-dsgen" for n in names)  # one Job each
+        assert all(jobs[job] == uid for job, uid in at_kill.items())  # none re-created
+        config_maps = burst_objects("configmaps")
+        assert sorted(config_maps) == sorted(f"{n}-dsgen-spec" for n in names)
+        for name, obj in done.items():
+            assert obj["status"]["jobName"] == f"{name}-dsgen", obj["status"]
+            assert obj["status"]["phase"] == "Pending"
+        # Phases as the watch saw every write: none goes backwards, a Job once named stays.
+        rank = {"": 0, "Waiting": 1, "Pending": 2, "Running": 3, "Succeeded": 4, "Failed": 4}
+        for name, history in seen.items():
+            phases = [rank[phase] for phase, _ in history]
+            assert phases == sorted(phases), (name, history)
+            named = [bool(job) for _, job in history]
+            assert named == sorted(named), (name, history)  # never named, then not
+
+        # Transition Events: kopf posts them from a queue; wait for the last transition's
+        # (Queued) where it was posted, then no (resource, reason) may have been posted twice.
+        def events() -> dict[str, list[dict[str, Any]]]:
+            return {n: events_of(installed, n) for n in names}
+
+        def queued_events() -> bool:
+            return all(any(e["reason"] == "Queued" for e in ev) for ev in events().values())
+
+        if not wait_for_quietly(queued_events, 30):
+            print("a Queued event was not posted for every resource (an operator stopped first)")
+        for name, posted in events().items():
+            counts: dict[str, int] = {}
+            for event in posted:
+                counts[event["reason"]] = counts.get(event["reason"], 0) + event.get("count", 1)
+            transitions = {r: c for r, c in counts.items() if r in NORMAL_REASONS}
+            assert all(c == 1 for c in transitions.values()), (name, counts)
+    finally:
+        watcher.stop()
+        delete_quietly(installed, *(f"datasetgeneration/{n}" for n in names))
+
+
+def wait_for_quietly(check: Callable[[], Any], timeout: float) -> Any:
+    """`check`'s first truthy value within `timeout`, or None (not a failure)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(1)
+    return None
+
+
+SMALL_PV = "llmft-small-team"
+SMALL_PVC = "small-artifacts"
+
+
+def small_volume_objects(path: Path, size: str) -> list[dict[str, Any]]:
+    """A local PersistentVolume of `size` at `path`, and the claim bound to it by name."""
+    pv = local_volume(path)
+    pv["metadata"]["name"] = SMALL_PV
+    pv["spec"]["capacity"]["storage"] = size
+    pv["spec"]["claimRef"] = {"namespace": TEAM_NS, "name": SMALL_PVC}
+    pvc = {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {"name": SMALL_PVC, "namespace": TEAM_NS},
+        "spec": {
+            "accessModes": ["ReadWriteMany"],
+            "storageClassName": STORAGE_CLASS,
+            "volumeName": SMALL_PV,
+            "resources": {"requests": {"storage": size}},
+        },
+    }
+    return [pv, pvc]
+
+
+def test_artefact_volume_full_in_the_trainer_pod_fails_naming_it_and_keeps_what_was_written(
+    installed: Install, tmp_path: Path
+) -> None:
+    """A FineTuneJob writes to its own small volume (spec.output.pvc: a local PersistentVolume
+    on a 64 MiB tmpfs holding a tiny model and the pairs); once its first checkpoint is written
+    the test fills the volume from the node's side: the next write fails with ENOSPC and the
+    resource is Failed with a reason naming the volume, the directory and what to do, while
+    run.json and the checkpoint written before stay whole.
+
+    The tmpfs is mounted in the node's mount namespace (the kubelet and containerd run there;
+    its mounts are private, so a host-side mount would not reach them), on the directory the
+    PersistentVolume names: the kubelet binds that directory, so the pod writes to the tmpfs. A
+    tmpfs on a subdirectory of the shared volume would not do: the kubelet's local-volume plugin
+    mounts the volume's directory with `bind`, not `rbind`, so its submounts stay behind."""
+    from llmft.workloads.trainer.pipeline import last_complete_checkpoint
+    from tiny_model import build_tiny_model
+
+    cluster = installed.cluster
+    assert cluster.node is not None
+    network = cluster.node.network
+    name = "volume-full"
+    mount = installed.tmp / "small-volume"
+    mount.mkdir(exist_ok=True)
+    node_view = Path(f"/proc/{network.pid}/root") / mount.relative_to("/")  # the tmpfs
+    network.run("mount", "-t", "tmpfs", "-o", "size=64m,mode=0777", "tmpfs", str(mount))
+    try:
+        shutil.copytree(build_tiny_model(tmp_path / "tiny"), node_view / "models" / "tiny")
+        write_dataset(node_view / "datasets" / name, repeat=8)
+        for path in [node_view, *node_view.rglob("*")]:
+            path.chmod(0o777 if path.is_dir() else 0o666)
+        for obj in small_volume_objects(mount, "64Mi"):
+            cluster.kubectl("apply", "-f", "-", input=json.dumps(obj))
+        manifest = {
+            "apiVersion": "llmft.io/v1alpha1",
+            "kind": "FineTuneJob",
+            "metadata": {"name": name, "namespace": TEAM_NS},
+            "spec": {
+                "baseModel": {"name": "/artifacts/models/tiny"},
+                "dataset": {"path": f"datasets/{name}"},
+                "method": "lora",
+                "mode": "instruct",
+                "hyperparameters": {
+                    "maxSteps": 100000, "batchSize": 2, "gradientAccumulationSteps": 1,
+                    "maxSeqLength": 64, "learningRate": 0.001, "gradientCheckpointing": False,
+                    "loggingSteps": 1, "evalSteps": 100000, "saveSteps": 2,
+                    "lora": {"r": 4, "alpha": 8},
+                },
+                "output": {"pvc": SMALL_PVC, "path": f"runs/{name}"},
+                "resources": {
+                    "gpuCount": 1, "cpu": "1", "memory": "4Gi", "backoffLimit": 0,
+                    "terminationGracePeriodSeconds": 30,
+                },
+            },
+        }  # fmt: skip
+        cluster.kubectl("apply", "-f", "-", input=json.dumps(manifest))
+        checkpoints = node_view / "runs" / name / "checkpoints"
+        first = checkpoints / "checkpoint-2" / "trainer_state.json"
+        wait_for(first.exists, 900, 0.5, f"{name}: checkpoint-2 on the small volume")
+        # Written on the tmpfs, not on the directory beneath it the host sees.
+        assert not (mount / "runs").exists()
+        filler = node_view / "filler"
+        with filler.open("wb") as handle:
+            try:
+                while True:
+                    handle.write(b"\0" * (1 << 20))
+                    handle.flush()
+            except OSError as err:
+                assert err.errno == errno.ENOSPC, err
+
+        def failed() -> dict[str, Any] | None:
+            obj = get(cluster, "FineTuneJob", name)
+            return obj if obj.get("status", {}).get("phase") == "Failed" else None
+
+        done = wait_for(failed, 600, 2, f"{name}: Failed")
+
+        message = condition_of(done, "Failed")["message"]
+        out = f"/artifacts/runs/{name}"
+        assert f"no space left on the artefact volume under {out} (" in message, message
+        assert "spec.output.pvc" in message, message
+        assert len(pods_of(installed, name)) == 1  # backoffLimit 0: no retry
+        run = json.loads((checkpoints / "run.json").read_text())  # whole
+        assert run, run
+        # What a resume would start from (the trainer's own rule: the newest checkpoint whose
+        # trainer_state.json, written last, is whole; one cut short by the full volume is
+        # passed over): a checkpoint written before the volume filled.
+        newest = last_complete_checkpoint(checkpoints)
+        assert newest is not None, sorted(p.name for p in checkpoints.iterdir())
+        assert int(Path(newest).name.split("-")[1]) >= 2, newest
+        assert not (node_view / "runs" / name / "adapter").exists()
+    finally:
+        delete_quietly(installed, f"finetunejob/{name}")
+        delete_quietly(installed, f"persistentvolumeclaim/{SMALL_PVC}", timeout=120)
+        cluster.kubectl("delete", "pv", SMALL_PV, "--ignore-not-found", "--wait=false")
+        network.run("umount", "-l", str(mount), check=False)
