@@ -1093,11 +1093,10 @@ def test_artefact_volume_full_in_the_trainer_pod_fails_naming_it_and_keeps_what_
         # Written on the tmpfs, not on the directory beneath it the host sees.
         assert not (mount / "runs").exists()
         filler = node_view / "filler"
-        with filler.open("wb") as handle:
+        with filler.open("wb", buffering=0) as handle:  # unbuffered: nothing left to flush
             try:
                 while True:
                     handle.write(b"\0" * (1 << 20))
-                    handle.flush()
             except OSError as err:
                 assert err.errno == errno.ENOSPC, err
 
