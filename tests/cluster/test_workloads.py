@@ -892,18 +892,23 @@ def test_operator_pod_deleted_during_a_burst_of_creates_makes_each_job_once_and_
     seen: dict[str, list[tuple[str, str]]] = {n: [] for n in names}  # (phase, jobName) in order
     watcher = watch.Watch()
 
+    broken: list[Exception] = []  # the watch ending early would hide writes
+
     def follow() -> None:
         stream = watcher.stream(
             custom.list_namespaced_custom_object, *group, resource_version=since,
             timeout_seconds=900,
         )  # fmt: skip
-        for event in stream:
-            obj = event["object"]
-            status = obj.get("status") or {}
-            if obj["metadata"]["name"] in seen and event["type"] != "DELETED":
-                seen[obj["metadata"]["name"]].append(
-                    (status.get("phase") or "", status.get("jobName") or "")
-                )
+        try:
+            for event in stream:
+                obj = event["object"]
+                status = obj.get("status") or {}
+                if obj["metadata"]["name"] in seen and event["type"] != "DELETED":
+                    seen[obj["metadata"]["name"]].append(
+                        (status.get("phase") or "", status.get("jobName") or "")
+                    )
+        except Exception as err:  # reported by the test, not lost in the thread
+            broken.append(err)
 
     follower = threading.Thread(target=follow, daemon=True)
     follower.start()
@@ -969,6 +974,7 @@ def test_operator_pod_deleted_during_a_burst_of_creates_makes_each_job_once_and_
             assert obj["status"]["jobName"] == f"{name}-dsgen", obj["status"]
             assert obj["status"]["phase"] == "Pending"
         # Phases as the watch saw every write: none goes backwards, a Job once named stays.
+        assert not broken, broken
         rank = {"": 0, "Waiting": 1, "Pending": 2, "Running": 3, "Succeeded": 4, "Failed": 4}
         for name, history in seen.items():
             phases = [rank[phase] for phase, _ in history]
