@@ -874,9 +874,10 @@ def test_operator_pod_deleted_during_a_burst_of_creates_makes_each_job_once_and_
     installed: Install,
 ) -> None:
     """Twelve DatasetGenerations applied at once, their Jobs held in a Kueue queue (no pod
-    runs); the operator's pod is deleted as soon as the first Job appears. The new operator pod
-    adopts what the old one made: one Job and one spec ConfigMap each, none re-created, every
-    status names its Job, no phase goes backwards, no transition Event is posted twice."""
+    runs); the operator's pod is deleted as soon as a status names the first Job. The new
+    operator pod adopts what the old one made: one Job and one spec ConfigMap each, none
+    re-created, every status names its Job, no phase goes backwards, no transition Event is
+    posted twice."""
     from kubernetes import client, watch
 
     from llmft_operator.status import NORMAL_REASONS
@@ -886,15 +887,18 @@ def test_operator_pod_deleted_during_a_burst_of_creates_makes_each_job_once_and_
     names = [f"burst-{i}" for i in range(12)]
     address = closed_address(installed)
     items = [light_generation(n, address, queueName="held", backoffLimit=0) for n in names]
-    custom = client.CustomObjectsApi(cluster.api_client())
+    api_client = cluster.api_client()
+    custom, core = client.CustomObjectsApi(api_client), client.CoreV1Api(api_client)
     group = ("llmft.io", "v1alpha1", TEAM_NS, "datasetgenerations")
     since = custom.list_namespaced_custom_object(*group)["metadata"]["resourceVersion"]
     seen: dict[str, list[tuple[str, str]]] = {n: [] for n in names}  # (phase, jobName) in order
     watcher = watch.Watch()
-
     broken: list[Exception] = []  # the watch ending early would hide writes
+    killed: list[dict[str, str]] = []  # the burst's Jobs when the operator's pod was deleted
 
     def follow() -> None:
+        """Record every write to the burst's resources; at the first that names a Job, delete
+        the operator's pod (at once, from the watch: a poll would come too late)."""
         stream = watcher.stream(
             custom.list_namespaced_custom_object, *group, resource_version=since,
             timeout_seconds=900,
@@ -903,15 +907,18 @@ def test_operator_pod_deleted_during_a_burst_of_creates_makes_each_job_once_and_
             for event in stream:
                 obj = event["object"]
                 status = obj.get("status") or {}
-                if obj["metadata"]["name"] in seen and event["type"] != "DELETED":
-                    seen[obj["metadata"]["name"]].append(
-                        (status.get("phase") or "", status.get("jobName") or "")
+                if obj["metadata"]["name"] not in seen or event["type"] == "DELETED":
+                    continue
+                seen[obj["metadata"]["name"]].append(
+                    (status.get("phase") or "", status.get("jobName") or "")
+                )
+                if status.get("jobName") and not killed:
+                    core.delete_collection_namespaced_pod(
+                        SYSTEM_NS, label_selector="app.kubernetes.io/component=operator"
                     )
+                    killed.append(burst_objects("jobs"))
         except Exception as err:  # reported by the test, not lost in the thread
             broken.append(err)
-
-    follower = threading.Thread(target=follow, daemon=True)
-    follower.start()
 
     def burst_objects(kind: str) -> dict[str, str]:
         listed = json.loads(
@@ -934,18 +941,16 @@ def test_operator_pod_deleted_during_a_burst_of_creates_makes_each_job_once_and_
 
     try:
         old = {p["metadata"]["name"] for p in operator_pods()}
+        threading.Thread(target=follow, daemon=True).start()
         cluster.kubectl(
             "apply",
             "-f",
             "-",
             input=json.dumps({"apiVersion": "v1", "kind": "List", "items": items}),
         )
-        wait_for(lambda: burst_objects("jobs"), 120, 0.1, "the burst's first Job")
-        cluster.kubectl(
-            "delete", "pod", "-n", SYSTEM_NS, "-l", "app.kubernetes.io/component=operator",
-            "--wait=false",
-        )  # fmt: skip
-        at_kill = burst_objects("jobs")
+        wait_for(lambda: killed or broken, 120, 0.1, "the operator's pod deleted")
+        assert not broken, broken
+        at_kill = killed[0]
         print(f"{len(at_kill)} of {len(names)} Jobs existed when the operator pod was deleted")
 
         def new_operator_ready() -> bool:
