@@ -398,14 +398,12 @@ def job_status(
     """The status patch for a resource whose Job exists (or existed, for a finished one)."""
     phase = obs.phase.value
     conds = read_status(current).conditions
-    if obs.inputs_ready:
-        conds = set_condition(
-            conds, INPUTS_READY, True, "InputsReady", "all inputs are ready", job_generation, now
-        )
-    else:
-        conds = set_condition(
-            conds, INPUTS_READY, False, obs.reason, obs.message, job_generation, now
-        )
+    ready = (
+        (True, "InputsReady", "all inputs are ready")
+        if obs.inputs_ready
+        else (False, obs.reason, obs.message)  # an input gone since the Job was created
+    )
+    conds = set_condition(conds, INPUTS_READY, *ready, job_generation, now)
     conds = set_phase_conditions(conds, obs.phase, obs.reason, obs.message, job_generation, now)
     conds = model_family_condition(conds, current, job_generation, now)
     if generation != job_generation:

@@ -644,6 +644,17 @@ def events_of(inst: Install, name: str) -> list[dict[str, Any]]:
     return [e for e in items if e["involvedObject"]["apiVersion"].startswith("llmft.io/")]
 
 
+def wait_failed(cluster: KubeCluster, kind: str, name: str, timeout: float = 600) -> dict[str, Any]:
+    """The resource once its phase is Failed (the fault tests expect it to fail)."""
+
+    def failed() -> dict[str, Any] | None:
+        obj = get(cluster, kind, name)
+        return obj if obj.get("status", {}).get("phase") == "Failed" else None
+
+    result: dict[str, Any] = wait_for(failed, timeout, 2, f"{kind}/{name} Failed")
+    return result
+
+
 def condition_of(obj: dict[str, Any], type_: str) -> dict[str, Any]:
     conditions = obj.get("status", {}).get("conditions") or []
     return next((c for c in conditions if c["type"] == type_), {})
@@ -781,11 +792,7 @@ def test_ollama_unreachable_when_the_pod_starts_fails_after_the_bounded_wait_and
         "apply", "-f", "-", input=json.dumps(light_generation(name, address, backoffLimit=1))
     )
 
-    def failed() -> dict[str, Any] | None:
-        obj = get(cluster, "DatasetGeneration", name)
-        return obj if obj.get("status", {}).get("phase") == "Failed" else None
-
-    done = wait_for(failed, 600, 2, f"{name}: Failed")
+    done = wait_failed(cluster, "DatasetGeneration", name)
 
     message = condition_of(done, "Failed")["message"]
     assert f"spec.generator.ollamaHost: Ollama server at {address} is unreachable" in message
@@ -844,11 +851,7 @@ def test_weaviate_unreachable_when_the_evaluator_starts_fails_naming_it_after_th
     try:
         cluster.kubectl("apply", "-f", "-", input=json.dumps(manifest))
 
-        def failed() -> dict[str, Any] | None:
-            obj = get(cluster, "Evaluation", name)
-            return obj if obj.get("status", {}).get("phase") == "Failed" else None
-
-        done = wait_for(failed, 600, 2, f"{name}: Failed")
+        done = wait_failed(cluster, "Evaluation", name)
 
         message = condition_of(done, "Failed")["message"]
         where = f"Weaviate at {address} (gRPC port {grpc_port}) did not answer for"
@@ -1111,11 +1114,7 @@ def test_artefact_volume_full_in_the_trainer_pod_fails_naming_it_and_keeps_what_
             except OSError as err:
                 assert err.errno == errno.ENOSPC, err
 
-        def failed() -> dict[str, Any] | None:
-            obj = get(cluster, "FineTuneJob", name)
-            return obj if obj.get("status", {}).get("phase") == "Failed" else None
-
-        done = wait_for(failed, 600, 2, f"{name}: Failed")
+        done = wait_failed(cluster, "FineTuneJob", name)
 
         message = condition_of(done, "Failed")["message"]
         out = f"/artifacts/runs/{name}"
